@@ -1,0 +1,317 @@
+//! Kafka client configuration from the environment, and the client context that logs through
+//! `tracing` and signs MSK IAM tokens.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `KAFKA_BOOTSTRAP_SERVERS` | required | `host:port,…` |
+//! | `KAFKA_SECURITY_PROTOCOL` | `SASL_SSL` | `PLAINTEXT`, `SSL` or `SASL_SSL` (MSK IAM over OAUTHBEARER) |
+//! | `KAFKA_SSL_CA_LOCATION` | system store | PEM bundle to trust instead |
+//! | `KAFKA_CLIENT_ID` | the caller's default | shows in broker logs and quotas |
+//! | `KAFKA_DELIVERY_TIMEOUT_MS` | the caller's default | how long a produce may wait for its ack |
+//! | `AWS_REGION` | required for `SASL_SSL` | region the IAM token is signed for |
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+
+use crate::config::{self, Env};
+use crate::error::ConfigError;
+use crate::msk_iam::MskIamTokenSource;
+
+pub const BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
+pub const SECURITY_PROTOCOL: &str = "KAFKA_SECURITY_PROTOCOL";
+pub const SSL_CA_LOCATION: &str = "KAFKA_SSL_CA_LOCATION";
+pub const CLIENT_ID: &str = "KAFKA_CLIENT_ID";
+pub const DELIVERY_TIMEOUT_MS: &str = "KAFKA_DELIVERY_TIMEOUT_MS";
+pub const AWS_REGION: &str = "AWS_REGION";
+
+/// How the client reaches the brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// Local stack only.
+    Plaintext,
+    /// TLS without client authentication.
+    Tls,
+    /// TLS plus SASL/OAUTHBEARER with a SigV4-signed MSK IAM token (MSK port 9098).
+    MskIam { region: String },
+}
+
+impl Security {
+    fn protocol(&self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Tls => "SSL",
+            Self::MskIam { .. } => "SASL_SSL",
+        }
+    }
+}
+
+/// Everything needed to build a Kafka client, parsed and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub security: Security,
+    pub ca_location: Option<String>,
+    pub client_id: String,
+    pub delivery_timeout: Duration,
+}
+
+impl KafkaSettings {
+    /// Reads the variables in the module table; `client_id` and `delivery_timeout` are the
+    /// caller's defaults.
+    pub fn from_env(
+        env: &impl Env,
+        client_id: &str,
+        delivery_timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        let bootstrap_servers = config::required(
+            env,
+            BOOTSTRAP_SERVERS,
+            "comma-separated host:port list of the Kafka brokers",
+        )?;
+        if let Some(bad) = bootstrap_servers
+            .split(',')
+            .map(str::trim)
+            .find(|server| !is_host_port(server))
+        {
+            return Err(ConfigError::Invalid {
+                var: BOOTSTRAP_SERVERS,
+                value: bad.to_string(),
+                expected: "host:port entries separated by commas",
+            });
+        }
+        let protocol =
+            config::optional(env, SECURITY_PROTOCOL).unwrap_or_else(|| "SASL_SSL".into());
+        let security = match protocol.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Security::Plaintext,
+            "SSL" => Security::Tls,
+            "SASL_SSL" => Security::MskIam {
+                region: config::required(env, AWS_REGION, "region to sign the MSK IAM token for")?,
+            },
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: SECURITY_PROTOCOL,
+                    value: protocol,
+                    expected: "PLAINTEXT, SSL or SASL_SSL",
+                });
+            }
+        };
+        Ok(Self {
+            bootstrap_servers,
+            security,
+            ca_location: config::optional(env, SSL_CA_LOCATION),
+            client_id: config::optional(env, CLIENT_ID).unwrap_or_else(|| client_id.to_string()),
+            delivery_timeout: config::millis(env, DELIVERY_TIMEOUT_MS, delivery_timeout)?,
+        })
+    }
+
+    /// Properties common to every client of ours.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id)
+            .set("security.protocol", self.security.protocol())
+            // librdkafka's default backs off up to 10 s between reconnects, so a two-second
+            // outage can outlast a short delivery timeout; reconnect quickly instead.
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "500");
+        if let Some(ca) = &self.ca_location {
+            config.set("ssl.ca.location", ca);
+        }
+        if matches!(self.security, Security::MskIam { .. }) {
+            config.set("sasl.mechanism", "OAUTHBEARER");
+        }
+        config
+    }
+
+    /// An idempotent, `acks=all` producer configuration whose every message gets an answer
+    /// (ack or error) within `delivery_timeout`.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // The Java client's default partitioner: a key lands on the same partition whichever
+            // client (Java producers, this fallback, the republisher) wrote it.
+            .set("partitioner", "murmur2_random")
+            .set(
+                "message.timeout.ms",
+                self.delivery_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", "5");
+        config
+    }
+
+    /// The client context matching the security settings.
+    pub fn context(&self) -> KafkaContext {
+        KafkaContext {
+            iam: match &self.security {
+                Security::MskIam { region } => Some(MskIamTokenSource::new(region.clone())),
+                _ => None,
+            },
+        }
+    }
+
+    /// A producer built from [`Self::producer_config`] and [`Self::context`].
+    pub fn producer(&self) -> Result<FutureProducer<KafkaContext>, KafkaError> {
+        self.producer_config().create_with_context(self.context())
+    }
+}
+
+fn is_host_port(server: &str) -> bool {
+    match server.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+/// Client context shared by our producers and admin clients: librdkafka's logs go to `tracing`,
+/// and OAUTHBEARER tokens come from MSK IAM when configured.
+pub struct KafkaContext {
+    iam: Option<MskIamTokenSource>,
+}
+
+impl ClientContext for KafkaContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Brokers going away is what this project exists for: a warning, not an error.
+        tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        match &self.iam {
+            Some(source) => Ok(source.token()?),
+            None => Err("OAUTHBEARER requested but KAFKA_SECURITY_PROTOCOL is not SASL_SSL".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&'static str, &'static str)]) -> Result<KafkaSettings, ConfigError> {
+        let env: HashMap<&str, &str> = vars.iter().copied().collect();
+        KafkaSettings::from_env(&env, "test-client", Duration::from_secs(10))
+    }
+
+    #[test]
+    fn bootstrap_servers_are_required() {
+        let err = settings(&[]).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Missing {
+                var: BOOTSTRAP_SERVERS,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bootstrap_entries_must_be_host_port() {
+        let err = settings(&[(BOOTSTRAP_SERVERS, "b-1:9098,b-2")]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Invalid {
+                var: BOOTSTRAP_SERVERS,
+                value: "b-2".into(),
+                expected: "host:port entries separated by commas"
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_to_msk_iam_which_needs_a_region() {
+        let err = settings(&[(BOOTSTRAP_SERVERS, "b-1:9098")]).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Missing {
+                var: AWS_REGION,
+                ..
+            }
+        ));
+
+        let s = settings(&[(BOOTSTRAP_SERVERS, "b-1:9098"), (AWS_REGION, "eu-west-1")]).unwrap();
+        assert_eq!(
+            s.security,
+            Security::MskIam {
+                region: "eu-west-1".into()
+            }
+        );
+        let config = s.producer_config();
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("sasl.mechanism"), Some("OAUTHBEARER"));
+    }
+
+    #[test]
+    fn unknown_protocol_is_named() {
+        let err = settings(&[
+            (BOOTSTRAP_SERVERS, "k:9092"),
+            (SECURITY_PROTOCOL, "SASL_PLAINTEXT"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("KAFKA_SECURITY_PROTOCOL=\"SASL_PLAINTEXT\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn producer_is_idempotent_and_java_compatible() {
+        let s = settings(&[
+            (BOOTSTRAP_SERVERS, "127.0.0.1:9092"),
+            (SECURITY_PROTOCOL, "plaintext"),
+            (DELIVERY_TIMEOUT_MS, "2500"),
+            (CLIENT_ID, "custom"),
+        ])
+        .unwrap();
+        let config = s.producer_config();
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(config.get("message.timeout.ms"), Some("2500"));
+        assert_eq!(config.get("client.id"), Some("custom"));
+        assert_eq!(config.get("sasl.mechanism"), None);
+    }
+
+    #[test]
+    fn tls_with_custom_ca() {
+        let s = settings(&[
+            (BOOTSTRAP_SERVERS, "b-1:9094"),
+            (SECURITY_PROTOCOL, "SSL"),
+            (SSL_CA_LOCATION, "/etc/ca.pem"),
+        ])
+        .unwrap();
+        let config = s.client_config();
+        assert_eq!(config.get("security.protocol"), Some("SSL"));
+        assert_eq!(config.get("ssl.ca.location"), Some("/etc/ca.pem"));
+    }
+}

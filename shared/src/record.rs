@@ -1,0 +1,516 @@
+//! The standby record: the DynamoDB item a producer writes when Kafka is unreachable, and the
+//! only definition of its bytes.
+//!
+//! [`StandbyRecord`] is the domain type; [`StandbyRecord::to_item`] and the `from_*` decoders are
+//! the single mapping to and from DynamoDB attributes, built on `serde_dynamo`, so the item a
+//! producer writes, the stream image the republisher receives and the page a sweep scans all go
+//! through the same code. The attribute table in the README mirrors [`StandbyItem`].
+//!
+//! Ordering: every event of one (topic, Kafka key) shares a partition key, and DynamoDB Streams
+//! keeps the order of writes per partition key, so the republisher sees a key's events in the
+//! order the producer stored them. Events without a Kafka key have no order in Kafka either; they
+//! are spread over [`NULL_KEY_BUCKETS`] partition keys so one busy topic does not make a hot
+//! DynamoDB partition.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::envelope;
+use crate::error::RecordError;
+
+/// Version of the item layout described here. Readers refuse other versions by name.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// DynamoDB's hard limit on the size of one item (names plus values).
+pub const DYNAMODB_MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// Partition keys used for events without a Kafka key, per topic.
+pub const NULL_KEY_BUCKETS: u8 = 16;
+
+/// Attribute names, shared with code that builds key conditions and projections.
+pub mod attr {
+    pub const PARTITION_KEY: &str = "pk";
+    pub const EVENT_ID: &str = "event_id";
+    pub const FORMAT_VERSION: &str = "format_version";
+    pub const TOPIC: &str = "topic";
+    pub const CREATED_AT: &str = "created_at";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// Unique, time-ordered identity of one event: a UUIDv7 assigned by the producer. Its text form
+/// sorts by creation time, which makes it the table's sort key. Consumers deduplicate on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    /// A new id; ids made by one process are strictly increasing.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+impl From<Uuid> for EventId {
+    fn from(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+/// One Kafka header. Names may repeat and order matters, as in Kafka; a value may be null.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Header {
+    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        Self {
+            name: name.into(),
+            value: Some(value.into()),
+        }
+    }
+}
+
+/// An event waiting in the standby store to be republished to Kafka, exactly as produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandbyRecord {
+    pub event_id: EventId,
+    pub topic: String,
+    /// `None` is Kafka's null key, distinct from an empty key.
+    pub key: Option<Vec<u8>>,
+    /// The exact value bytes, schema-version prefix included.
+    pub value: Vec<u8>,
+    pub headers: Vec<Header>,
+    /// Who wrote the record (a producer instance), for operators tracing an outage.
+    pub producer_id: String,
+    /// When the producer created the event, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// DynamoDB TTL, seconds since the Unix epoch. A last resort: the sweep should have
+    /// republished the event long before.
+    pub expires_at: u64,
+}
+
+impl StandbyRecord {
+    /// The DynamoDB partition key: equal for all events of one topic and Kafka key.
+    pub fn partition_key(&self) -> String {
+        partition_key(&self.topic, self.key.as_deref(), self.event_id)
+    }
+
+    /// Schema version from the value's prefix, if the value is framed.
+    pub fn schema_version(&self) -> Option<u32> {
+        envelope::schema_version(&self.value)
+    }
+
+    /// Age of the event at `now`, saturating at zero for clocks that disagree.
+    pub fn age_at(&self, now: SystemTime) -> Duration {
+        let now_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Duration::from_millis(now_ms.saturating_sub(self.created_at_ms))
+    }
+
+    /// The attribute map for `PutItem`.
+    pub fn to_item(&self) -> HashMap<String, AttributeValue> {
+        serde_dynamo::aws_sdk_dynamodb_1::to_item(StandbyItem::from(self))
+            .expect("StandbyItem has only strings, numbers, bytes, lists and maps")
+    }
+
+    /// The attribute map as `serde_dynamo` models it (the shape of Lambda stream images).
+    pub fn to_image(&self) -> serde_dynamo::Item {
+        serde_dynamo::to_item(StandbyItem::from(self))
+            .expect("StandbyItem has only strings, numbers, bytes, lists and maps")
+    }
+
+    /// Decodes an item read with the DynamoDB API (`Scan`, `Query`, `GetItem`).
+    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, RecordError> {
+        Self::from_image(serde_dynamo::Item::from(item))
+    }
+
+    /// Decodes a stream record's `NewImage` (as `aws_lambda_events` delivers it) or any other
+    /// `serde_dynamo` item.
+    pub fn from_image(image: serde_dynamo::Item) -> Result<Self, RecordError> {
+        if image.is_empty() {
+            return Err(RecordError::EmptyImage);
+        }
+        check_format_version(&image)?;
+        let deserializer = serde_dynamo::Deserializer::from_attribute_value(
+            serde_dynamo::AttributeValue::M(image.into_inner()),
+        );
+        let item: StandbyItem =
+            serde_path_to_error::deserialize(deserializer).map_err(RecordError::from_serde)?;
+        item.try_into()
+    }
+
+    /// Upper bound of the item's size as DynamoDB counts it (attribute names plus values), so a
+    /// writer can refuse an oversized event with a clear message before calling the API.
+    pub fn item_size_bytes(&self) -> usize {
+        const NUMBER: usize = 21; // DynamoDB counts at most 21 bytes per number
+        const NESTING: usize = 3; // per list or map, and per element inside one
+        let header_bytes: usize = self
+            .headers
+            .iter()
+            .map(|h| {
+                NESTING
+                    + "name".len()
+                    + h.name.len()
+                    + "value".len()
+                    + h.value.as_ref().map_or(0, Vec::len)
+            })
+            .sum();
+        let pk = self.partition_key();
+        "pk".len()
+            + pk.len()
+            + "event_id".len()
+            + 36
+            + "format_version".len()
+            + NUMBER
+            + "topic".len()
+            + self.topic.len()
+            + "key".len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + "value".len()
+            + self.value.len()
+            + "headers".len()
+            + NESTING
+            + header_bytes
+            + "producer_id".len()
+            + self.producer_id.len()
+            + "created_at".len()
+            + NUMBER
+            + "schema_version".len()
+            + NUMBER
+            + "expires_at".len()
+            + NUMBER
+    }
+}
+
+/// Partition key for an event of `topic` with Kafka `key`.
+///
+/// Keyed: `{topic}#k#{hex(sha256(key))[..32]}`: fixed length whatever the key's size (DynamoDB
+/// caps partition keys at 2 KB), and a collision would only merge two keys' ordering groups.
+/// Null key: `{topic}#n#{bucket}`, the bucket taken from the event id's hash so it is stable
+/// for the event.
+pub fn partition_key(topic: &str, key: Option<&[u8]>, event_id: EventId) -> String {
+    match key {
+        Some(key) => {
+            let digest = Sha256::digest(key);
+            format!("{topic}#k#{}", hex::encode(&digest[..16]))
+        }
+        None => {
+            let digest = Sha256::digest(event_id.as_uuid().as_bytes());
+            format!("{topic}#n#{:02}", digest[0] % NULL_KEY_BUCKETS)
+        }
+    }
+}
+
+/// The item layout, attribute by attribute. Private: callers use [`StandbyRecord`].
+#[derive(Debug, Serialize, Deserialize)]
+struct StandbyItem {
+    /// Partition key, see [`partition_key`].
+    pk: String,
+    /// Sort key: the event id (UUIDv7, hyphenated, sorts by time).
+    event_id: String,
+    format_version: u32,
+    topic: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<ByteBuf>,
+    value: ByteBuf,
+    headers: Vec<HeaderItem>,
+    producer_id: String,
+    /// Milliseconds since the Unix epoch.
+    created_at: u64,
+    /// Parsed from the value's prefix for metrics and operators; never used to decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schema_version: Option<u32>,
+    /// DynamoDB TTL attribute, seconds since the Unix epoch.
+    expires_at: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HeaderItem {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<ByteBuf>,
+}
+
+impl From<&StandbyRecord> for StandbyItem {
+    fn from(record: &StandbyRecord) -> Self {
+        Self {
+            pk: record.partition_key(),
+            event_id: record.event_id.to_string(),
+            format_version: FORMAT_VERSION,
+            topic: record.topic.clone(),
+            key: record.key.clone().map(ByteBuf::from),
+            value: ByteBuf::from(record.value.clone()),
+            headers: record
+                .headers
+                .iter()
+                .map(|h| HeaderItem {
+                    name: h.name.clone(),
+                    value: h.value.clone().map(ByteBuf::from),
+                })
+                .collect(),
+            producer_id: record.producer_id.clone(),
+            created_at: record.created_at_ms,
+            schema_version: record.schema_version(),
+            expires_at: record.expires_at,
+        }
+    }
+}
+
+impl TryFrom<StandbyItem> for StandbyRecord {
+    type Error = RecordError;
+
+    fn try_from(item: StandbyItem) -> Result<Self, RecordError> {
+        let event_id =
+            item.event_id
+                .parse()
+                .map_err(|e: uuid::Error| RecordError::InvalidAttribute {
+                    attribute: attr::EVENT_ID.into(),
+                    reason: format!("{:?} is not a UUID: {e}", item.event_id),
+                })?;
+        if item.topic.is_empty() {
+            return Err(RecordError::InvalidAttribute {
+                attribute: attr::TOPIC.into(),
+                reason: "empty topic name".into(),
+            });
+        }
+        Ok(Self {
+            event_id,
+            topic: item.topic,
+            key: item.key.map(ByteBuf::into_vec),
+            value: item.value.into_vec(),
+            headers: item
+                .headers
+                .into_iter()
+                .map(|h| Header {
+                    name: h.name,
+                    value: h.value.map(ByteBuf::into_vec),
+                })
+                .collect(),
+            producer_id: item.producer_id,
+            created_at_ms: item.created_at,
+            expires_at: item.expires_at,
+        })
+    }
+}
+
+/// Checked before the full decode, so an item from a future layout is reported as such rather
+/// than as whichever attribute changed first.
+fn check_format_version(image: &serde_dynamo::Item) -> Result<(), RecordError> {
+    match image.get(attr::FORMAT_VERSION) {
+        None => Err(RecordError::MissingAttribute {
+            attribute: attr::FORMAT_VERSION.into(),
+        }),
+        Some(serde_dynamo::AttributeValue::N(n)) if n.trim() == FORMAT_VERSION.to_string() => {
+            Ok(())
+        }
+        Some(serde_dynamo::AttributeValue::N(n)) => {
+            Err(RecordError::UnknownFormatVersion { found: n.clone() })
+        }
+        Some(other) => Err(RecordError::InvalidAttribute {
+            attribute: attr::FORMAT_VERSION.into(),
+            reason: format!("expected a number, found {}", attribute_kind(other)),
+        }),
+    }
+}
+
+fn attribute_kind(value: &serde_dynamo::AttributeValue) -> &'static str {
+    use serde_dynamo::AttributeValue as Av;
+    match value {
+        Av::N(_) => "N (number)",
+        Av::S(_) => "S (string)",
+        Av::Bool(_) => "BOOL",
+        Av::B(_) => "B (binary)",
+        Av::Null(_) => "NULL",
+        Av::M(_) => "M (map)",
+        Av::L(_) => "L (list)",
+        Av::Ss(_) => "SS (string set)",
+        Av::Ns(_) => "NS (number set)",
+        Av::Bs(_) => "BS (binary set)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StandbyRecord {
+        StandbyRecord {
+            event_id: EventId::new(),
+            topic: "orders".into(),
+            key: Some(b"customer-42".to_vec()),
+            value: envelope::Envelope {
+                schema_version: 3,
+                payload: b"{\"total\":10}",
+            }
+            .encode(),
+            headers: vec![
+                Header::new("trace", "a"),
+                Header::new("trace", "b"),
+                Header {
+                    name: "null".into(),
+                    value: None,
+                },
+            ],
+            producer_id: "checkout-1".into(),
+            created_at_ms: 1_700_000_000_123,
+            expires_at: 1_700_604_800,
+        }
+    }
+
+    #[test]
+    fn one_key_one_partition_key() {
+        let a = sample();
+        let b = StandbyRecord {
+            event_id: EventId::new(),
+            ..sample()
+        };
+        assert_eq!(a.partition_key(), b.partition_key());
+        assert!(a.partition_key().starts_with("orders#k#"));
+        let other_topic = StandbyRecord {
+            topic: "payments".into(),
+            ..sample()
+        };
+        assert_ne!(a.partition_key(), other_topic.partition_key());
+    }
+
+    #[test]
+    fn null_and_empty_keys_are_different_groups() {
+        let empty = StandbyRecord {
+            key: Some(vec![]),
+            ..sample()
+        };
+        let null = StandbyRecord {
+            key: None,
+            ..sample()
+        };
+        assert!(empty.partition_key().contains("#k#"));
+        assert!(null.partition_key().contains("#n#"));
+        assert_eq!(null.partition_key(), null.clone().partition_key());
+    }
+
+    #[test]
+    fn item_carries_schema_version_and_format() {
+        let item = sample().to_item();
+        assert_eq!(item["schema_version"], AttributeValue::N("3".into()));
+        assert_eq!(item["format_version"], AttributeValue::N("1".into()));
+        assert!(matches!(item["value"], AttributeValue::B(_)));
+    }
+
+    #[test]
+    fn missing_attribute_is_named() {
+        let mut item = sample().to_item();
+        item.remove("topic");
+        let err = StandbyRecord::from_item(item).unwrap_err();
+        assert_eq!(
+            err,
+            RecordError::MissingAttribute {
+                attribute: "topic".into()
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_attribute_path() {
+        let mut item = sample().to_item();
+        item.insert("value".into(), AttributeValue::S("not bytes".into()));
+        let err = StandbyRecord::from_item(item).unwrap_err();
+        assert!(
+            matches!(&err, RecordError::InvalidAttribute { attribute, .. } if attribute == "value"),
+            "{err:?}"
+        );
+
+        let mut item = sample().to_item();
+        let AttributeValue::L(mut headers) = item.remove("headers").unwrap() else {
+            panic!("headers is a list");
+        };
+        headers[1] = AttributeValue::M(HashMap::from([(
+            "name".to_string(),
+            AttributeValue::N("7".into()),
+        )]));
+        item.insert("headers".into(), AttributeValue::L(headers));
+        let err = StandbyRecord::from_item(item).unwrap_err();
+        assert!(
+            matches!(&err, RecordError::InvalidAttribute { attribute, .. } if attribute == "headers[1].name"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_format_version_is_reported_first() {
+        let mut item = sample().to_item();
+        item.insert("format_version".into(), AttributeValue::N("2".into()));
+        item.remove("topic");
+        let err = StandbyRecord::from_item(item).unwrap_err();
+        assert_eq!(err, RecordError::UnknownFormatVersion { found: "2".into() });
+    }
+
+    #[test]
+    fn bad_event_id_is_named() {
+        let mut item = sample().to_item();
+        item.insert("event_id".into(), AttributeValue::S("evt-1".into()));
+        let err = StandbyRecord::from_item(item).unwrap_err();
+        assert!(err.to_string().contains("event_id"), "{err}");
+    }
+
+    #[test]
+    fn empty_image_is_its_own_error() {
+        let err = StandbyRecord::from_image(serde_dynamo::Item::from(HashMap::<
+            String,
+            serde_dynamo::AttributeValue,
+        >::new()))
+        .unwrap_err();
+        assert_eq!(err, RecordError::EmptyImage);
+    }
+
+    #[test]
+    fn size_estimate_is_an_upper_bound_of_the_payload() {
+        let record = StandbyRecord {
+            value: vec![0; 300_000],
+            ..sample()
+        };
+        let size = record.item_size_bytes();
+        assert!(size > 300_000 && size < 301_000, "{size}");
+    }
+
+    #[test]
+    fn event_ids_sort_by_creation() {
+        let ids: Vec<EventId> = (0..1000).map(|_| EventId::new()).collect();
+        let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted);
+    }
+}

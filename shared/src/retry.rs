@@ -1,0 +1,34 @@
+//! Retry and back-off policies, built on `backon` (the maintained successor of `backoff`).
+//!
+//! Only domain-level waits live here. The AWS SDK and librdkafka already retry their own
+//! requests; wrapping them again would multiply delays.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+/// Delays between checks of whether a diverted key's events have all left the standby table:
+/// soon at first (an outage may be short), then every few seconds.
+pub fn standby_recheck() -> impl Iterator<Item = Duration> + Send {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recheck_grows_and_is_capped() {
+        let delays: Vec<Duration> = standby_recheck().take(20).collect();
+        assert_eq!(delays.len(), 20);
+        assert!(delays[0] < Duration::from_millis(500));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(10)));
+        assert!(delays[19] >= Duration::from_secs(5));
+    }
+}
