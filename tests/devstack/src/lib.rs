@@ -1,1 +1,422 @@
+//! The local stack: real services on 127.0.0.1 for the integration tests and `make demo`.
+//!
+//! - a 3-node Apache Kafka 4.3.1 cluster in KRaft mode (nodes 1..3 are broker + controller,
+//!   racks `az-a`, `az-b`, `az-c`), from the jars `make setup` resolves with Maven;
+//! - moto server for DynamoDB, DynamoDB Streams and CloudWatch.
+//!
+//! `devstack up` starts them once per `make test` run and records ports and PIDs in
+//! `<dir>/stack.json` (`<dir>` is `$DEVSTACK_DIR`, else `.stack/` at the workspace root); tests
+//! attach with [`Stack::attach`], use their own topics and tables, and may stop, kill or restart
+//! nodes (the outage tests) or add broker-only nodes (the scale-out tests). `devstack down`
+//! stops everything by PID.
+//!
+//! Layout: [`process`] spawns and signals processes, [`kafka`] configures and runs one node,
+//! [`testkit`] has the helpers tests share (topics, consuming, AWS clients for moto).
 
+pub mod kafka;
+pub mod process;
+pub mod testkit;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::kafka::{Node, Role};
+
+/// Racks of the initial nodes 1, 2, 3 (MSK names them after AZs).
+pub const RACKS: [&str; 3] = ["az-a", "az-b", "az-c"];
+/// How long a cold cluster may take to come up on a 2-core machine.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where the jars and moto live; defaults match what `make setup` installs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tools {
+    pub kafka_libs: PathBuf,
+    pub moto_server: PathBuf,
+}
+
+impl Tools {
+    /// `$KAFKA_LIBS` (default `~/.cache/standby-events/kafka-libs`) and `$MOTO_SERVER`
+    /// (default `.venv/bin/moto_server` at the workspace root).
+    pub fn from_env() -> Self {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        Self {
+            kafka_libs: std::env::var_os("KAFKA_LIBS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(&home).join(".cache/standby-events/kafka-libs")),
+            moto_server: std::env::var_os("MOTO_SERVER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join(".venv/bin/moto_server")),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let kafka_jar = self.kafka_libs.join("kafka_2.13-4.3.1.jar");
+        if !kafka_jar.exists() {
+            bail!("{} is missing: run `make setup` (resolves the Kafka jars)", kafka_jar.display());
+        }
+        if !self.moto_server.exists() {
+            bail!("{} is missing: run `make setup` (installs moto)", self.moto_server.display());
+        }
+        Ok(())
+    }
+}
+
+/// Part of moto's command line, checked before signalling its PID.
+const MOTO_MARKER: &str = "moto_server";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moto {
+    pub port: u16,
+    pub pid: Option<u32>,
+    pub log: PathBuf,
+}
+
+impl Moto {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn is_running(&self) -> bool {
+        self.pid.is_some_and(|pid| process::is_running(pid, MOTO_MARKER))
+    }
+}
+
+/// The running stack, as recorded in its state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stack {
+    pub dir: PathBuf,
+    pub tools: Tools,
+    pub nodes: Vec<Node>,
+    pub moto: Moto,
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `$DEVSTACK_DIR`, else `.stack/` at the workspace root.
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("DEVSTACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".stack"))
+}
+
+impl Stack {
+    fn state_path(dir: &Path) -> PathBuf {
+        dir.join("stack.json")
+    }
+
+    /// The stack recorded in `dir`, if any.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
+        let path = Self::state_path(dir);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)?;
+        Ok(Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?))
+    }
+
+    /// The stack tests run against; a clear error when it is not up.
+    pub fn attach() -> Result<Self> {
+        let dir = default_dir();
+        match Self::load(&dir)? {
+            Some(stack) if stack.is_healthy() => Ok(stack),
+            Some(_) => bail!(
+                "the local stack in {} is not fully running: run `make stack-down stack-up`",
+                dir.display()
+            ),
+            None => bail!(
+                "no local stack in {}: run `make stack-up` first (or `make test`, which starts it)",
+                dir.display()
+            ),
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = Self::state_path(&self.dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)?;
+        std::fs::rename(tmp, path)?;
+        std::fs::write(self.dir.join("stack.env"), self.env_file())?;
+        Ok(())
+    }
+
+    /// Every recorded process is alive (moto, and the nodes that should be running).
+    pub fn is_healthy(&self) -> bool {
+        self.moto.is_running() && self.nodes.iter().all(|n| n.pid.is_none() || n.is_running())
+    }
+
+    /// Starts the stack in `dir`, or reuses the one already running there.
+    pub fn up(dir: &Path, tools: Tools) -> Result<Self> {
+        if let Some(existing) = Self::load(dir)? {
+            if existing.is_healthy() && existing.nodes.iter().all(Node::is_running) {
+                return Ok(existing);
+            }
+            existing.down()?;
+        }
+        tools.check()?;
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+
+        let mut nodes = Vec::new();
+        for (index, rack) in RACKS.iter().enumerate() {
+            nodes.push(Node {
+                id: index as i32 + 1,
+                rack: (*rack).to_string(),
+                role: Role::Combined,
+                broker_port: process::free_port()?,
+                controller_port: Some(process::free_port()?),
+                dir: dir.join(format!("node-{}", index + 1)),
+                pid: None,
+            });
+        }
+        let moto = Moto {
+            port: process::free_port()?,
+            pid: None,
+            log: dir.join("moto.log"),
+        };
+        let mut stack = Self {
+            dir,
+            tools,
+            nodes,
+            moto,
+        };
+        stack.save()?;
+
+        let voters = stack.voters();
+        for node in &stack.nodes {
+            node.write_config(&voters)?;
+        }
+        stack.format_all()?;
+        let libs = stack.tools.kafka_libs.clone();
+        for node in &mut stack.nodes {
+            node.start(&libs)?;
+        }
+        stack.start_moto()?;
+        stack.save()?;
+
+        let ids: Vec<i32> = stack.nodes.iter().map(|n| n.id).collect();
+        let all: Vec<&Node> = stack.nodes.iter().collect();
+        kafka::wait_for_brokers(&stack.bootstrap_servers(), &ids, &all, STARTUP_TIMEOUT)?;
+        stack.wait_for_moto()?;
+        Ok(stack)
+    }
+
+    /// Stops every process by PID and removes the state (data directories included).
+    pub fn down(mut self) -> Result<()> {
+        let mut errors = Vec::new();
+        for node in &mut self.nodes {
+            if let Err(e) = node.stop() {
+                errors.push(format!("node {}: {e:#}", node.id));
+            }
+        }
+        if let Some(pid) = self.moto.pid.take()
+            && let Err(e) = process::stop(pid, MOTO_MARKER, Duration::from_secs(5))
+        {
+            errors.push(format!("moto: {e:#}"));
+        }
+        if !errors.is_empty() {
+            self.save()?;
+            bail!("could not stop everything: {}", errors.join("; "));
+        }
+        std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+        Ok(())
+    }
+
+    fn voters(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.controller_port.map(|port| format!("{}@127.0.0.1:{port}", n.id)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Formats every node in parallel (each is a JVM start).
+    fn format_all(&self) -> Result<()> {
+        let libs = &self.tools.kafka_libs;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|node| scope.spawn(move || node.format(libs)))
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().expect("format thread panicked"))
+        })
+    }
+
+    fn start_moto(&mut self) -> Result<()> {
+        let mut command = Command::new(&self.tools.moto_server);
+        command.args(["-H", "127.0.0.1", "-p", &self.moto.port.to_string()]);
+        self.moto.pid = Some(process::spawn_detached(command, &self.moto.log)?);
+        Ok(())
+    }
+
+    fn wait_for_moto(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.moto.port)).is_err() {
+            if !self.moto.is_running() || Instant::now() > deadline {
+                bail!("moto did not start:\n{}", process::tail(&self.moto.log, 20));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// `host:port` list of the nodes that should be running.
+    pub fn bootstrap_servers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn aws_endpoint(&self) -> String {
+        self.moto.endpoint()
+    }
+
+    pub fn node(&self, id: i32) -> Result<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no node {id} in the stack"))
+    }
+
+    fn node_mut(&mut self, id: i32) -> Result<&mut Node> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no node {id} in the stack"))
+    }
+
+    /// Gracefully stops one node.
+    pub fn stop_node(&mut self, id: i32) -> Result<()> {
+        self.node_mut(id)?.stop()?;
+        self.save()
+    }
+
+    /// Kills one node with SIGKILL (a crash).
+    pub fn kill_node(&mut self, id: i32) -> Result<()> {
+        self.node_mut(id)?.kill()?;
+        self.save()
+    }
+
+    /// Starts a stopped node again and waits until it is back in the cluster metadata.
+    pub fn start_node(&mut self, id: i32) -> Result<()> {
+        let libs = self.tools.kafka_libs.clone();
+        self.node_mut(id)?.start(&libs)?;
+        self.save()?;
+        let node = self.node(id)?;
+        kafka::wait_for_brokers(&node.bootstrap(), &[id], &[node], STARTUP_TIMEOUT)
+    }
+
+    /// Stops every Kafka node (an outage): SIGKILL when `crash`, else SIGTERM.
+    pub fn stop_kafka(&mut self, crash: bool) -> Result<()> {
+        for node in &mut self.nodes {
+            if crash { node.kill()? } else { node.stop()? }
+        }
+        self.save()
+    }
+
+    /// Starts every stopped Kafka node and waits until all are back.
+    pub fn start_kafka(&mut self) -> Result<()> {
+        let libs = self.tools.kafka_libs.clone();
+        for node in &mut self.nodes {
+            node.start(&libs)?;
+        }
+        self.save()?;
+        let ids: Vec<i32> = self.nodes.iter().map(|n| n.id).collect();
+        let all: Vec<&Node> = self.nodes.iter().collect();
+        kafka::wait_for_brokers(&self.bootstrap_servers(), &ids, &all, STARTUP_TIMEOUT)
+    }
+
+    /// Takes every Kafka node down (SIGKILL when `crash`) until [`KafkaOutage::end`]; if the
+    /// guard is dropped first (a failing test), the nodes are started again so the next test
+    /// finds a cluster.
+    pub fn kafka_outage(&mut self, crash: bool) -> Result<KafkaOutage<'_>> {
+        self.stop_kafka(crash)?;
+        Ok(KafkaOutage {
+            stack: self,
+            ended: false,
+        })
+    }
+
+    /// Adds and starts a broker-only node in `rack`, joining the existing quorum (a scale-out).
+    pub fn add_broker(&mut self, id: i32, rack: &str) -> Result<()> {
+        if self.nodes.iter().any(|n| n.id == id) {
+            bail!("node {id} already exists");
+        }
+        let node = Node {
+            id,
+            rack: rack.to_string(),
+            role: Role::Broker,
+            broker_port: process::free_port()?,
+            controller_port: None,
+            dir: self.dir.join(format!("node-{id}")),
+            pid: None,
+        };
+        node.write_config(&self.voters())?;
+        node.format(&self.tools.kafka_libs)?;
+        self.nodes.push(node);
+        self.start_node(id)
+    }
+
+    /// Stops and forgets a broker-only node (undoing [`Self::add_broker`]).
+    pub fn remove_broker(&mut self, id: i32) -> Result<()> {
+        let node = self.node_mut(id)?;
+        if node.role != Role::Broker {
+            bail!("node {id} is a controller; only added brokers can be removed");
+        }
+        node.stop()?;
+        let dir = node.dir.clone();
+        self.nodes.retain(|n| n.id != id);
+        self.save()?;
+        std::fs::remove_dir_all(dir).ok();
+        Ok(())
+    }
+
+    /// Shell-sourceable variables pointing clients at the stack.
+    pub fn env_file(&self) -> String {
+        format!(
+            "\
+KAFKA_BOOTSTRAP_SERVERS={}
+KAFKA_SECURITY_PROTOCOL=PLAINTEXT
+AWS_ENDPOINT_URL={}
+AWS_REGION=us-east-1
+AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test
+",
+            self.bootstrap_servers(),
+            self.aws_endpoint()
+        )
+    }
+}
+
+/// A Kafka outage in progress; see [`Stack::kafka_outage`].
+pub struct KafkaOutage<'a> {
+    stack: &'a mut Stack,
+    ended: bool,
+}
+
+impl KafkaOutage<'_> {
+    /// Starts the nodes again and waits until every broker is back.
+    pub fn end(mut self) -> Result<()> {
+        self.ended = true;
+        self.stack.start_kafka()
+    }
+}
+
+impl Drop for KafkaOutage<'_> {
+    fn drop(&mut self) {
+        if !self.ended && let Err(e) = self.stack.start_kafka() {
+            eprintln!("restarting Kafka after an interrupted outage failed: {e:#}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The producer fallback against the real local stack (Kafka brokers + moto), started by
+//! `make test` / `make stack-up`. Tests that stop the brokers hold the cluster exclusively.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use aws_sdk_dynamodb::types::AttributeValue;
+use devstack::Stack;
+use devstack::testkit::{self, Consumed};
+use rdkafka::producer::FutureRecord;
+use shared::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
+use shared::headers;
+use shared::kafka::KafkaSettings;
+use shared::record::{Header, StandbyRecord};
+use shared::standby_table::StandbyTable;
+use tokio::sync::RwLock;
+
+/// Outage tests take it for writing; the others for reading.
+static CLUSTER: RwLock<()> = RwLock::const_new(());
+
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Fixture {
+    stack: Stack,
+    producer: FallbackProducer,
+    table: StandbyTable,
+    topic: String,
+    dead_letter_topic: String,
+}
+
+async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
+    let stack = Stack::attach()?;
+    let bootstrap = stack.bootstrap_servers();
+    let topic = testkit::unique_name("orders");
+    let dead_letter_topic = testkit::unique_name("orders-dlt");
+    testkit::create_topic(&bootstrap, &topic, 3, 3, topic_configs).await?;
+    testkit::create_topic(&bootstrap, &dead_letter_topic, 1, 3, &[]).await?;
+
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let table = StandbyTable::new(aws_sdk_dynamodb::Client::new(&aws), testkit::unique_name("standby"));
+    table.create().await?;
+
+    let env = HashMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+    ]);
+    let kafka = KafkaSettings::from_env(&env, "fallback-test", DELIVERY_TIMEOUT)?;
+    let settings = FallbackSettings {
+        producer_id: "test-producer".into(),
+        dead_letter_topic: dead_letter_topic.clone(),
+        retention: Duration::from_secs(3600),
+    };
+    let producer = FallbackProducer::new(kafka.producer()?, kafka.delivery_timeout, table.clone(), settings);
+    Ok(Fixture {
+        stack,
+        producer,
+        table,
+        topic,
+        dead_letter_topic,
+    })
+}
+
+fn event(topic: &str, key: &str, n: usize) -> Event {
+    Event {
+        topic: topic.into(),
+        key: Some(key.as_bytes().to_vec()),
+        value: shared::envelope::Envelope {
+            schema_version: 2,
+            payload: format!("{{\"n\":{n}}}").as_bytes(),
+        }
+        .encode(),
+        headers: vec![Header::new("trace", format!("t{n}")), Header::new("trace", "dup")],
+    }
+}
+
+/// Every item in the table, decoded, in (partition key, event id) order.
+async fn table_records(table: &StandbyTable) -> Result<Vec<StandbyRecord>> {
+    let mut records = Vec::new();
+    let mut start = None;
+    loop {
+        let page = table
+            .client()
+            .scan()
+            .table_name(table.name())
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        for item in page.items() {
+            records.push(StandbyRecord::from_item(item.clone())?);
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    records.sort_by(|a, b| (a.partition_key(), a.event_id).cmp(&(b.partition_key(), b.event_id)));
+    Ok(records)
+}
+
+/// Stands in for the republisher: publishes the table's items in order, then deletes them.
+async fn drain_by_hand(fixture: &Fixture) -> Result<()> {
+    let kafka = KafkaSettings::from_env(
+        &HashMap::from([
+            ("KAFKA_BOOTSTRAP_SERVERS", fixture.stack.bootstrap_servers().as_str()),
+            ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        ]),
+        "drain",
+        Duration::from_secs(10),
+    )?;
+    let producer = kafka.producer()?;
+    for record in table_records(&fixture.table).await? {
+        let event_id = record.event_id.to_string();
+        let kafka_headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: headers::EVENT_ID,
+            value: Some(event_id.as_bytes()),
+        });
+        let message = FutureRecord {
+            topic: &record.topic,
+            partition: None,
+            payload: Some(&record.value),
+            key: record.key.as_ref(),
+            timestamp: None,
+            headers: Some(kafka_headers),
+        };
+        producer.send(message, Duration::from_secs(10)).await.map_err(|(e, _)| e)?;
+        fixture
+            .table
+            .client()
+            .delete_item()
+            .table_name(fixture.table.name())
+            .key("pk", AttributeValue::S(record.partition_key()))
+            .key("event_id", AttributeValue::S(event_id))
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+fn values_of_key(messages: &[Consumed], key: &str) -> Vec<Vec<u8>> {
+    messages
+        .iter()
+        .filter(|m| m.key.as_deref() == Some(key.as_bytes()))
+        .map(|m| m.value.clone().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_kafka_up_events_go_to_kafka_and_never_to_standby() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let fixture = fixture(&[]).await?;
+    let mut sent = Vec::new();
+    for n in 0..50 {
+        let event = event(&fixture.topic, &format!("key-{}", n % 5), n);
+        let delivery = fixture.producer.send(event.clone()).await?;
+        assert!(matches!(delivery.outcome, Outcome::Kafka { .. }), "{delivery:?}");
+        sent.push((delivery.event_id, event));
+    }
+    assert!(table_records(&fixture.table).await?.is_empty());
+
+    let bootstrap = fixture.stack.bootstrap_servers();
+    let topic = fixture.topic.clone();
+    let consumed =
+        tokio::task::spawn_blocking(move || testkit::consume(&bootstrap, &topic, 50, Duration::from_secs(30))).await??;
+    for (event_id, event) in &sent {
+        let message = consumed
+            .iter()
+            .find(|m| m.header(headers::EVENT_ID) == Some(event_id.to_string()))
+            .expect("every event id is in Kafka");
+        assert_eq!(message.key, event.key);
+        assert_eq!(message.value.as_ref(), Some(&event.value));
+        let trace: Vec<_> = message.headers.iter().filter(|(name, _)| name == "trace").collect();
+        assert_eq!(trace.len(), 2, "duplicate header names are kept");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_too_large_for_its_topic_is_dead_lettered_with_context() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let fixture = fixture(&[("max.message.bytes", "1024")]).await?;
+    let mut big = event(&fixture.topic, "big", 0);
+    big.value.extend(std::iter::repeat_n(b'x', 4096));
+
+    let delivery = fixture.producer.send(big.clone()).await?;
+    let Outcome::DeadLettered { reason } = &delivery.outcome else {
+        panic!("expected dead-lettering, got {delivery:?}");
+    };
+    assert!(reason.contains("too large"), "{reason}");
+    assert!(table_records(&fixture.table).await?.is_empty());
+
+    let bootstrap = fixture.stack.bootstrap_servers();
+    let dlt = fixture.dead_letter_topic.clone();
+    let consumed = tokio::task::spawn_blocking(move || testkit::consume(&bootstrap, &dlt, 1, Duration::from_secs(30))).await??;
+    let message = &consumed[0];
+    assert_eq!(message.value.as_ref(), Some(&big.value));
+    assert_eq!(message.key, big.key);
+    assert_eq!(message.header(headers::EVENT_ID), Some(delivery.event_id.to_string()));
+    assert_eq!(message.header(headers::DLT_ORIGINAL_TOPIC), Some(fixture.topic.clone()));
+    assert_eq!(message.header(headers::DLT_ERROR_CLASS).as_deref(), Some("non_retriable"));
+    assert_eq!(message.header(headers::DLT_SOURCE).as_deref(), Some("producer-fallback"));
+    assert_eq!(message.header(headers::DLT_PRODUCER_ID).as_deref(), Some("test-producer"));
+    assert!(message.header(headers::DLT_REASON).unwrap().contains("too large"));
+    assert_eq!(message.header("trace").as_deref(), Some("t0"), "original headers come first");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Result<()> {
+    let _exclusive = CLUSTER.write().await;
+    let mut fixture = fixture(&[]).await?;
+    let key = "customer-7";
+
+    // Before the outage: straight to Kafka.
+    let first = fixture.producer.send(event(&fixture.topic, key, 0)).await?;
+    assert!(matches!(first.outcome, Outcome::Kafka { .. }), "{first:?}");
+
+    let outage = tokio::task::block_in_place(|| fixture.stack.kafka_outage(true))?;
+    let during: Vec<Event> = vec![
+        event(&fixture.topic, key, 1),
+        event(&fixture.topic, key, 2),
+        Event { key: None, ..event(&fixture.topic, "", 3) },
+        Event { key: Some(vec![]), ..event(&fixture.topic, "", 4) },
+    ];
+    let mut ids = Vec::new();
+    let mut reasons = Vec::new();
+    for event in &during {
+        let delivery = fixture.producer.send(event.clone()).await?;
+        let Outcome::Standby { reason } = delivery.outcome else {
+            panic!("expected standby during the outage, got {delivery:?}");
+        };
+        ids.push(delivery.event_id);
+        reasons.push(reason);
+    }
+    // The key's first event timed out; its second never tried Kafka, it queued behind the first.
+    assert!(reasons[0].contains("timed out"), "{reasons:?}");
+    assert!(reasons[1].contains("still in the standby table"), "{reasons:?}");
+    assert!(reasons[2].contains("timed out") && reasons[3].contains("timed out"), "{reasons:?}");
+
+    // The items decode to exactly what was sent.
+    let stored = table_records(&fixture.table).await?;
+    assert_eq!(stored.len(), during.len());
+    for (event, id) in during.iter().zip(&ids) {
+        let record = stored.iter().find(|r| r.event_id == *id).expect("item for every event");
+        assert_eq!(record.topic, event.topic);
+        assert_eq!(record.key, event.key);
+        assert_eq!(record.value, event.value);
+        assert_eq!(record.headers, event.headers);
+        assert_eq!(record.producer_id, "test-producer");
+        assert_eq!(record.schema_version(), Some(2));
+    }
+
+    tokio::task::block_in_place(|| outage.end())?;
+
+    // Kafka is back, but key-7 still has events waiting: the next one must queue behind them.
+    let after = fixture.producer.send(event(&fixture.topic, key, 5)).await?;
+    let Outcome::Standby { reason } = &after.outcome else {
+        panic!("a diverted key must stay in standby while its events wait, got {after:?}");
+    };
+    assert!(reason.contains("still in the standby table"), "{reason}");
+    assert_eq!(fixture.producer.diverted_keys(), 2, "customer-7 and the empty key");
+
+    // Once the table holds nothing of the key, the producer returns to Kafka for it.
+    drain_by_hand(&fixture).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let back = fixture.producer.send(event(&fixture.topic, key, 6)).await?;
+    assert!(matches!(back.outcome, Outcome::Kafka { .. }), "{back:?}");
+
+    let bootstrap = fixture.stack.bootstrap_servers();
+    let topic = fixture.topic.clone();
+    let consumed = tokio::task::spawn_blocking(move || testkit::consume(&bootstrap, &topic, 7, Duration::from_secs(60))).await??;
+    let order: Vec<Vec<u8>> = [0, 1, 2, 5, 6].iter().map(|n| event(&fixture.topic, key, *n).value).collect();
+    assert_eq!(values_of_key(&consumed, key), order, "per-key order across the outage");
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! Real Apache Kafka nodes in KRaft mode, run from the Maven jars (`tests/kafka/pom.xml`).
+//!
+//! A node is a directory holding its `server.properties`, its log4j configuration, its data and
+//! its console log. Combined nodes (broker + controller) form the quorum; broker-only nodes join
+//! it later, as MSK brokers added by a scale-out do.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::{Deserialize, Serialize};
+
+use crate::process;
+
+/// The cluster id every node is formatted with: base64url of the 16 bytes "standby-events-1".
+pub const CLUSTER_ID: &str = "c3RhbmRieS1ldmVudHMtMQ";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Broker and KRaft controller in one process (the initial quorum).
+    Combined,
+    /// Broker only, joining an existing quorum.
+    Broker,
+}
+
+/// One node as started, persisted in the stack's state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: i32,
+    pub rack: String,
+    pub role: Role,
+    pub broker_port: u16,
+    pub controller_port: Option<u16>,
+    pub dir: PathBuf,
+    pub pid: Option<u32>,
+}
+
+impl Node {
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.broker_port)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("server.properties")
+    }
+
+    fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
+    /// Unique to this node's command line, so its PID is never confused with another process.
+    fn marker(&self) -> String {
+        self.config_path().display().to_string()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.pid.is_some_and(|pid| process::is_running(pid, &self.marker()))
+    }
+
+    /// Writes `server.properties` and the log configuration. `voters` is the quorum's
+    /// `id@host:port` list.
+    pub fn write_config(&self, voters: &str) -> Result<()> {
+        std::fs::create_dir_all(self.dir.join("data"))?;
+        let roles = match self.role {
+            Role::Combined => "broker,controller",
+            Role::Broker => "broker",
+        };
+        let listeners = match self.controller_port {
+            Some(port) => format!(
+                "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{port}",
+                self.broker_port
+            ),
+            None => format!("PLAINTEXT://127.0.0.1:{}", self.broker_port),
+        };
+        let config = format!(
+            "\
+process.roles={roles}
+node.id={id}
+broker.rack={rack}
+controller.quorum.voters={voters}
+listeners={listeners}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data}
+auto.create.topics.enable=false
+num.partitions=3
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=16777216
+num.network.threads=2
+num.io.threads=2
+background.threads=2
+num.recovery.threads.per.data.dir=1
+# Fast leader failover when a node is stopped in a test.
+controlled.shutdown.enable=true
+",
+            id = self.id,
+            rack = self.rack,
+            port = self.broker_port,
+            data = self.dir.join("data").display(),
+        );
+        std::fs::write(self.config_path(), config)?;
+        let log4j = format!(
+            "\
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File={}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.org.apache.kafka.raft=WARN
+",
+            self.dir.join("server.log").display()
+        );
+        std::fs::write(self.dir.join("log4j.properties"), log4j)?;
+        Ok(())
+    }
+
+    fn java(&self, libs: &Path, main_class: &str) -> Command {
+        let mut command = Command::new("java");
+        command
+            .arg("-Xms64m")
+            .arg("-Xmx384m")
+            .arg("-XX:+UseSerialGC")
+            // C1 only: startup matters more than peak throughput on a 2-core machine.
+            .arg("-XX:TieredStopAtLevel=1")
+            .arg(format!(
+                "-Dlog4j.configuration=file:{}",
+                self.dir.join("log4j.properties").display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/*", libs.display()))
+            .arg(main_class);
+        command
+    }
+
+    /// Formats the node's log directory (KRaft storage), once.
+    pub fn format(&self, libs: &Path) -> Result<()> {
+        if self.dir.join("data/meta.properties").exists() {
+            return Ok(());
+        }
+        let output = self
+            .java(libs, "kafka.tools.StorageTool")
+            .args(["format", "--ignore-formatted", "-t", CLUSTER_ID, "-c"])
+            .arg(self.config_path())
+            .output()
+            .context("running java (is a JDK installed?)")?;
+        if !output.status.success() {
+            bail!(
+                "formatting node {} failed: {}{}",
+                self.id,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the broker process (it must be formatted) and records its PID.
+    pub fn start(&mut self, libs: &Path) -> Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let mut command = self.java(libs, "kafka.Kafka");
+        command.arg(self.config_path());
+        self.pid = Some(process::spawn_detached(command, &self.console_log())?);
+        Ok(())
+    }
+
+    /// Graceful stop (SIGTERM, SIGKILL after 30 s).
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(pid) = self.pid.take() {
+            process::stop(pid, &self.marker(), Duration::from_secs(30))?;
+        }
+        Ok(())
+    }
+
+    /// Crash: SIGKILL, no controlled shutdown.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(pid) = self.pid.take() {
+            process::kill(pid, &self.marker())?;
+        }
+        Ok(())
+    }
+
+    /// Why the node is not running, from its logs.
+    pub fn diagnose(&self) -> String {
+        format!(
+            "node {} ({}): console:\n{}\nserver.log:\n{}",
+            self.id,
+            self.dir.display(),
+            process::tail(&self.console_log(), 20),
+            process::tail(&self.dir.join("server.log"), 20)
+        )
+    }
+}
+
+/// Waits until the cluster's metadata lists every broker in `expected` (as reached through
+/// `bootstrap`), failing early if one of `nodes` died.
+pub fn wait_for_brokers(bootstrap: &str, expected: &[i32], nodes: &[&Node], timeout: Duration) -> Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("reconnect.backoff.max.ms", "200")
+        .set("log_level", "0")
+        .create()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(dead) = nodes.iter().find(|n| !n.is_running()) {
+            bail!("Kafka node {} exited during startup\n{}", dead.id, dead.diagnose());
+        }
+        if let Ok(metadata) = consumer.fetch_metadata(None, Duration::from_secs(2)) {
+            let live: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+            if expected.iter().all(|id| live.contains(id)) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = nodes.iter().map(|n| n.diagnose()).collect();
+            bail!(
+                "brokers {expected:?} not all up after {timeout:?}\n{}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
