@@ -38,7 +38,10 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
     testkit::create_topic(&bootstrap, &dead_letter_topic, 1, 3, &[]).await?;
 
     let aws = testkit::aws_config(&stack.aws_endpoint()).await;
-    let table = StandbyTable::new(aws_sdk_dynamodb::Client::new(&aws), testkit::unique_name("standby"));
+    let table = StandbyTable::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        testkit::unique_name("standby"),
+    );
     table.create().await?;
 
     let env = HashMap::from([
@@ -51,7 +54,12 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
         dead_letter_topic: dead_letter_topic.clone(),
         retention: Duration::from_secs(3600),
     };
-    let producer = FallbackProducer::new(kafka.producer()?, kafka.delivery_timeout, table.clone(), settings);
+    let producer = FallbackProducer::new(
+        kafka.producer()?,
+        kafka.delivery_timeout,
+        table.clone(),
+        settings,
+    );
     Ok(Fixture {
         stack,
         producer,
@@ -70,7 +78,10 @@ fn event(topic: &str, key: &str, n: usize) -> Event {
             payload: format!("{{\"n\":{n}}}").as_bytes(),
         }
         .encode(),
-        headers: vec![Header::new("trace", format!("t{n}")), Header::new("trace", "dup")],
+        headers: vec![
+            Header::new("trace", format!("t{n}")),
+            Header::new("trace", "dup"),
+        ],
     }
 }
 
@@ -95,7 +106,7 @@ async fn table_records(table: &StandbyTable) -> Result<Vec<StandbyRecord>> {
             break;
         }
     }
-    records.sort_by(|a, b| (a.partition_key(), a.event_id).cmp(&(b.partition_key(), b.event_id)));
+    records.sort_by_key(|r| (r.partition_key(), r.event_id));
     Ok(records)
 }
 
@@ -103,7 +114,10 @@ async fn table_records(table: &StandbyTable) -> Result<Vec<StandbyRecord>> {
 async fn drain_by_hand(fixture: &Fixture) -> Result<()> {
     let kafka = KafkaSettings::from_env(
         &HashMap::from([
-            ("KAFKA_BOOTSTRAP_SERVERS", fixture.stack.bootstrap_servers().as_str()),
+            (
+                "KAFKA_BOOTSTRAP_SERVERS",
+                fixture.stack.bootstrap_servers().as_str(),
+            ),
             ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
         ]),
         "drain",
@@ -112,10 +126,11 @@ async fn drain_by_hand(fixture: &Fixture) -> Result<()> {
     let producer = kafka.producer()?;
     for record in table_records(&fixture.table).await? {
         let event_id = record.event_id.to_string();
-        let kafka_headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-            key: headers::EVENT_ID,
-            value: Some(event_id.as_bytes()),
-        });
+        let kafka_headers =
+            rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: headers::EVENT_ID,
+                value: Some(event_id.as_bytes()),
+            });
         let message = FutureRecord {
             topic: &record.topic,
             partition: None,
@@ -124,7 +139,10 @@ async fn drain_by_hand(fixture: &Fixture) -> Result<()> {
             timestamp: None,
             headers: Some(kafka_headers),
         };
-        producer.send(message, Duration::from_secs(10)).await.map_err(|(e, _)| e)?;
+        producer
+            .send(message, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
         fixture
             .table
             .client()
@@ -154,15 +172,20 @@ async fn with_kafka_up_events_go_to_kafka_and_never_to_standby() -> Result<()> {
     for n in 0..50 {
         let event = event(&fixture.topic, &format!("key-{}", n % 5), n);
         let delivery = fixture.producer.send(event.clone()).await?;
-        assert!(matches!(delivery.outcome, Outcome::Kafka { .. }), "{delivery:?}");
+        assert!(
+            matches!(delivery.outcome, Outcome::Kafka { .. }),
+            "{delivery:?}"
+        );
         sent.push((delivery.event_id, event));
     }
     assert!(table_records(&fixture.table).await?.is_empty());
 
     let bootstrap = fixture.stack.bootstrap_servers();
     let topic = fixture.topic.clone();
-    let consumed =
-        tokio::task::spawn_blocking(move || testkit::consume(&bootstrap, &topic, 50, Duration::from_secs(30))).await??;
+    let consumed = tokio::task::spawn_blocking(move || {
+        testkit::consume(&bootstrap, &topic, 50, Duration::from_secs(30))
+    })
+    .await??;
     for (event_id, event) in &sent {
         let message = consumed
             .iter()
@@ -170,7 +193,11 @@ async fn with_kafka_up_events_go_to_kafka_and_never_to_standby() -> Result<()> {
             .expect("every event id is in Kafka");
         assert_eq!(message.key, event.key);
         assert_eq!(message.value.as_ref(), Some(&event.value));
-        let trace: Vec<_> = message.headers.iter().filter(|(name, _)| name == "trace").collect();
+        let trace: Vec<_> = message
+            .headers
+            .iter()
+            .filter(|(name, _)| name == "trace")
+            .collect();
         assert_eq!(trace.len(), 2, "duplicate header names are kept");
     }
     Ok(())
@@ -192,17 +219,44 @@ async fn a_record_too_large_for_its_topic_is_dead_lettered_with_context() -> Res
 
     let bootstrap = fixture.stack.bootstrap_servers();
     let dlt = fixture.dead_letter_topic.clone();
-    let consumed = tokio::task::spawn_blocking(move || testkit::consume(&bootstrap, &dlt, 1, Duration::from_secs(30))).await??;
+    let consumed = tokio::task::spawn_blocking(move || {
+        testkit::consume(&bootstrap, &dlt, 1, Duration::from_secs(30))
+    })
+    .await??;
     let message = &consumed[0];
     assert_eq!(message.value.as_ref(), Some(&big.value));
     assert_eq!(message.key, big.key);
-    assert_eq!(message.header(headers::EVENT_ID), Some(delivery.event_id.to_string()));
-    assert_eq!(message.header(headers::DLT_ORIGINAL_TOPIC), Some(fixture.topic.clone()));
-    assert_eq!(message.header(headers::DLT_ERROR_CLASS).as_deref(), Some("non_retriable"));
-    assert_eq!(message.header(headers::DLT_SOURCE).as_deref(), Some("producer-fallback"));
-    assert_eq!(message.header(headers::DLT_PRODUCER_ID).as_deref(), Some("test-producer"));
-    assert!(message.header(headers::DLT_REASON).unwrap().contains("too large"));
-    assert_eq!(message.header("trace").as_deref(), Some("t0"), "original headers come first");
+    assert_eq!(
+        message.header(headers::EVENT_ID),
+        Some(delivery.event_id.to_string())
+    );
+    assert_eq!(
+        message.header(headers::DLT_ORIGINAL_TOPIC),
+        Some(fixture.topic.clone())
+    );
+    assert_eq!(
+        message.header(headers::DLT_ERROR_CLASS).as_deref(),
+        Some("non_retriable")
+    );
+    assert_eq!(
+        message.header(headers::DLT_SOURCE).as_deref(),
+        Some("producer-fallback")
+    );
+    assert_eq!(
+        message.header(headers::DLT_PRODUCER_ID).as_deref(),
+        Some("test-producer")
+    );
+    assert!(
+        message
+            .header(headers::DLT_REASON)
+            .unwrap()
+            .contains("too large")
+    );
+    assert_eq!(
+        message.header("trace").as_deref(),
+        Some("t0"),
+        "original headers come first"
+    );
     Ok(())
 }
 
@@ -220,8 +274,14 @@ async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Res
     let during: Vec<Event> = vec![
         event(&fixture.topic, key, 1),
         event(&fixture.topic, key, 2),
-        Event { key: None, ..event(&fixture.topic, "", 3) },
-        Event { key: Some(vec![]), ..event(&fixture.topic, "", 4) },
+        Event {
+            key: None,
+            ..event(&fixture.topic, "", 3)
+        },
+        Event {
+            key: Some(vec![]),
+            ..event(&fixture.topic, "", 4)
+        },
     ];
     let mut ids = Vec::new();
     let mut reasons = Vec::new();
@@ -235,14 +295,23 @@ async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Res
     }
     // The key's first event timed out; its second never tried Kafka, it queued behind the first.
     assert!(reasons[0].contains("timed out"), "{reasons:?}");
-    assert!(reasons[1].contains("still in the standby table"), "{reasons:?}");
-    assert!(reasons[2].contains("timed out") && reasons[3].contains("timed out"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("still in the standby table"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("timed out") && reasons[3].contains("timed out"),
+        "{reasons:?}"
+    );
 
     // The items decode to exactly what was sent.
     let stored = table_records(&fixture.table).await?;
     assert_eq!(stored.len(), during.len());
     for (event, id) in during.iter().zip(&ids) {
-        let record = stored.iter().find(|r| r.event_id == *id).expect("item for every event");
+        let record = stored
+            .iter()
+            .find(|r| r.event_id == *id)
+            .expect("item for every event");
         assert_eq!(record.topic, event.topic);
         assert_eq!(record.key, event.key);
         assert_eq!(record.value, event.value);
@@ -259,7 +328,11 @@ async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Res
         panic!("a diverted key must stay in standby while its events wait, got {after:?}");
     };
     assert!(reason.contains("still in the standby table"), "{reason}");
-    assert_eq!(fixture.producer.diverted_keys(), 2, "customer-7 and the empty key");
+    assert_eq!(
+        fixture.producer.diverted_keys(),
+        2,
+        "customer-7 and the empty key"
+    );
 
     // Once the table holds nothing of the key, the producer returns to Kafka for it.
     drain_by_hand(&fixture).await?;
@@ -269,8 +342,18 @@ async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Res
 
     let bootstrap = fixture.stack.bootstrap_servers();
     let topic = fixture.topic.clone();
-    let consumed = tokio::task::spawn_blocking(move || testkit::consume(&bootstrap, &topic, 7, Duration::from_secs(60))).await??;
-    let order: Vec<Vec<u8>> = [0, 1, 2, 5, 6].iter().map(|n| event(&fixture.topic, key, *n).value).collect();
-    assert_eq!(values_of_key(&consumed, key), order, "per-key order across the outage");
+    let consumed = tokio::task::spawn_blocking(move || {
+        testkit::consume(&bootstrap, &topic, 7, Duration::from_secs(60))
+    })
+    .await??;
+    let order: Vec<Vec<u8>> = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|n| event(&fixture.topic, key, *n).value)
+        .collect();
+    assert_eq!(
+        values_of_key(&consumed, key),
+        order,
+        "per-key order across the outage"
+    );
     Ok(())
 }

@@ -12,11 +12,16 @@ fn header() -> impl Strategy<Value = Header> {
         3 => prop::sample::select(vec!["trace-id", "content-type", "tenant"]).prop_map(String::from),
         1 => "\\PC{0,16}",
     ];
-    (name, prop::option::of(prop::collection::vec(any::<u8>(), 0..32)))
+    (
+        name,
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..32)),
+    )
         .prop_map(|(name, value)| Header { name, value })
 }
 
-fn record_with_value(value: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = StandbyRecord> {
+fn record_with_value(
+    value: impl Strategy<Value = Vec<u8>>,
+) -> impl Strategy<Value = StandbyRecord> {
     (
         "[a-zA-Z0-9._-]{1,60}",
         prop::option::of(prop::collection::vec(any::<u8>(), 0..128)),
@@ -26,16 +31,18 @@ fn record_with_value(value: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Val
         any::<u64>(),
         any::<u64>(),
     )
-        .prop_map(|(topic, key, value, headers, producer_id, created_at_ms, expires_at)| StandbyRecord {
-            event_id: EventId::new(),
-            topic,
-            key,
-            value,
-            headers,
-            producer_id,
-            created_at_ms,
-            expires_at,
-        })
+        .prop_map(
+            |(topic, key, value, headers, producer_id, created_at_ms, expires_at)| StandbyRecord {
+                event_id: EventId::new(),
+                topic,
+                key,
+                value,
+                headers,
+                producer_id,
+                created_at_ms,
+                expires_at,
+            },
+        )
 }
 
 fn record() -> impl Strategy<Value = StandbyRecord> {
@@ -117,12 +124,27 @@ fn edge_cases_round_trip() {
     };
     let cases = [
         base.clone(),
-        StandbyRecord { key: Some(vec![]), ..base.clone() },
         StandbyRecord {
-            headers: vec![Header::new("dup", "1"), Header::new("dup", "1"), Header { name: "dup".into(), value: None }],
+            key: Some(vec![]),
             ..base.clone()
         },
-        StandbyRecord { value: vec![0; 1], created_at_ms: u64::MAX, expires_at: u64::MAX, ..base.clone() },
+        StandbyRecord {
+            headers: vec![
+                Header::new("dup", "1"),
+                Header::new("dup", "1"),
+                Header {
+                    name: "dup".into(),
+                    value: None,
+                },
+            ],
+            ..base.clone()
+        },
+        StandbyRecord {
+            value: vec![0; 1],
+            created_at_ms: u64::MAX,
+            expires_at: u64::MAX,
+            ..base.clone()
+        },
     ];
     for record in cases {
         assert_eq!(StandbyRecord::from_item(record.to_item()).unwrap(), record);
@@ -150,6 +172,15 @@ fn decodes_a_literal_lambda_stream_record() {
     assert_eq!(record.key.as_deref(), Some(&b"customer-42"[..]));
     assert_eq!(record.value, vec![0, 0, 0, 0, 3, b'{', b'}']);
     assert_eq!(record.schema_version(), Some(3));
-    assert_eq!(record.headers, vec![Header::new("trace", "a"), Header { name: "trace".into(), value: None }]);
+    assert_eq!(
+        record.headers,
+        vec![
+            Header::new("trace", "a"),
+            Header {
+                name: "trace".into(),
+                value: None
+            }
+        ]
+    );
     assert_eq!(record.created_at_ms, 1_700_000_000_123);
 }

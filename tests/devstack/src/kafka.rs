@@ -57,7 +57,8 @@ impl Node {
     }
 
     pub fn is_running(&self) -> bool {
-        self.pid.is_some_and(|pid| process::is_running(pid, &self.marker()))
+        self.pid
+            .is_some_and(|pid| process::is_running(pid, &self.marker()))
     }
 
     /// Writes `server.properties` and the log configuration. `voters` is the quorum's
@@ -207,7 +208,12 @@ log4j.logger.org.apache.kafka.raft=WARN
 
 /// Waits until the cluster's metadata lists every broker in `expected` (as reached through
 /// `bootstrap`), failing early if one of `nodes` died.
-pub fn wait_for_brokers(bootstrap: &str, expected: &[i32], nodes: &[&Node], timeout: Duration) -> Result<()> {
+pub fn wait_for_brokers(
+    bootstrap: &str,
+    expected: &[i32],
+    nodes: &[&Node],
+    timeout: Duration,
+) -> Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("reconnect.backoff.max.ms", "200")
@@ -216,7 +222,11 @@ pub fn wait_for_brokers(bootstrap: &str, expected: &[i32], nodes: &[&Node], time
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(dead) = nodes.iter().find(|n| !n.is_running()) {
-            bail!("Kafka node {} exited during startup\n{}", dead.id, dead.diagnose());
+            bail!(
+                "Kafka node {} exited during startup\n{}",
+                dead.id,
+                dead.diagnose()
+            );
         }
         if let Ok(metadata) = consumer.fetch_metadata(None, Duration::from_secs(2)) {
             let live: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();

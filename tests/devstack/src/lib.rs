@@ -56,10 +56,16 @@ impl Tools {
     fn check(&self) -> Result<()> {
         let kafka_jar = self.kafka_libs.join("kafka_2.13-4.3.1.jar");
         if !kafka_jar.exists() {
-            bail!("{} is missing: run `make setup` (resolves the Kafka jars)", kafka_jar.display());
+            bail!(
+                "{} is missing: run `make setup` (resolves the Kafka jars)",
+                kafka_jar.display()
+            );
         }
         if !self.moto_server.exists() {
-            bail!("{} is missing: run `make setup` (installs moto)", self.moto_server.display());
+            bail!(
+                "{} is missing: run `make setup` (installs moto)",
+                self.moto_server.display()
+            );
         }
         Ok(())
     }
@@ -81,7 +87,8 @@ impl Moto {
     }
 
     fn is_running(&self) -> bool {
-        self.pid.is_some_and(|pid| process::is_running(pid, MOTO_MARKER))
+        self.pid
+            .is_some_and(|pid| process::is_running(pid, MOTO_MARKER))
     }
 }
 
@@ -118,7 +125,9 @@ impl Stack {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path)?;
-        Ok(Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?))
+        Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+        ))
     }
 
     /// The stack tests run against; a clear error when it is not up.
@@ -224,14 +233,18 @@ impl Stack {
             self.save()?;
             bail!("could not stop everything: {}", errors.join("; "));
         }
-        std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("removing {}", self.dir.display()))?;
         Ok(())
     }
 
     fn voters(&self) -> String {
         self.nodes
             .iter()
-            .filter_map(|n| n.controller_port.map(|port| format!("{}@127.0.0.1:{port}", n.id)))
+            .filter_map(|n| {
+                n.controller_port
+                    .map(|port| format!("{}@127.0.0.1:{port}", n.id))
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -415,7 +428,9 @@ impl KafkaOutage<'_> {
 
 impl Drop for KafkaOutage<'_> {
     fn drop(&mut self) {
-        if !self.ended && let Err(e) = self.stack.start_kafka() {
+        if !self.ended
+            && let Err(e) = self.stack.start_kafka()
+        {
             eprintln!("restarting Kafka after an interrupted outage failed: {e:#}");
         }
     }

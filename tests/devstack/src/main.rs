@@ -22,10 +22,24 @@ fn main() -> Result<()> {
         "status" => match Stack::load(&dir)? {
             Some(stack) => {
                 for node in &stack.nodes {
-                    let state = if node.is_running() { "running" } else { "stopped" };
-                    println!("kafka node {} ({}, {:?}) {}: {state}", node.id, node.rack, node.role, node.bootstrap());
+                    let state = if node.is_running() {
+                        "running"
+                    } else {
+                        "stopped"
+                    };
+                    println!(
+                        "kafka node {} ({}, {:?}) {}: {state}",
+                        node.id,
+                        node.rack,
+                        node.role,
+                        node.bootstrap()
+                    );
                 }
-                println!("moto {}: {}", stack.moto.endpoint(), if stack.is_healthy() { "ok" } else { "check" });
+                println!(
+                    "moto {}: {}",
+                    stack.moto.endpoint(),
+                    if stack.is_healthy() { "ok" } else { "check" }
+                );
             }
             None => println!("no local stack in {}", dir.display()),
         },

@@ -53,7 +53,10 @@ pub async fn create_topic(
         topic = topic.set(key, value);
     }
     let results = admin
-        .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
         .await?;
     for result in results {
         result.map_err(|(topic, code)| anyhow::anyhow!("creating topic {topic}: {code}"))?;
@@ -85,7 +88,12 @@ impl Consumed {
 /// Reads `topic` from the beginning of every partition until `expected` messages arrived or
 /// `timeout` passed (then it fails, saying how many came). Messages come partition by
 /// partition, each partition in offset order.
-pub fn consume(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> Result<Vec<Consumed>> {
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<Consumed>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name("devstack-reader"))
@@ -123,27 +131,41 @@ pub fn consume(bootstrap: &str, topic: &str, expected: usize, timeout: Duration)
                     .collect()
             })
             .unwrap_or_default();
-        by_partition.entry(message.partition()).or_default().push(Consumed {
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers,
-        });
+        by_partition
+            .entry(message.partition())
+            .or_default()
+            .push(Consumed {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers,
+            });
         count += 1;
     }
     let mut partitions: Vec<_> = by_partition.into_iter().collect();
     partitions.sort_by_key(|(p, _)| *p);
-    Ok(partitions.into_iter().flat_map(|(_, messages)| messages).collect())
+    Ok(partitions
+        .into_iter()
+        .flat_map(|(_, messages)| messages)
+        .collect())
 }
 
 /// Number of messages currently in `topic` (sum of high watermarks minus low watermarks).
 pub fn message_count(bootstrap: &str, topic: &str) -> Result<i64> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut total = 0;
-    for partition in metadata.topics().first().context("topic missing")?.partitions() {
-        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
+    for partition in metadata
+        .topics()
+        .first()
+        .context("topic missing")?
+        .partitions()
+    {
+        let (low, high) =
+            consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
         total += high - low;
     }
     Ok(total)

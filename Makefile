@@ -1,0 +1,60 @@
+# Entry points: `make test` (everything CI runs) and `make demo`. See README.md.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Builds are cached outside the clone so a fresh clone reuses them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/standby-events/target
+export KAFKA_LIBS ?= $(HOME)/.cache/standby-events/kafka-libs
+export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
+DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
+
+.PHONY: help setup build lint fmt test unit-test stack-up stack-down stack-status demo
+
+help:
+	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, cargo-lambda), Kafka jars"
+	@echo "make test        setup, fmt check, clippy, unit tests, integration tests on the local stack"
+	@echo "make unit-test   tests that need no local stack"
+	@echo "make stack-up    start Kafka (3 KRaft nodes) and moto on 127.0.0.1; stack-down stops them"
+	@echo "make demo        the outage-and-recovery story end to end"
+
+setup:
+	@tests/setup.sh
+
+build:
+	cargo build --workspace --all-targets
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	.venv/bin/cfn-lint template.yaml
+
+fmt:
+	cargo fmt --all
+
+$(DEVSTACK): $(shell find tests/devstack -name '*.rs' -o -name Cargo.toml)
+	cargo build -p devstack
+
+stack-up: setup $(DEVSTACK)
+	$(DEVSTACK) up
+
+stack-down:
+	@if [ -x $(DEVSTACK) ]; then $(DEVSTACK) down; fi
+
+stack-status: $(DEVSTACK)
+	$(DEVSTACK) status
+
+unit-test:
+	cargo test --workspace --lib --bins
+	cargo test -p shared --test record_roundtrip
+
+# The stack is started once for the whole run and stopped even when a test fails.
+test: setup lint build
+	$(MAKE) --no-print-directory stack-up
+	status=0; cargo test --workspace || status=$$?; \
+	  $(MAKE) --no-print-directory stack-down; exit $$status
+
+demo:
+	@echo "make demo will: start the local stack; produce events through the shared fallback while"
+	@echo "the Kafka brokers are stopped mid-stream; restart them; drain the standby table with the"
+	@echo "republisher; then scale the cluster out and rebalance it. Not built yet (issue #7)."
