@@ -143,6 +143,13 @@ impl KafkaSettings {
                 "message.timeout.ms",
                 self.delivery_timeout.as_millis().to_string(),
             )
+            // A topic that does not exist must fail as UnknownTopic (dead-letter), not wait out
+            // the delivery timeout and look like an outage (retried forever). librdkafka's
+            // default (30 s) is longer than our delivery timeouts.
+            .set(
+                "topic.metadata.propagation.max.ms",
+                (self.delivery_timeout.as_millis() / 3).max(1).to_string(),
+            )
             .set("linger.ms", "5");
         config
     }

@@ -6,6 +6,7 @@
 //!   unavailable, and [`standby_table`], its DynamoDB adapter.
 //! - [`classify`]: which Kafka errors are retriable, used by every component that produces.
 //! - [`kafka`] and [`msk_iam`]: Kafka client configuration from the environment, TLS and MSK IAM.
+//! - [`state_table`]: the functions' own small state (sweep checkpoint, scale cooldown).
 //! - [`config`], [`error`], [`retry`], [`telemetry`], [`headers`]: environment parsing, error types,
 //!   back-off policies, JSON logs and EMF metrics, and the header names consumers rely on.
 
@@ -20,6 +21,7 @@ pub mod msk_iam;
 pub mod record;
 pub mod retry;
 pub mod standby_table;
+pub mod state_table;
 pub mod telemetry;
 
 pub use error::{ConfigError, FallbackError, RecordError};

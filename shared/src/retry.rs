@@ -19,6 +19,17 @@ pub fn standby_recheck() -> impl Iterator<Item = Duration> + Send {
         .build()
 }
 
+/// Delays before resending the part of a DynamoDB batch request that came back unprocessed
+/// (throttling); about 3 s in all before giving up.
+pub fn unprocessed_items() -> impl Iterator<Item = Duration> + Send {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(1))
+        .with_jitter()
+        .with_max_times(6)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,17 +1,19 @@
-//! The republisher Lambda: drains the standby table into Kafka.
-//!
-//! Not built yet (issue #3): every invocation fails with a clear error instead of pretending to
-//! succeed.
+//! Lambda binary: builds the clients once per execution environment, then hands every
+//! invocation to [`republisher::handle`].
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use republisher::handler::{App, deadline_from_epoch_ms};
 use serde_json::Value;
+use shared::config::ProcessEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_logging();
-    lambda_runtime::run(service_fn(handle)).await
-}
-
-async fn handle(_event: LambdaEvent<Value>) -> Result<Value, Error> {
-    Err("the republisher is not implemented yet (issue #3)".into())
+    let app = App::from_env(&ProcessEnv).await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        republisher::handle(app, event.payload, deadline).await
+    }))
+    .await
 }

@@ -1,0 +1,198 @@
+//! The Lambda entry point's logic: recognise the trigger, run the stream batch or the sweep,
+//! answer Lambda, emit metrics. `main.rs` only builds an [`App`] and hands events here.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::Diagnostic;
+use rdkafka::error::KafkaError;
+use serde_json::Value;
+use shared::config::Env;
+use shared::error::ConfigError;
+use shared::standby_table::{StandbyTable, TableError};
+use shared::state_table::StateTable;
+use shared::telemetry::Metrics;
+
+use crate::adapters::{DynamoTable, KafkaSink};
+use crate::engine::{self, Budget, Outcome, Report, Sink, Table};
+use crate::entry::{self, Entry, SkipReason, Work};
+use crate::settings::Settings;
+use crate::sweep::{self, SweepSettings};
+
+/// Everything built once per execution environment.
+pub struct App<S, T> {
+    pub sink: S,
+    pub table: T,
+    pub standby: StandbyTable,
+    pub state: StateTable,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("creating the Kafka producer: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+impl App<KafkaSink, DynamoTable> {
+    /// Reads the configuration and builds the Kafka producer and DynamoDB clients.
+    pub async fn from_env(env: &impl Env) -> Result<Self, InitError> {
+        let settings = Settings::from_env(env)?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+        Ok(Self::new(settings, dynamodb, env)?)
+    }
+
+    /// Builds the app with a given DynamoDB client (tests point it at the local stack).
+    pub fn new(settings: Settings, dynamodb: aws_sdk_dynamodb::Client, env: &impl Env) -> Result<Self, InitError> {
+        let producer = settings.kafka.producer_config().set("linger.ms", "1").create_with_context(settings.kafka.context())?;
+        let standby = StandbyTable::from_env(env, dynamodb.clone())?;
+        Ok(Self {
+            sink: KafkaSink::new(producer, settings.dead_letter_topic.clone()),
+            table: DynamoTable::new(dynamodb.clone(), standby.name().to_string()),
+            state: StateTable::from_env(env, dynamodb)?,
+            standby,
+            settings,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(
+        "unrecognised event: expected a DynamoDB stream batch (`Records`) or an EventBridge \
+         \"Scheduled Event\" (sweep); got an object with keys {keys:?}"
+    )]
+    UnknownEvent { keys: Vec<String> },
+    #[error("the sweep could not read or write DynamoDB: {0}")]
+    Sweep(#[from] TableError),
+    #[error("record at position {position} failed and no earlier record has a sequence number to resume from; retrying the whole batch")]
+    NoSequenceNumber { position: usize },
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match &error {
+            HandlerError::UnknownEvent { .. } => "UnknownEvent",
+            HandlerError::Sweep(_) => "SweepFailed",
+            HandlerError::NoSequenceNumber { .. } => "NoSequenceNumber",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// The deadline Lambda gives (ms since the epoch) as an `Instant`.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+/// Handles one invocation.
+pub async fn handle<S: Sink, T: Table>(app: &App<S, T>, event: Value, deadline: Instant) -> Result<Value, HandlerError> {
+    let budget = Budget {
+        deadline,
+        delivery_timeout: app.settings.kafka.delivery_timeout,
+        margin: app.settings.margin,
+    };
+    if event.get("Records").is_some() {
+        let entries = entry::from_stream_event(&event).map_err(|_| unknown(&event))?;
+        let response = handle_stream(app, &entries, &budget).await?;
+        return Ok(serde_json::to_value(response).expect("response serializes"));
+    }
+    if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        let settings = SweepSettings {
+            min_age: app.settings.sweep_min_age,
+            page_size: app.settings.sweep_page_size,
+        };
+        let report = sweep::run(&app.standby, &app.state, &app.sink, &app.table, settings, &budget).await?;
+        tracing::info!(?report, "sweep finished");
+        let mut metrics = metrics("sweep");
+        metrics.count("Republished", report.republished as u64);
+        metrics.count("DeadLettered", report.dead_lettered as u64);
+        metrics.count("Failed", report.failed as u64);
+        metrics.count("SweepScanned", report.scanned as u64);
+        metrics.millis("OldestRecordAge", report.oldest_age_ms as f64);
+        metrics.emit();
+        return Ok(serde_json::to_value(report).expect("report serializes"));
+    }
+    Err(unknown(&event))
+}
+
+fn unknown(event: &Value) -> HandlerError {
+    HandlerError::UnknownEvent {
+        keys: event
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default(),
+    }
+}
+
+async fn handle_stream<S: Sink, T: Table>(
+    app: &App<S, T>,
+    entries: &[Entry],
+    budget: &Budget,
+) -> Result<DynamoDbEventResponse, HandlerError> {
+    let report = engine::process(entries, &app.sink, &app.table, budget).await;
+    emit_stream_metrics(entries, &report);
+
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(position) = report.first_failure {
+        // Resume from the failed record; a record without a sequence number falls back to the
+        // nearest earlier one (re-delivering done records only makes duplicates).
+        let sequence = entries[..=position]
+            .iter()
+            .rev()
+            .find_map(|e| e.sequence_number.clone())
+            .ok_or(HandlerError::NoSequenceNumber { position })?;
+        tracing::warn!(position, sequence, "batch partially failed; Lambda resumes from this record");
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence);
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
+}
+
+fn metrics(trigger: &str) -> Metrics {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "republisher".into());
+    Metrics::new("StandbyEvents")
+        .dimension("FunctionName", function)
+        .dimension("Trigger", trigger)
+}
+
+fn emit_stream_metrics(entries: &[Entry], report: &Report) {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let oldest_age_ms = entries
+        .iter()
+        .filter_map(|e| match &e.work {
+            Work::Publish(record) => Some(now_ms.saturating_sub(record.created_at_ms)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let latencies: Vec<f64> = report
+        .outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Republished { latency } => Some(latency.as_secs_f64() * 1000.0),
+            _ => None,
+        })
+        .collect();
+    let mut metrics = metrics("stream");
+    metrics.count("BatchSize", entries.len() as u64);
+    metrics.count("Republished", latencies.len() as u64);
+    metrics.count("DeadLettered", report.count(|o| matches!(o, Outcome::DeadLettered { .. })) as u64);
+    metrics.count("Stranded", report.count(|o| matches!(o, Outcome::Stranded { .. })) as u64);
+    metrics.count("Failed", report.count(|o| matches!(o, Outcome::Failed { .. })) as u64);
+    metrics.count("ExpiredByTtl", report.count(|o| *o == Outcome::Skipped(SkipReason::ExpiredByTtl)) as u64);
+    metrics.millis("OldestRecordAge", oldest_age_ms as f64);
+    if !latencies.is_empty() {
+        metrics.millis("PublishLatency", latencies.iter().sum::<f64>() / latencies.len() as f64);
+        metrics.millis("PublishLatencyMax", latencies.iter().copied().fold(0.0, f64::max));
+    }
+    metrics.emit();
+}

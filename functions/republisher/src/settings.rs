@@ -1,0 +1,76 @@
+//! The republisher's configuration, read once per execution environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `KAFKA_*`, `AWS_REGION` | see `shared::kafka` | brokers, TLS, MSK IAM; delivery timeout default 10 s |
+//! | `STANDBY_TABLE_NAME` | required | the standby table |
+//! | `STANDBY_DEAD_LETTER_TOPIC` | required | where poison records go |
+//! | `STATE_TABLE_NAME` | required | where the sweep keeps its resume point |
+//! | `REPUBLISH_MARGIN_MS` | 3000 | time kept free before the deadline for deletes and the response |
+//! | `SWEEP_MIN_AGE_SECONDS` | 3600 | the sweep takes items older than this (keep it ≥ the event source mapping's `MaximumRecordAgeInSeconds`) |
+//! | `SWEEP_PAGE_SIZE` | 500 | items per `Scan` page (1..1000) |
+
+use std::time::Duration;
+
+use shared::config::{self, Env};
+use shared::error::ConfigError;
+use shared::kafka::KafkaSettings;
+
+pub const DEAD_LETTER_TOPIC: &str = "STANDBY_DEAD_LETTER_TOPIC";
+pub const MARGIN_MS: &str = "REPUBLISH_MARGIN_MS";
+pub const SWEEP_MIN_AGE_SECONDS: &str = "SWEEP_MIN_AGE_SECONDS";
+pub const SWEEP_PAGE_SIZE: &str = "SWEEP_PAGE_SIZE";
+
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub dead_letter_topic: String,
+    pub margin: Duration,
+    pub sweep_min_age: Duration,
+    pub sweep_page_size: i32,
+}
+
+impl Settings {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let sweep_page_size = config::parsed(env, SWEEP_PAGE_SIZE, 500, "a whole number from 1 to 1000")?;
+        if !(1..=1000).contains(&sweep_page_size) {
+            return Err(ConfigError::Invalid {
+                var: SWEEP_PAGE_SIZE,
+                value: sweep_page_size.to_string(),
+                expected: "a whole number from 1 to 1000",
+            });
+        }
+        Ok(Self {
+            kafka: KafkaSettings::from_env(env, "republisher", DEFAULT_DELIVERY_TIMEOUT)?,
+            dead_letter_topic: config::required(env, DEAD_LETTER_TOPIC, "topic for records that cannot be republished")?,
+            margin: config::millis(env, MARGIN_MS, Duration::from_secs(3))?,
+            sweep_min_age: config::seconds(env, SWEEP_MIN_AGE_SECONDS, Duration::from_secs(3600))?,
+            sweep_page_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_and_required_variables() {
+        let mut env = HashMap::from([
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        ]);
+        let err = Settings::from_env(&env).unwrap_err();
+        assert!(err.to_string().contains(DEAD_LETTER_TOPIC), "{err}");
+        env.insert(DEAD_LETTER_TOPIC, "dlt");
+        let settings = Settings::from_env(&env).unwrap();
+        assert_eq!(settings.kafka.delivery_timeout, DEFAULT_DELIVERY_TIMEOUT);
+        assert_eq!(settings.sweep_page_size, 500);
+        env.insert(SWEEP_PAGE_SIZE, "5000");
+        assert!(Settings::from_env(&env).unwrap_err().to_string().contains(SWEEP_PAGE_SIZE));
+    }
+}
