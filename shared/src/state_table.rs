@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
 };
 
 use crate::config::{self, Env};
@@ -33,7 +34,11 @@ impl StateTable {
 
     /// The table named by `STATE_TABLE_NAME`.
     pub fn from_env(env: &impl Env, client: Client) -> Result<Self, ConfigError> {
-        let name = config::required(env, STATE_TABLE_NAME, "DynamoDB table for the functions' own state")?;
+        let name = config::required(
+            env,
+            STATE_TABLE_NAME,
+            "DynamoDB table for the functions' own state",
+        )?;
         Ok(Self::new(client, name))
     }
 

@@ -32,7 +32,13 @@ impl KafkaSink {
         }
     }
 
-    async fn send(&self, topic: &str, key: Option<&Vec<u8>>, value: &[u8], headers: OwnedHeaders) -> Result<(), KafkaError> {
+    async fn send(
+        &self,
+        topic: &str,
+        key: Option<&Vec<u8>>,
+        value: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
         let record = FutureRecord {
             topic,
             partition: None,
@@ -72,15 +78,24 @@ impl Sink for KafkaSink {
         let event_id = record.event_id.to_string();
         let headers = kafka_headers(
             &record.headers,
-            &[(headers::EVENT_ID, event_id.as_bytes()), (headers::REPUBLISHED, b"true")],
+            &[
+                (headers::EVENT_ID, event_id.as_bytes()),
+                (headers::REPUBLISHED, b"true"),
+            ],
         );
-        self.send(&record.topic, record.key.as_ref(), &record.value, headers).await
+        self.send(&record.topic, record.key.as_ref(), &record.value, headers)
+            .await
     }
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), KafkaError> {
         let headers = kafka_headers(&letter.headers, &[]);
-        self.send(&self.dead_letter_topic, letter.key.as_ref(), &letter.value, headers)
-            .await
+        self.send(
+            &self.dead_letter_topic,
+            letter.key.as_ref(),
+            &letter.value,
+            headers,
+        )
+        .await
     }
 }
 
@@ -112,7 +127,12 @@ impl DynamoTable {
                 .request_items(&self.name, pending.clone())
                 .send()
                 .await
-                .map_err(|e| (first_pending(chunk, &pending), aws_sdk_dynamodb::Error::from(e).to_string()))?;
+                .map_err(|e| {
+                    (
+                        first_pending(chunk, &pending),
+                        aws_sdk_dynamodb::Error::from(e).to_string(),
+                    )
+                })?;
             let unprocessed = output
                 .unprocessed_items
                 .and_then(|mut by_table| by_table.remove(&self.name))
@@ -123,7 +143,10 @@ impl DynamoTable {
             let Some(delay) = delays.next() else {
                 return Err((
                     first_pending(chunk, &unprocessed),
-                    format!("{} deletes still unprocessed (throttled)", unprocessed.len()),
+                    format!(
+                        "{} deletes still unprocessed (throttled)",
+                        unprocessed.len()
+                    ),
                 ));
             };
             pending = unprocessed;
@@ -150,7 +173,9 @@ fn first_pending(chunk: &[ItemKey], pending: &[WriteRequest]) -> usize {
         .iter()
         .position(|key| {
             let wanted = delete_request(key);
-            pending.iter().any(|p| p.delete_request == wanted.delete_request)
+            pending
+                .iter()
+                .any(|p| p.delete_request == wanted.delete_request)
         })
         .unwrap_or(0)
 }

@@ -58,7 +58,10 @@ pub fn for_entry(entry: &Entry, reason: &str, class: ErrorClass) -> DeadLetter {
     }
     match &entry.work {
         Work::Publish(record) => {
-            context.push(Header::new(headers::DLT_PRODUCER_ID, record.producer_id.as_str()));
+            context.push(Header::new(
+                headers::DLT_PRODUCER_ID,
+                record.producer_id.as_str(),
+            ));
             let mut all = record.headers.clone();
             all.extend(context);
             DeadLetter {
@@ -128,16 +131,39 @@ mod tests {
             }),
             work: Work::Publish(Box::new(record.clone())),
         };
-        let letter = for_entry(&entry, "Broker: Message size too large", ErrorClass::NonRetriable);
+        let letter = for_entry(
+            &entry,
+            "Broker: Message size too large",
+            ErrorClass::NonRetriable,
+        );
         assert_eq!(letter.key, record.key);
         assert_eq!(letter.value, record.value);
-        assert_eq!(letter.headers[0], Header::new("trace", "1"), "original headers first");
-        assert_eq!(header(&letter, headers::DLT_ERROR_CLASS), Some(&b"non_retriable"[..]));
-        assert_eq!(header(&letter, headers::DLT_ORIGINAL_TOPIC), Some(&b"orders"[..]));
-        assert_eq!(header(&letter, headers::DLT_STREAM_SEQUENCE), Some(&b"42"[..]));
+        assert_eq!(
+            letter.headers[0],
+            Header::new("trace", "1"),
+            "original headers first"
+        );
+        assert_eq!(
+            header(&letter, headers::DLT_ERROR_CLASS),
+            Some(&b"non_retriable"[..])
+        );
+        assert_eq!(
+            header(&letter, headers::DLT_ORIGINAL_TOPIC),
+            Some(&b"orders"[..])
+        );
+        assert_eq!(
+            header(&letter, headers::DLT_STREAM_SEQUENCE),
+            Some(&b"42"[..])
+        );
         assert_eq!(header(&letter, headers::DLT_ATTEMPT), Some(&b"1"[..]));
-        assert_eq!(header(&letter, headers::DLT_PRODUCER_ID), Some(&b"checkout"[..]));
-        assert_eq!(header(&letter, headers::EVENT_ID), Some(record.event_id.to_string().as_bytes()));
+        assert_eq!(
+            header(&letter, headers::DLT_PRODUCER_ID),
+            Some(&b"checkout"[..])
+        );
+        assert_eq!(
+            header(&letter, headers::EVENT_ID),
+            Some(record.event_id.to_string().as_bytes())
+        );
     }
 
     #[test]
@@ -156,11 +182,27 @@ mod tests {
                 reason: "attribute `value` is missing".into(),
             },
         };
-        let letter = for_entry(&entry, "attribute `value` is missing", ErrorClass::Malformed);
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&letter.value).unwrap(), raw);
+        let letter = for_entry(
+            &entry,
+            "attribute `value` is missing",
+            ErrorClass::Malformed,
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&letter.value).unwrap(),
+            raw
+        );
         assert_eq!(letter.key.as_deref(), Some(&b"orders#k#ab"[..]));
-        assert_eq!(header(&letter, headers::DLT_ORIGINAL_TOPIC), Some(&b"orders"[..]));
-        assert_eq!(header(&letter, "dlt-malformed-kind"), Some(&b"missing_attribute"[..]));
-        assert_eq!(header(&letter, PAYLOAD_FORMAT), Some(&b"dynamodb-stream-record-json"[..]));
+        assert_eq!(
+            header(&letter, headers::DLT_ORIGINAL_TOPIC),
+            Some(&b"orders"[..])
+        );
+        assert_eq!(
+            header(&letter, "dlt-malformed-kind"),
+            Some(&b"missing_attribute"[..])
+        );
+        assert_eq!(
+            header(&letter, PAYLOAD_FORMAT),
+            Some(&b"dynamodb-stream-record-json"[..])
+        );
     }
 }

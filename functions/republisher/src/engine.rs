@@ -28,8 +28,14 @@ use crate::entry::{Entry, ItemKey, SkipReason, Work, chains};
 
 /// Publishes to Kafka; each future resolves when the broker acked or the delivery failed.
 pub trait Sink: Sync {
-    fn republish(&self, record: &StandbyRecord) -> impl Future<Output = Result<(), KafkaError>> + Send;
-    fn dead_letter(&self, letter: DeadLetter) -> impl Future<Output = Result<(), KafkaError>> + Send;
+    fn republish(
+        &self,
+        record: &StandbyRecord,
+    ) -> impl Future<Output = Result<(), KafkaError>> + Send;
+    fn dead_letter(
+        &self,
+        letter: DeadLetter,
+    ) -> impl Future<Output = Result<(), KafkaError>> + Send;
 }
 
 /// Deletes standby items.
@@ -66,13 +72,21 @@ impl Budget {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Skipped(SkipReason),
-    Republished { latency: Duration },
-    DeadLettered { reason: String },
+    Republished {
+        latency: Duration,
+    },
+    DeadLettered {
+        reason: String,
+    },
     /// Kafka rejects it and the dead-letter topic rejects it too: left in the table for an
     /// operator (and the next sweep) rather than blocking its shard.
-    Stranded { reason: String },
+    Stranded {
+        reason: String,
+    },
     /// Retriable: the batch is reported failed from the first such entry.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// Not started because an earlier entry failed; it will be delivered again.
     NotAttempted,
 }
@@ -104,7 +118,12 @@ impl Report {
 }
 
 /// Runs the rules above over `entries` (positions must be 0..n in order).
-pub async fn process<S: Sink, T: Table>(entries: &[Entry], sink: &S, table: &T, budget: &Budget) -> Report {
+pub async fn process<S: Sink, T: Table>(
+    entries: &[Entry],
+    sink: &S,
+    table: &T,
+    budget: &Budget,
+) -> Report {
     let first_failure = AtomicUsize::new(usize::MAX);
     let chain_results = join_all(
         chains(entries)
@@ -132,7 +151,10 @@ pub async fn process<S: Sink, T: Table>(entries: &[Entry], sink: &S, table: &T, 
         let position = positions[failure.first_not_deleted];
         tracing::warn!(event_id = entries[position].event_id(), reason = %failure.reason, "delete failed after publishing; the batch is retried from this record");
         outcomes[position] = Outcome::Failed {
-            reason: format!("published, but deleting the item failed: {}", failure.reason),
+            reason: format!(
+                "published, but deleting the item failed: {}",
+                failure.reason
+            ),
         };
         deleted = failure.first_not_deleted;
         first_failure = Some(first_failure.map_or(position, |f| f.min(position)));
@@ -175,12 +197,18 @@ async fn run_entry<S: Sink>(entry: &Entry, sink: &S, budget: &Budget) -> Outcome
     match &entry.work {
         Work::Skip(reason) => {
             if *reason == SkipReason::ExpiredByTtl {
-                tracing::error!(event_id, "DynamoDB TTL removed an event that was never republished");
+                tracing::error!(
+                    event_id,
+                    "DynamoDB TTL removed an event that was never republished"
+                );
             }
             Outcome::Skipped(*reason)
         }
         _ if !budget.has_room() => {
-            tracing::warn!(event_id, "not started: the invocation has no room left for a full delivery timeout");
+            tracing::warn!(
+                event_id,
+                "not started: the invocation has no room left for a full delivery timeout"
+            );
             Outcome::Failed {
                 reason: "invocation time budget exhausted".into(),
             }
@@ -199,21 +227,38 @@ async fn run_entry<S: Sink>(entry: &Entry, sink: &S, budget: &Budget) -> Outcome
                         }
                     }
                     Disposition::NonRetriable => {
-                        send_dead_letter(entry, &error.to_string(), ErrorClass::NonRetriable, sink).await
+                        send_dead_letter(entry, &error.to_string(), ErrorClass::NonRetriable, sink)
+                            .await
                     }
                 },
             }
         }
-        Work::Malformed { reason, .. } => send_dead_letter(entry, reason, ErrorClass::Malformed, sink).await,
+        Work::Malformed { reason, .. } => {
+            send_dead_letter(entry, reason, ErrorClass::Malformed, sink).await
+        }
     }
 }
 
-async fn send_dead_letter<S: Sink>(entry: &Entry, reason: &str, class: ErrorClass, sink: &S) -> Outcome {
+async fn send_dead_letter<S: Sink>(
+    entry: &Entry,
+    reason: &str,
+    class: ErrorClass,
+    sink: &S,
+) -> Outcome {
     let event_id = entry.event_id();
     let topic = entry.topic().unwrap_or("unknown");
-    match sink.dead_letter(dead_letter::for_entry(entry, reason, class)).await {
+    match sink
+        .dead_letter(dead_letter::for_entry(entry, reason, class))
+        .await
+    {
         Ok(()) => {
-            tracing::error!(event_id, topic, reason, class = class.as_str(), "dead-lettered");
+            tracing::error!(
+                event_id,
+                topic,
+                reason,
+                class = class.as_str(),
+                "dead-lettered"
+            );
             Outcome::DeadLettered {
                 reason: reason.to_string(),
             }
@@ -337,14 +382,28 @@ mod tests {
         let report = process(&entries, &sink, &table, &budget()).await;
         assert_eq!(report.first_failure, None);
         assert_eq!(report.deleted, 6);
-        let deleted: Vec<String> = table.deleted.lock().unwrap().iter().map(|k| k.event_id.clone()).collect();
-        assert_eq!(deleted, entries.iter().map(id).collect::<Vec<_>>(), "deletes in stream order");
+        let deleted: Vec<String> = table
+            .deleted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|k| k.event_id.clone())
+            .collect();
+        assert_eq!(
+            deleted,
+            entries.iter().map(id).collect::<Vec<_>>(),
+            "deletes in stream order"
+        );
     }
 
     #[tokio::test]
     async fn a_failure_in_the_middle_stops_its_key_and_nothing_after_it_is_deleted() {
         let keys = ["a", "b", "a", "c", "a", "b", "c"];
-        let entries: Vec<Entry> = keys.iter().enumerate().map(|(i, k)| publish(i, k)).collect();
+        let entries: Vec<Entry> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| publish(i, k))
+            .collect();
         let sink = FakeSink {
             fail: HashMap::from([(id(&entries[2]), RDKafkaErrorCode::MessageTimedOut)]),
             ..Default::default()
@@ -354,9 +413,18 @@ mod tests {
 
         assert_eq!(report.first_failure, Some(2));
         let published = sink.published.lock().unwrap().clone();
-        assert!(!published.contains(&id(&entries[4])), "a's later event never overtakes the failed one");
+        assert!(
+            !published.contains(&id(&entries[4])),
+            "a's later event never overtakes the failed one"
+        );
         assert_eq!(report.outcomes[4], Outcome::NotAttempted);
-        let deleted: HashSet<String> = table.deleted.lock().unwrap().iter().map(|k| k.event_id.clone()).collect();
+        let deleted: HashSet<String> = table
+            .deleted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|k| k.event_id.clone())
+            .collect();
         assert_eq!(deleted, HashSet::from([id(&entries[0]), id(&entries[1])]));
     }
 
@@ -397,7 +465,10 @@ mod tests {
         let report = process(&entries, &sink, &table, &budget()).await;
         assert_eq!(report.first_failure, None);
         assert_eq!(report.deleted, 2);
-        assert_eq!(sink.dead_letters.lock().unwrap()[0].value, br#"{"broken":true}"#.to_vec());
+        assert_eq!(
+            sink.dead_letters.lock().unwrap()[0].value,
+            br#"{"broken":true}"#.to_vec()
+        );
     }
 
     #[tokio::test]
@@ -410,7 +481,10 @@ mod tests {
         };
         let table = FakeTable::default();
         let report = process(&entries, &sink, &table, &budget()).await;
-        assert_eq!(report.first_failure, None, "a poison record never blocks the shard");
+        assert_eq!(
+            report.first_failure, None,
+            "a poison record never blocks the shard"
+        );
         assert!(matches!(report.outcomes[0], Outcome::Stranded { .. }));
         assert_eq!(report.deleted, 1, "only the republished one is deleted");
     }

@@ -155,7 +155,13 @@ fn from_stream_record(position: usize, raw: &Value) -> Entry {
     };
     let record: EventRecord = match serde_json::from_value(raw.clone()) {
         Ok(record) => record,
-        Err(e) => return malformed(None, "malformed_stream_record", format!("stream record: {e}")),
+        Err(e) => {
+            return malformed(
+                None,
+                "malformed_stream_record",
+                format!("stream record: {e}"),
+            );
+        }
     };
     let keys = ItemKey::from_image(&record.change.keys);
     let work = match record.event_name.as_str() {
@@ -191,7 +197,9 @@ fn from_stream_record(position: usize, raw: &Value) -> Entry {
 }
 
 /// Entries for items read with `Scan` (the sweep), in scan order.
-pub fn from_items(items: Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>) -> Vec<Entry> {
+pub fn from_items(
+    items: Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) -> Vec<Entry> {
     items
         .into_iter()
         .enumerate()
@@ -265,7 +273,10 @@ mod tests {
         assert_eq!(entries[2].work, Work::Skip(SkipReason::ExpiredByTtl));
         assert_eq!(entries[3].work, Work::Skip(SkipReason::Removed));
         assert_eq!(entries[1].sequence_number.as_deref(), Some("2"));
-        assert_eq!(entries[0].key.as_ref().unwrap().event_id, r.event_id.to_string());
+        assert_eq!(
+            entries[0].key.as_ref().unwrap().event_id,
+            r.event_id.to_string()
+        );
     }
 
     #[test]
@@ -277,12 +288,19 @@ mod tests {
         broken["dynamodb"] = json!("not an object");
         let event = json!({"Records": [bad, broken, stream_record("INSERT", &r, "9")]});
         let entries = from_stream_event(&event).unwrap();
-        let Work::Malformed { kind, reason, .. } = &entries[0].work else { panic!() };
+        let Work::Malformed { kind, reason, .. } = &entries[0].work else {
+            panic!()
+        };
         assert_eq!(*kind, "unknown_format_version");
         assert!(reason.contains("format_version"), "{reason}");
         assert_eq!(entries[0].topic(), Some("orders"));
-        assert!(entries[0].key.is_some(), "keys still known, so the item can be deleted");
-        let Work::Malformed { kind, .. } = &entries[1].work else { panic!() };
+        assert!(
+            entries[0].key.is_some(),
+            "keys still known, so the item can be deleted"
+        );
+        let Work::Malformed { kind, .. } = &entries[1].work else {
+            panic!()
+        };
         assert_eq!(*kind, "malformed_stream_record");
         assert_eq!(entries[1].sequence_number, None);
         assert!(matches!(entries[2].work, Work::Publish(_)));
@@ -307,6 +325,9 @@ mod tests {
             stream_record("INSERT", &n, "5"),
         ]});
         let entries = from_stream_event(&event).unwrap();
-        assert_eq!(chains(&entries), vec![vec![0, 3], vec![1], vec![2], vec![4]]);
+        assert_eq!(
+            chains(&entries),
+            vec![vec![0, 3], vec![1], vec![2], vec![4]]
+        );
     }
 }

@@ -46,8 +46,16 @@ impl App<KafkaSink, DynamoTable> {
     }
 
     /// Builds the app with a given DynamoDB client (tests point it at the local stack).
-    pub fn new(settings: Settings, dynamodb: aws_sdk_dynamodb::Client, env: &impl Env) -> Result<Self, InitError> {
-        let producer = settings.kafka.producer_config().set("linger.ms", "1").create_with_context(settings.kafka.context())?;
+    pub fn new(
+        settings: Settings,
+        dynamodb: aws_sdk_dynamodb::Client,
+        env: &impl Env,
+    ) -> Result<Self, InitError> {
+        let producer = settings
+            .kafka
+            .producer_config()
+            .set("linger.ms", "1")
+            .create_with_context(settings.kafka.context())?;
         let standby = StandbyTable::from_env(env, dynamodb.clone())?;
         Ok(Self {
             sink: KafkaSink::new(producer, settings.dead_letter_topic.clone()),
@@ -68,7 +76,9 @@ pub enum HandlerError {
     UnknownEvent { keys: Vec<String> },
     #[error("the sweep could not read or write DynamoDB: {0}")]
     Sweep(#[from] TableError),
-    #[error("record at position {position} failed and no earlier record has a sequence number to resume from; retrying the whole batch")]
+    #[error(
+        "record at position {position} failed and no earlier record has a sequence number to resume from; retrying the whole batch"
+    )]
     NoSequenceNumber { position: usize },
 }
 
@@ -88,12 +98,19 @@ impl From<HandlerError> for Diagnostic {
 
 /// The deadline Lambda gives (ms since the epoch) as an `Instant`.
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
 /// Handles one invocation.
-pub async fn handle<S: Sink, T: Table>(app: &App<S, T>, event: Value, deadline: Instant) -> Result<Value, HandlerError> {
+pub async fn handle<S: Sink, T: Table>(
+    app: &App<S, T>,
+    event: Value,
+    deadline: Instant,
+) -> Result<Value, HandlerError> {
     let budget = Budget {
         deadline,
         delivery_timeout: app.settings.kafka.delivery_timeout,
@@ -109,7 +126,15 @@ pub async fn handle<S: Sink, T: Table>(app: &App<S, T>, event: Value, deadline: 
             min_age: app.settings.sweep_min_age,
             page_size: app.settings.sweep_page_size,
         };
-        let report = sweep::run(&app.standby, &app.state, &app.sink, &app.table, settings, &budget).await?;
+        let report = sweep::run(
+            &app.standby,
+            &app.state,
+            &app.sink,
+            &app.table,
+            settings,
+            &budget,
+        )
+        .await?;
         tracing::info!(?report, "sweep finished");
         let mut metrics = metrics("sweep");
         metrics.count("Republished", report.republished as u64);
@@ -149,7 +174,11 @@ async fn handle_stream<S: Sink, T: Table>(
             .rev()
             .find_map(|e| e.sequence_number.clone())
             .ok_or(HandlerError::NoSequenceNumber { position })?;
-        tracing::warn!(position, sequence, "batch partially failed; Lambda resumes from this record");
+        tracing::warn!(
+            position,
+            sequence,
+            "batch partially failed; Lambda resumes from this record"
+        );
         let mut failure = DynamoDbBatchItemFailure::default();
         failure.item_identifier = Some(sequence);
         response.batch_item_failures.push(failure);
@@ -158,14 +187,18 @@ async fn handle_stream<S: Sink, T: Table>(
 }
 
 fn metrics(trigger: &str) -> Metrics {
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "republisher".into());
+    let function =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "republisher".into());
     Metrics::new("StandbyEvents")
         .dimension("FunctionName", function)
         .dimension("Trigger", trigger)
 }
 
 fn emit_stream_metrics(entries: &[Entry], report: &Report) {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     let oldest_age_ms = entries
         .iter()
         .filter_map(|e| match &e.work {
@@ -185,14 +218,32 @@ fn emit_stream_metrics(entries: &[Entry], report: &Report) {
     let mut metrics = metrics("stream");
     metrics.count("BatchSize", entries.len() as u64);
     metrics.count("Republished", latencies.len() as u64);
-    metrics.count("DeadLettered", report.count(|o| matches!(o, Outcome::DeadLettered { .. })) as u64);
-    metrics.count("Stranded", report.count(|o| matches!(o, Outcome::Stranded { .. })) as u64);
-    metrics.count("Failed", report.count(|o| matches!(o, Outcome::Failed { .. })) as u64);
-    metrics.count("ExpiredByTtl", report.count(|o| *o == Outcome::Skipped(SkipReason::ExpiredByTtl)) as u64);
+    metrics.count(
+        "DeadLettered",
+        report.count(|o| matches!(o, Outcome::DeadLettered { .. })) as u64,
+    );
+    metrics.count(
+        "Stranded",
+        report.count(|o| matches!(o, Outcome::Stranded { .. })) as u64,
+    );
+    metrics.count(
+        "Failed",
+        report.count(|o| matches!(o, Outcome::Failed { .. })) as u64,
+    );
+    metrics.count(
+        "ExpiredByTtl",
+        report.count(|o| *o == Outcome::Skipped(SkipReason::ExpiredByTtl)) as u64,
+    );
     metrics.millis("OldestRecordAge", oldest_age_ms as f64);
     if !latencies.is_empty() {
-        metrics.millis("PublishLatency", latencies.iter().sum::<f64>() / latencies.len() as f64);
-        metrics.millis("PublishLatencyMax", latencies.iter().copied().fold(0.0, f64::max));
+        metrics.millis(
+            "PublishLatency",
+            latencies.iter().sum::<f64>() / latencies.len() as f64,
+        );
+        metrics.millis(
+            "PublishLatencyMax",
+            latencies.iter().copied().fold(0.0, f64::max),
+        );
     }
     metrics.emit();
 }

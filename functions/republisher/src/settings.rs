@@ -34,7 +34,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let sweep_page_size = config::parsed(env, SWEEP_PAGE_SIZE, 500, "a whole number from 1 to 1000")?;
+        let sweep_page_size =
+            config::parsed(env, SWEEP_PAGE_SIZE, 500, "a whole number from 1 to 1000")?;
         if !(1..=1000).contains(&sweep_page_size) {
             return Err(ConfigError::Invalid {
                 var: SWEEP_PAGE_SIZE,
@@ -44,7 +45,11 @@ impl Settings {
         }
         Ok(Self {
             kafka: KafkaSettings::from_env(env, "republisher", DEFAULT_DELIVERY_TIMEOUT)?,
-            dead_letter_topic: config::required(env, DEAD_LETTER_TOPIC, "topic for records that cannot be republished")?,
+            dead_letter_topic: config::required(
+                env,
+                DEAD_LETTER_TOPIC,
+                "topic for records that cannot be republished",
+            )?,
             margin: config::millis(env, MARGIN_MS, Duration::from_secs(3))?,
             sweep_min_age: config::seconds(env, SWEEP_MIN_AGE_SECONDS, Duration::from_secs(3600))?,
             sweep_page_size,
@@ -71,6 +76,11 @@ mod tests {
         assert_eq!(settings.kafka.delivery_timeout, DEFAULT_DELIVERY_TIMEOUT);
         assert_eq!(settings.sweep_page_size, 500);
         env.insert(SWEEP_PAGE_SIZE, "5000");
-        assert!(Settings::from_env(&env).unwrap_err().to_string().contains(SWEEP_PAGE_SIZE));
+        assert!(
+            Settings::from_env(&env)
+                .unwrap_err()
+                .to_string()
+                .contains(SWEEP_PAGE_SIZE)
+        );
     }
 }

@@ -54,7 +54,10 @@ pub async fn run<S: Sink, T: Table>(
     settings: SweepSettings,
     budget: &Budget,
 ) -> Result<SweepReport, TableError> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     let cutoff_ms = now_ms.saturating_sub(settings.min_age.as_millis() as u64);
     let mut report = SweepReport::default();
     while budget.has_room() {
@@ -78,7 +81,9 @@ pub async fn run<S: Sink, T: Table>(
         let entries = crate::entry::from_items(items);
         for entry in &entries {
             if let crate::entry::Work::Publish(record) = &entry.work {
-                report.oldest_age_ms = report.oldest_age_ms.max(now_ms.saturating_sub(record.created_at_ms));
+                report.oldest_age_ms = report
+                    .oldest_age_ms
+                    .max(now_ms.saturating_sub(record.created_at_ms));
             }
         }
         let outcome = engine::process(&entries, sink, table, budget).await;
@@ -100,7 +105,10 @@ pub async fn run<S: Sink, T: Table>(
     Ok(report)
 }
 
-async fn load_checkpoint(state: &StateTable, table: &str) -> Result<Option<HashMap<String, AttributeValue>>, TableError> {
+async fn load_checkpoint(
+    state: &StateTable,
+    table: &str,
+) -> Result<Option<HashMap<String, AttributeValue>>, TableError> {
     Ok(state
         .get(CHECKPOINT_PK, table)
         .await?
@@ -111,15 +119,25 @@ async fn load_checkpoint(state: &StateTable, table: &str) -> Result<Option<HashM
         }))
 }
 
-async fn save_checkpoint(state: &StateTable, table: &str, last: HashMap<String, AttributeValue>) -> Result<(), TableError> {
-    let updated = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+async fn save_checkpoint(
+    state: &StateTable,
+    table: &str,
+    last: HashMap<String, AttributeValue>,
+) -> Result<(), TableError> {
+    let updated = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     state
         .put(
             CHECKPOINT_PK,
             table,
             HashMap::from([
                 (LAST_KEY.to_string(), AttributeValue::M(last)),
-                ("updated_at".to_string(), AttributeValue::N(updated.to_string())),
+                (
+                    "updated_at".to_string(),
+                    AttributeValue::N(updated.to_string()),
+                ),
             ]),
         )
         .await

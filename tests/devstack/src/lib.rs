@@ -11,10 +11,12 @@
 //! stops everything by PID.
 //!
 //! Layout: [`process`] spawns and signals processes, [`kafka`] configures and runs one node,
-//! [`testkit`] has the helpers tests share (topics, consuming, AWS clients for moto).
+//! [`testkit`] has the helpers tests share (topics, consuming, AWS clients for moto), and
+//! [`stream_driver`] plays Lambda's DynamoDB Streams event source mapping.
 
 pub mod kafka;
 pub mod process;
+pub mod stream_driver;
 pub mod testkit;
 
 use std::path::{Path, PathBuf};

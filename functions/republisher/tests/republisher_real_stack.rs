@@ -1,0 +1,589 @@
+//! The republisher against the real local stack: items in moto's DynamoDB, its stream delivered
+//! by the stream driver as Lambda would, events read back from the Kafka brokers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use devstack::Stack;
+use devstack::stream_driver::StreamDriver;
+use devstack::testkit::{self, Consumed};
+use futures::StreamExt;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use republisher::adapters::{DynamoTable, KafkaSink};
+use republisher::dead_letter::DeadLetter;
+use republisher::engine::Sink;
+use republisher::settings::Settings;
+use republisher::{App, handle};
+use serde_json::{Value, json};
+use shared::envelope::Envelope;
+use shared::headers;
+use shared::record::{EventId, Header, StandbyRecord};
+use shared::standby_table::StandbyTable;
+use shared::state_table::StateTable;
+use tokio::sync::RwLock;
+
+/// The outage test takes it for writing; the others for reading.
+static CLUSTER: RwLock<()> = RwLock::const_new(());
+
+struct Fixture {
+    stack: Stack,
+    aws: SdkConfig,
+    standby: StandbyTable,
+    topic: String,
+    dead_letter_topic: String,
+}
+
+type RealApp = App<KafkaSink, DynamoTable>;
+
+/// Fresh topics and tables, and an app configured for them as the Lambda would be.
+async fn fixture(
+    delivery_timeout_ms: &str,
+    extra_env: &[(&str, &str)],
+) -> Result<(Fixture, RealApp)> {
+    let stack = Stack::attach()?;
+    let bootstrap = stack.bootstrap_servers();
+    let topic = testkit::unique_name("payments");
+    let dead_letter_topic = testkit::unique_name("republisher-dlt");
+    testkit::create_topic(&bootstrap, &topic, 6, 3, &[("max.message.bytes", "65536")]).await?;
+    testkit::create_topic(&bootstrap, &dead_letter_topic, 1, 3, &[]).await?;
+
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let standby_name = testkit::unique_name("standby");
+    let state_name = testkit::unique_name("state");
+    let standby = StandbyTable::new(dynamodb.clone(), &standby_name);
+    standby.create().await?;
+    StateTable::new(dynamodb.clone(), &state_name)
+        .create()
+        .await?;
+
+    let mut env: HashMap<&str, &str> = HashMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        ("KAFKA_DELIVERY_TIMEOUT_MS", delivery_timeout_ms),
+        ("STANDBY_TABLE_NAME", standby_name.as_str()),
+        ("STATE_TABLE_NAME", state_name.as_str()),
+        ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
+        ("REPUBLISH_MARGIN_MS", "500"),
+    ]);
+    env.extend(extra_env.iter().copied());
+    let app = App::new(Settings::from_env(&env)?, dynamodb, &env)?;
+    Ok((
+        Fixture {
+            stack,
+            aws,
+            standby,
+            topic,
+            dead_letter_topic,
+        },
+        app,
+    ))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A record as the producer fallback writes it; `age` backdates it.
+fn record(topic: &str, key: Option<&str>, n: usize, age: Duration) -> StandbyRecord {
+    let payload = format!("{{\"n\":{n}}}");
+    StandbyRecord {
+        event_id: EventId::new(),
+        topic: topic.into(),
+        key: key.map(|k| k.as_bytes().to_vec()),
+        value: Envelope {
+            schema_version: 4,
+            payload: payload.as_bytes(),
+        }
+        .encode(),
+        headers: vec![
+            Header::new("trace", format!("t{n}")),
+            Header::new("trace", "again"),
+        ],
+        producer_id: "writer".into(),
+        created_at_ms: now_ms() - age.as_millis() as u64,
+        expires_at: 0,
+    }
+}
+
+/// Writes records keeping each key's write order (keys in parallel), as producers do.
+async fn write(standby: &StandbyTable, records: &[StandbyRecord]) -> Result<()> {
+    let mut by_key: HashMap<String, Vec<&StandbyRecord>> = HashMap::new();
+    for record in records {
+        by_key
+            .entry(record.partition_key())
+            .or_default()
+            .push(record);
+    }
+    let results: Vec<Result<()>> = futures::stream::iter(by_key.into_values())
+        .map(|group| async move {
+            for record in group {
+                standby.put_new(record).await?;
+            }
+            Ok(())
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn table_len(standby: &StandbyTable) -> Result<usize> {
+    let mut count = 0;
+    let mut start = None;
+    loop {
+        let page = standby
+            .client()
+            .scan()
+            .table_name(standby.name())
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        count += page.count() as usize;
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(count);
+        }
+    }
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+/// Drives the stream into the handler until the table is empty.
+async fn drain<S: Sink>(
+    fixture: &Fixture,
+    app: &App<S, DynamoTable>,
+    driver: &mut StreamDriver,
+) -> Result<()> {
+    driver
+        .run_until(
+            |event| handle(app, event, deadline()),
+            || async { Ok(table_len(&fixture.standby).await? == 0) },
+            Duration::from_secs(240),
+        )
+        .await
+}
+
+async fn consume(fixture: &Fixture, topic: &str, expected: usize) -> Result<Vec<Consumed>> {
+    let bootstrap = fixture.stack.bootstrap_servers();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        testkit::consume(&bootstrap, &topic, expected, Duration::from_secs(120))
+    })
+    .await?
+}
+
+/// Each key's event ids in Kafka order, first occurrences only (consumers dedupe on event id).
+fn per_key_order(messages: &[Consumed]) -> HashMap<Vec<u8>, Vec<String>> {
+    let mut seen = HashSet::new();
+    let mut order: HashMap<Vec<u8>, Vec<String>> = HashMap::new();
+    for message in messages {
+        let id = message.header(headers::EVENT_ID).expect("event-id header");
+        if seen.insert(id.clone()) {
+            order
+                .entry(message.key.clone().unwrap_or_default())
+                .or_default()
+                .push(id);
+        }
+    }
+    order
+}
+
+fn expected_order(records: &[StandbyRecord]) -> HashMap<Vec<u8>, Vec<String>> {
+    let mut order: HashMap<Vec<u8>, Vec<String>> = HashMap::new();
+    for record in records {
+        order
+            .entry(record.key.clone().unwrap_or_default())
+            .or_default()
+            .push(record.event_id.to_string());
+    }
+    order
+}
+
+/// Every message sharing an event id is byte-identical (duplicates are harmless).
+fn assert_duplicates_are_identical(messages: &[Consumed]) {
+    let mut by_id: HashMap<String, &Consumed> = HashMap::new();
+    for message in messages {
+        let id = message.header(headers::EVENT_ID).unwrap();
+        if let Some(first) = by_id.get(&id) {
+            assert_eq!(
+                (&first.key, &first.value),
+                (&message.key, &message.value),
+                "duplicate {id} differs"
+            );
+        } else {
+            by_id.insert(id, message);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drains_10000_records_over_500_keys_in_write_order() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("10000", &[]).await?;
+    let keys: Vec<String> = (0..500).map(|k| format!("account-{k}")).collect();
+    let records: Vec<StandbyRecord> = (0..10_000)
+        .map(|n| record(&fixture.topic, Some(&keys[n % 500]), n, Duration::ZERO))
+        .collect();
+    write(&fixture.standby, &records).await?;
+
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+    drain(&fixture, &app, &mut driver).await?;
+    assert_eq!(table_len(&fixture.standby).await?, 0);
+    assert_eq!(driver.stats.partial_failures, 0);
+
+    let messages = consume(&fixture, &fixture.topic, 10_000).await?;
+    assert_eq!(per_key_order(&messages), expected_order(&records));
+    let sent: HashMap<String, &StandbyRecord> = records
+        .iter()
+        .map(|r| (r.event_id.to_string(), r))
+        .collect();
+    for message in &messages {
+        let original = sent[&message.header(headers::EVENT_ID).unwrap()];
+        assert_eq!(
+            message.value.as_ref(),
+            Some(&original.value),
+            "bytes unchanged"
+        );
+        assert_eq!(
+            message.header(headers::REPUBLISHED).as_deref(),
+            Some("true")
+        );
+        let trace: Vec<_> = message
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "trace")
+            .collect();
+        assert_eq!(trace.len(), 2, "original headers, duplicates included");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_down_fails_the_batch_deletes_nothing_then_drains_when_back() -> Result<()> {
+    let _exclusive = CLUSTER.write().await;
+    let (mut fixture, app) = fixture("3000", &[]).await?;
+    let records: Vec<StandbyRecord> = (0..200)
+        .map(|n| {
+            record(
+                &fixture.topic,
+                Some(&format!("k{}", n % 20)),
+                n,
+                Duration::ZERO,
+            )
+        })
+        .collect();
+    write(&fixture.standby, &records).await?;
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+
+    let outage = tokio::task::block_in_place(|| fixture.stack.kafka_outage(true))?;
+    let seen = Mutex::new(Vec::new());
+    let (app_ref, seen_ref) = (&app, &seen);
+    driver
+        .step(|event| async move {
+            let response = handle(app_ref, event, deadline()).await;
+            if let Ok(value) = &response {
+                seen_ref.lock().unwrap().push(value.clone());
+            }
+            response
+        })
+        .await?;
+    let responses = seen.into_inner().unwrap();
+    let failures = responses[0]["batchItemFailures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{responses:?}");
+    assert_eq!(
+        table_len(&fixture.standby).await?,
+        200,
+        "nothing deleted while Kafka is down"
+    );
+    tokio::task::block_in_place(|| outage.end())?;
+
+    drain(&fixture, &app, &mut driver).await?;
+    let messages = consume(&fixture, &fixture.topic, 200).await?;
+    assert_eq!(per_key_order(&messages), expected_order(&records));
+    assert_duplicates_are_identical(&messages);
+    Ok(())
+}
+
+/// Fails chosen event ids once with a retriable error, otherwise publishes for real.
+struct FailOnce<S> {
+    inner: S,
+    pending: Mutex<HashSet<String>>,
+}
+
+impl<S: Sink + Send> Sink for FailOnce<S> {
+    async fn republish(&self, record: &StandbyRecord) -> Result<(), KafkaError> {
+        let fail = self
+            .pending
+            .lock()
+            .unwrap()
+            .remove(&record.event_id.to_string());
+        if fail {
+            return Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            ));
+        }
+        self.inner.republish(record).await
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), KafkaError> {
+        self.inner.dead_letter(letter).await
+    }
+}
+
+fn failing_once(
+    app: App<KafkaSink, DynamoTable>,
+    ids: &[&StandbyRecord],
+) -> App<FailOnce<KafkaSink>, DynamoTable> {
+    App {
+        sink: FailOnce {
+            inner: app.sink,
+            pending: Mutex::new(ids.iter().map(|r| r.event_id.to_string()).collect()),
+        },
+        table: app.table,
+        standby: app.standby,
+        state: app.state,
+        settings: app.settings,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_mid_batch_keeps_per_key_order_and_retries_only_duplicate_by_event_id()
+-> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("10000", &[]).await?;
+    let records: Vec<StandbyRecord> = (0..300)
+        .map(|n| {
+            record(
+                &fixture.topic,
+                Some(&format!("k{}", n % 7)),
+                n,
+                Duration::ZERO,
+            )
+        })
+        .collect();
+    write(&fixture.standby, &records).await?;
+    let app = failing_once(app, &[&records[150]]);
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+    drain(&fixture, &app, &mut driver).await?;
+    assert_eq!(driver.stats.partial_failures, 1, "{:?}", driver.stats);
+
+    let total =
+        testkit::message_count(&fixture.stack.bootstrap_servers(), &fixture.topic)? as usize;
+    let messages = consume(&fixture, &fixture.topic, total).await?;
+    assert_eq!(per_key_order(&messages), expected_order(&records));
+    assert_duplicates_are_identical(&messages);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("5000", &[]).await?;
+    let good: Vec<StandbyRecord> = (0..20)
+        .map(|n| {
+            record(
+                &fixture.topic,
+                Some(&format!("g{}", n % 3)),
+                n,
+                Duration::ZERO,
+            )
+        })
+        .collect();
+    let missing_topic = record("no-such-topic-anywhere", Some("x"), 100, Duration::ZERO);
+    let mut too_large = record(&fixture.topic, Some("big"), 101, Duration::ZERO);
+    too_large.value.extend(std::iter::repeat_n(b'x', 100_000));
+
+    write(&fixture.standby, &good[..10]).await?;
+    // Malformed items, written raw as a buggy producer (or a hand edit) might.
+    let base = record(&fixture.topic, Some("bad"), 0, Duration::ZERO);
+    let mut malformed = Vec::new();
+    for (kind, edit) in [
+        (
+            "missing_attribute",
+            Box::new(|item: &mut HashMap<String, AttributeValue>| {
+                item.remove("value");
+            }) as Box<dyn Fn(&mut HashMap<String, AttributeValue>)>,
+        ),
+        (
+            "unknown_format_version",
+            Box::new(|item| {
+                item.insert("format_version".into(), AttributeValue::N("99".into()));
+            }),
+        ),
+        (
+            "invalid_attribute",
+            Box::new(|item| {
+                item.insert("headers".into(), AttributeValue::S("not a list".into()));
+            }),
+        ),
+    ] {
+        let mut item = StandbyRecord {
+            event_id: EventId::new(),
+            ..base.clone()
+        }
+        .to_item();
+        edit(&mut item);
+        fixture
+            .standby
+            .client()
+            .put_item()
+            .table_name(fixture.standby.name())
+            .set_item(Some(item))
+            .send()
+            .await?;
+        malformed.push(kind);
+    }
+    write(
+        &fixture.standby,
+        &[missing_topic.clone(), too_large.clone()],
+    )
+    .await?;
+    write(&fixture.standby, &good[10..]).await?;
+
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+    drain(&fixture, &app, &mut driver).await?;
+    assert_eq!(driver.stats.partial_failures, 0);
+
+    let delivered = consume(&fixture, &fixture.topic, 20).await?;
+    assert_eq!(per_key_order(&delivered), expected_order(&good));
+    let letters = consume(&fixture, &fixture.dead_letter_topic, 5).await?;
+    let classes: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.header(headers::DLT_ERROR_CLASS).unwrap(),
+                l.header("dlt-malformed-kind").unwrap_or_default(),
+            )
+        })
+        .collect();
+    for kind in malformed {
+        assert!(
+            classes.contains(&("malformed".into(), kind.into())),
+            "{kind} missing from {classes:?}"
+        );
+    }
+    for letter in &letters {
+        assert!(
+            letter
+                .header(headers::DLT_REASON)
+                .is_some_and(|r| !r.is_empty())
+        );
+        assert!(letter.header(headers::DLT_STREAM_SEQUENCE).is_some());
+        assert_eq!(
+            letter.header(headers::DLT_SOURCE).as_deref(),
+            Some("republisher")
+        );
+    }
+    let rejected: Vec<&Consumed> = letters
+        .iter()
+        .filter(|l| l.header(headers::DLT_ERROR_CLASS).as_deref() == Some("non_retriable"))
+        .collect();
+    assert_eq!(rejected.len(), 2);
+    for original in [&missing_topic, &too_large] {
+        let letter = rejected
+            .iter()
+            .find(|l| l.header(headers::EVENT_ID) == Some(original.event_id.to_string()))
+            .expect("rejected record dead-lettered");
+        assert_eq!(
+            letter.value.as_ref(),
+            Some(&original.value),
+            "original bytes kept for redrive"
+        );
+        assert_eq!(
+            letter.header(headers::DLT_ORIGINAL_TOPIC),
+            Some(original.topic.clone())
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sweep_republishes_what_the_stream_never_delivered_and_resumes() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture(
+        "5000",
+        &[("SWEEP_PAGE_SIZE", "10"), ("SWEEP_MIN_AGE_SECONDS", "3600")],
+    )
+    .await?;
+    let standby = &fixture.standby;
+    let old: Vec<StandbyRecord> = (0..35)
+        .map(|n| {
+            record(
+                &fixture.topic,
+                Some(&format!("s{}", n % 4)),
+                n,
+                Duration::from_secs(7200),
+            )
+        })
+        .collect();
+    let young = record(&fixture.topic, Some("fresh"), 99, Duration::ZERO);
+    write(standby, &old).await?;
+    write(standby, std::slice::from_ref(&young)).await?;
+    let scheduled = json!({
+        "version": "0", "id": "sweep-1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-24T00:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/republisher-sweep"], "detail": {}
+    });
+
+    // The sweep scans 10 raw items a page, in the table's scan order.
+    let scan_order: Vec<StandbyRecord> = standby
+        .client()
+        .scan()
+        .table_name(standby.name())
+        .send()
+        .await?
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .map(StandbyRecord::from_item)
+        .collect::<Result<_, _>>()?;
+    let page_one: Vec<String> = scan_order[..10]
+        .iter()
+        .map(|r| r.event_id.to_string())
+        .collect();
+
+    // First sweep: a record on page two fails, so the sweep stops there, keeping its place
+    // after page one.
+    let flaky = failing_once(app, &[&scan_order[12]]);
+    let first: Value = handle(&flaky, scheduled.clone(), deadline()).await?;
+    assert_eq!(first["pass_completed"], json!(false), "{first}");
+    assert_eq!(first["failed"], json!(1), "{first}");
+
+    // Second sweep: resumes at page two and finishes the pass.
+    let second: Value = handle(&flaky, scheduled.clone(), deadline()).await?;
+    assert_eq!(second["pass_completed"], json!(true), "{second}");
+    assert_eq!(
+        table_len(standby).await?,
+        1,
+        "only the young record is left, for the stream"
+    );
+
+    let total =
+        testkit::message_count(&fixture.stack.bootstrap_servers(), &fixture.topic)? as usize;
+    let messages = consume(&fixture, &fixture.topic, total).await?;
+    assert_eq!(per_key_order(&messages), expected_order(&old));
+    assert_duplicates_are_identical(&messages);
+    for id in &page_one {
+        let copies = messages
+            .iter()
+            .filter(|m| m.header(headers::EVENT_ID).as_ref() == Some(id))
+            .count();
+        assert!(
+            copies <= 1,
+            "page one was not swept again: {id} seen {copies} times"
+        );
+    }
+    Ok(())
+}
