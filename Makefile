@@ -9,7 +9,7 @@ export KAFKA_LIBS ?= $(HOME)/.cache/standby-events/kafka-libs
 export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
 DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 
-.PHONY: help setup build lint fmt test unit-test stack-up stack-down stack-status demo
+.PHONY: help setup build lint fmt test unit-test stack-up stack-down stack-status demo bench
 
 help:
 	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, cargo-lambda), Kafka jars"
@@ -17,6 +17,7 @@ help:
 	@echo "make unit-test   tests that need no local stack"
 	@echo "make stack-up    start Kafka (3 KRaft nodes) and moto on 127.0.0.1; stack-down stops them"
 	@echo "make demo        the outage-and-recovery story end to end"
+	@echo "make bench       benchmarks on the local stack (republisher drain vs a sequential baseline)"
 
 setup:
 	@tests/setup.sh
@@ -58,3 +59,9 @@ demo:
 	@echo "make demo will: start the local stack; produce events through the shared fallback while"
 	@echo "the Kafka brokers are stopped mid-stream; restart them; drain the standby table with the"
 	@echo "republisher; then scale the cluster out and rebalance it. Not built yet (issue #7)."
+
+# Benchmarks print ratios against a baseline measured in the same run; not part of `make test`.
+bench: setup
+	$(MAKE) --no-print-directory stack-up
+	status=0; cargo bench -p republisher --bench drain || status=$$?; \
+	  $(MAKE) --no-print-directory stack-down; exit $$status

@@ -42,7 +42,7 @@ impl App<KafkaSink, DynamoTable> {
         let settings = Settings::from_env(env)?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-        Ok(Self::new(settings, dynamodb, env)?)
+        Self::new(settings, dynamodb, env)
     }
 
     /// Builds the app with a given DynamoDB client (tests point it at the local stack).

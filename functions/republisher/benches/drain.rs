@@ -1,0 +1,216 @@
+//! Drain benchmark on the local stack (`make stack-up` first; `make bench` runs it).
+//!
+//! Drains a 1,000-record stream batch with the republisher's handler, and the same kind of batch
+//! with the named baseline — a sequential loop that publishes one record, waits for its ack, then
+//! deletes its item — in the same run, against the same brokers and moto. Prints records/s for
+//! both and the ratio, for a batch spread over many keys and for a batch of a single key (the
+//! worst case: one key's events are published one after another to keep their order).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use aws_sdk_dynamodb::types::AttributeValue;
+use devstack::Stack;
+use devstack::stream_driver::StreamDriver;
+use devstack::testkit;
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use republisher::settings::Settings;
+use republisher::{App, handle};
+use serde_json::Value;
+use shared::envelope::Envelope;
+use shared::headers;
+use shared::record::{EventId, Header, StandbyRecord};
+use shared::standby_table::StandbyTable;
+use shared::state_table::StateTable;
+
+const BATCH: usize = 1000;
+const ROUNDS: usize = 3;
+
+struct Setup {
+    aws: aws_config::SdkConfig,
+    topic: String,
+    env: HashMap<&'static str, String>,
+}
+
+fn records(topic: &str, keys: usize) -> Vec<StandbyRecord> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    (0..BATCH)
+        .map(|n| StandbyRecord {
+            event_id: EventId::new(),
+            topic: topic.into(),
+            key: Some(format!("key-{}", n % keys).into_bytes()),
+            value: Envelope {
+                schema_version: 1,
+                payload: &[b'x'; 512],
+            }
+            .encode(),
+            headers: vec![Header::new("trace", "bench")],
+            producer_id: "bench".into(),
+            created_at_ms: now,
+            expires_at: 0,
+        })
+        .collect()
+}
+
+async fn fresh_table(setup: &Setup, records: &[StandbyRecord]) -> Result<(StandbyTable, String)> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&setup.aws);
+    let table = StandbyTable::new(dynamodb.clone(), testkit::unique_name("bench-standby"));
+    table.create().await?;
+    let state = testkit::unique_name("bench-state");
+    StateTable::new(dynamodb, &state).create().await?;
+    for record in records {
+        table.put_new(record).await?;
+    }
+    Ok((table, state))
+}
+
+/// The republisher: one Lambda invocation with the whole batch (stream reading not timed).
+async fn republisher_round(setup: &Setup, keys: usize) -> Result<Duration> {
+    let records = records(&setup.topic, keys);
+    let (table, state) = fresh_table(setup, &records).await?;
+    let mut env: HashMap<&str, &str> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.insert("STANDBY_TABLE_NAME", table.name());
+    env.insert("STATE_TABLE_NAME", &state);
+    let app = App::new(Settings::from_env(&env)?, table.client().clone(), &env)?;
+    warm_up(&app, &setup.topic).await?;
+
+    let mut driver = StreamDriver::new(&setup.aws, table.name()).await?;
+    driver.batch_size = BATCH;
+    let elapsed = std::sync::Mutex::new(Duration::ZERO);
+    let (app, elapsed_ref) = (&app, &elapsed);
+    driver
+        .step(|event: Value| async move {
+            let started = Instant::now();
+            let response = handle(app, event, Instant::now() + Duration::from_secs(60)).await;
+            *elapsed_ref.lock().unwrap() = started.elapsed();
+            response
+        })
+        .await?;
+    let elapsed = elapsed.into_inner().unwrap();
+    let left = table
+        .client()
+        .scan()
+        .table_name(table.name())
+        .send()
+        .await?
+        .count();
+    anyhow::ensure!(left == 0, "republisher left {left} items");
+    Ok(elapsed)
+}
+
+/// Connects the producer before timing, as a warm Lambda execution environment would be.
+async fn warm_up<S: republisher::engine::Sink, T>(app: &App<S, T>, topic: &str) -> Result<()> {
+    let record = records(topic, 1).remove(0);
+    app.sink.republish(&record).await?;
+    Ok(())
+}
+
+/// The named baseline: publish one record, wait for the ack, delete it; then the next.
+async fn sequential_round(setup: &Setup, keys: usize) -> Result<Duration> {
+    let records = records(&setup.topic, keys);
+    let (table, _) = fresh_table(setup, &records).await?;
+    let env: HashMap<&str, &str> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = Settings::from_env(&env)?;
+    let producer = settings.kafka.producer()?;
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&setup.topic).payload(b"warm-up"),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+
+    let started = Instant::now();
+    for record in &records {
+        let event_id = record.event_id.to_string();
+        let mut kafka_headers = OwnedHeaders::new();
+        for header in &record.headers {
+            kafka_headers = kafka_headers.insert(KafkaHeader {
+                key: &header.name,
+                value: header.value.as_deref(),
+            });
+        }
+        kafka_headers = kafka_headers.insert(KafkaHeader {
+            key: headers::EVENT_ID,
+            value: Some(event_id.as_bytes()),
+        });
+        let message = FutureRecord {
+            topic: &record.topic,
+            partition: None,
+            payload: Some(&record.value),
+            key: record.key.as_ref(),
+            timestamp: None,
+            headers: Some(kafka_headers),
+        };
+        producer
+            .send(message, Duration::from_secs(5))
+            .await
+            .map_err(|(e, _)| e)?;
+        table
+            .client()
+            .delete_item()
+            .table_name(table.name())
+            .key("pk", AttributeValue::S(record.partition_key()))
+            .key("event_id", AttributeValue::S(event_id))
+            .send()
+            .await?;
+    }
+    Ok(started.elapsed())
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn per_second(duration: Duration) -> f64 {
+    BATCH as f64 / duration.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let stack = Stack::attach()?;
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let topic = testkit::unique_name("bench");
+    testkit::create_topic(&stack.bootstrap_servers(), &topic, 6, 3, &[]).await?;
+    let env = HashMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS", stack.bootstrap_servers()),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT".to_string()),
+        ("STANDBY_DEAD_LETTER_TOPIC", "bench-dlt".to_string()),
+    ]);
+    let setup = Setup { aws, topic, env };
+
+    // The handler prints its EMF metric lines on stdout; the table comes after them.
+    let mut rows = Vec::new();
+    for (label, keys) in [("200 keys x 5 records", 200), ("1 key x 1000 records", 1)] {
+        let mut ours = Vec::new();
+        let mut baseline = Vec::new();
+        for _ in 0..ROUNDS {
+            ours.push(republisher_round(&setup, keys).await?);
+            baseline.push(sequential_round(&setup, keys).await?);
+        }
+        let (ours, baseline) = (median(ours), median(baseline));
+        rows.push(format!(
+            "{label:<22} {:>15.0} {:>26.0} {:>7.1}x",
+            per_second(ours),
+            per_second(baseline),
+            baseline.as_secs_f64() / ours.as_secs_f64()
+        ));
+    }
+    println!(
+        "\ndrain of a {BATCH}-record batch, median of {ROUNDS} rounds (3 Kafka brokers, acks=all, moto)"
+    );
+    println!(
+        "{:<22} {:>15} {:>26} {:>8}",
+        "batch", "republisher r/s", "baseline (sequential) r/s", "ratio"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(())
+}
