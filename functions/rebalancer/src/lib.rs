@@ -1,0 +1,8 @@
+//! The rebalancer: after brokers are added, moves partition replicas onto them.
+//!
+//! - [`cluster`]: the cluster description (also the offline file format) and the
+//!   `kafka-reassign-partitions` JSON;
+//! - [`planner`]: the pure, deterministic plan — minimal moves, rack-aware, leaders balanced.
+
+pub mod cluster;
+pub mod planner;
