@@ -1,17 +1,30 @@
-//! The rebalancer Lambda: moves partition replicas onto newly added brokers.
-//!
-//! Not built yet (issue #5): every invocation fails with a clear error instead of
-//! pretending to succeed.
+//! Lambda binary; with a command (`describe`, `plan`) it is also the operators' offline tool.
 
+use clap::Parser;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use rebalancer::settings::Settings;
 use serde_json::Value;
+use shared::config::ProcessEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    if std::env::args().len() > 1 {
+        return Ok(rebalancer::cli::run(rebalancer::cli::Cli::parse()).await?);
+    }
     shared::telemetry::init_logging();
-    lambda_runtime::run(service_fn(handle)).await
+    let settings = Settings::from_env(&ProcessEnv)?;
+    let settings = &settings;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        rebalancer::handler::handle(settings, event.payload, deadline).await
+    }))
+    .await
 }
 
-async fn handle(_event: LambdaEvent<Value>) -> Result<Value, Error> {
-    Err("the rebalancer is not implemented yet (issue #5)".into())
+fn deadline_from_epoch_ms(deadline_ms: u64) -> std::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    std::time::Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }

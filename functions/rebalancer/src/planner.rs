@@ -15,8 +15,9 @@
 //! are not counted at all) can leave a broker above target; the summary then says so.
 //!
 //! **Per-topic spread.** Among the many plans with `M_min` moves, each move takes a replica of
-//! the topic the source broker holds most of, to the destination holding least of that topic,
-//! keeping each topic as evenly spread over the rack as the moves allow.
+//! the topic where the source broker holds the most more than the emptiest destination, to the
+//! destination holding least of that topic: greedy on the per-topic imbalance, which never
+//! changes the number of moves.
 //!
 //! **Leaders.** Preferred leaders (first replicas) are balanced by reordering replica lists only —
 //! no data moves — to `⌊P/B⌋` or `⌈P/B⌉` per broker across the cluster, along augmenting paths
@@ -373,17 +374,30 @@ fn balance_rack(work: &mut [Work], members: &[usize], brokers: &[(i32, String)])
         let Some(mut topics) = holdings.remove(&source) else {
             continue;
         };
-        // Topics the source holds most of are shed first; entries are re-checked when popped.
-        let mut heap: BinaryHeap<(u32, Reverse<usize>)> = topics
+        // The topic whose move evens things out most goes first: the source's count of it minus
+        // the lowest count among destinations with room. Keys only ever fall (the source sheds,
+        // destinations fill or leave), so stale heap entries are re-keyed when popped.
+        let gain = |topic: usize,
+                    count: &HashMap<usize, usize>,
+                    topic_count: &HashMap<(usize, usize), u32>| {
+            let fewest = under
+                .iter()
+                .filter(|b| count[b] < target[b])
+                .map(|&b| topic_count.get(&(topic, b)).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(0);
+            i64::from(topic_count[&(topic, source)]) - i64::from(fewest)
+        };
+        let mut heap: BinaryHeap<(i64, Reverse<usize>)> = topics
             .keys()
-            .map(|&t| (topic_count[&(t, source)], Reverse(t)))
+            .map(|&t| (gain(t, &count, &topic_count), Reverse(t)))
             .collect();
         while count[&source] > target[&source] {
-            let Some((held, Reverse(topic))) = heap.pop() else {
+            let Some((key, Reverse(topic))) = heap.pop() else {
                 break;
             };
-            let current = topic_count[&(topic, source)];
-            if held != current {
+            let current = gain(topic, &count, &topic_count);
+            if key != current {
                 heap.push((current, Reverse(topic)));
                 continue;
             }
@@ -414,7 +428,7 @@ fn balance_rack(work: &mut [Work], members: &[usize], brokers: &[(i32, String)])
             *topic_count.get_mut(&(topic, source)).expect("counted") -= 1;
             *topic_count.entry((topic, destination)).or_default() += 1;
             if !candidates.is_empty() {
-                heap.push((current - 1, Reverse(topic)));
+                heap.push((gain(topic, &count, &topic_count), Reverse(topic)));
             }
         }
     }

@@ -1,0 +1,135 @@
+//! The offline commands, for operators who review a plan before anything moves:
+//! `rebalancer describe` writes a live cluster's description, `rebalancer plan` prints the plan
+//! for a description as `kafka-reassign-partitions` JSON (stdout) and a summary (stderr).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::admin::AdminClient;
+use crate::cluster::ClusterDescription;
+use crate::planner::{self, Options, Summary};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rebalancer",
+    about = "Without arguments: the Lambda function. With a command: offline planning."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Writes the live cluster's description (brokers, racks, replicas, reassignments) as JSON.
+    Describe {
+        /// host:port,…
+        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+        bootstrap_servers: String,
+        /// PLAINTEXT, SSL, or SASL_SSL (TLS + MSK IAM).
+        #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value = "SASL_SSL")]
+        security_protocol: String,
+        /// Region the MSK IAM token is signed for (SASL_SSL only).
+        #[arg(long, env = "AWS_REGION")]
+        region: Option<String>,
+    },
+    /// Plans the rebalance of a described cluster; changes nothing.
+    Plan {
+        /// A cluster description file (see `describe`), or - for stdin.
+        file: PathBuf,
+        /// Topics never moved (repeatable); MSK's canary topics always are.
+        #[arg(long = "exclude-topic")]
+        excluded_topics: Vec<String>,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Describe {
+            bootstrap_servers,
+            security_protocol,
+            region,
+        } => {
+            let mut env = std::collections::HashMap::from([
+                (shared::kafka::BOOTSTRAP_SERVERS, bootstrap_servers.as_str()),
+                (shared::kafka::SECURITY_PROTOCOL, security_protocol.as_str()),
+            ]);
+            if let Some(region) = &region {
+                env.insert(shared::kafka::AWS_REGION, region);
+            }
+            let kafka = shared::kafka::KafkaSettings::from_env(
+                &env,
+                "rebalancer",
+                std::time::Duration::from_secs(30),
+            )?;
+            let transport = crate::settings::transport(&kafka.security);
+            let mut client = AdminClient::connect(&kafka.bootstrap_servers, &transport).await?;
+            let description = client.cluster_state().await?.description();
+            println!("{}", serde_json::to_string_pretty(&description)?);
+        }
+        Command::Plan {
+            file,
+            excluded_topics,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let cluster: ClusterDescription = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a cluster description", file.display()))?;
+            let options = Options {
+                excluded_topics: excluded_topics.into_iter().collect::<BTreeSet<_>>(),
+            };
+            let plan = planner::plan(&cluster, &options);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan.reassignment_json())?
+            );
+            eprint!("{}", render_summary(&plan.summary));
+        }
+    }
+    Ok(())
+}
+
+/// The summary as text: totals, then a row per broker, then the least even topics.
+pub fn render_summary(summary: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "moves: {} (theoretical minimum {}), leader changes: {}, bytes to move: {}",
+        summary.moves, summary.min_moves, summary.leader_changes, summary.bytes_to_move
+    );
+    let _ = writeln!(
+        out,
+        "replicas balanced per rack: {}, leaders balanced: {}, partitions left alone: {}",
+        summary.replicas_balanced, summary.leaders_balanced, summary.untouchable_partitions
+    );
+    let _ = writeln!(
+        out,
+        "{:>8} {:>8} {:>17} {:>17}",
+        "broker", "rack", "replicas", "leaders"
+    );
+    for b in &summary.brokers {
+        let _ = writeln!(
+            out,
+            "{:>8} {:>8} {:>7} -> {:<7} {:>7} -> {:<7}",
+            b.id, b.rack, b.replicas_before, b.replicas_after, b.leaders_before, b.leaders_after
+        );
+    }
+    let mut topics: Vec<_> = summary.topics.iter().collect();
+    topics.sort_by_key(|t| std::cmp::Reverse((t.after, t.before)));
+    let _ = writeln!(
+        out,
+        "per-topic spread (most - fewest replicas on a broker of one rack), least even first:"
+    );
+    for t in topics.iter().take(10) {
+        let _ = writeln!(out, "  {:<40} {} -> {}", t.topic, t.before, t.after);
+    }
+    out
+}

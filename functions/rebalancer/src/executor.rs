@@ -1,0 +1,465 @@
+//! Carries a plan out on the cluster, a batch at a time, resumably.
+//!
+//! Every invocation starts from what the cluster says (metadata and the reassignments in
+//! progress), plans again, and moves on: submit a batch, wait for it while the invocation has
+//! time, submit the next. A run that runs out of time simply returns "in progress"; the next
+//! invocation continues from the cluster's state. When nothing is left to move and nothing is
+//! moving, it removes the replication throttles and runs a preferred leader election.
+//!
+//! Batches respect two limits: partitions being reassigned at once (ours and anyone else's),
+//! and replica moves touching one broker at once (counting both the broker receiving and the
+//! broker giving up a replica). Reorders (leader balance only) move no data and are not limited.
+//! Before a batch starts, replication throttles are set (as `kafka-reassign-partitions
+//! --throttle` does): a rate on every broker, and per topic the moving partitions' current
+//! replicas (leader side) and new replicas (follower side). They are removed at the end and
+//! after any failure.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::admin::{AdminClient, AdminError, ClusterState, ConfigChange, ConfigOp, ConfigResource};
+use crate::cluster::{ReassignmentJson, TopicPartition};
+use crate::planner::{self, Options, Plan, Summary, Target};
+
+const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
+const FOLLOWER_THROTTLED_RATE: &str = "follower.replication.throttled.rate";
+const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Partitions being reassigned at once, cluster-wide.
+    pub max_partitions_in_flight: usize,
+    /// Replica moves touching one broker at once.
+    pub max_moves_per_broker: usize,
+    /// Replication throttle per broker while moving, bytes/s.
+    pub throttle_bytes_per_sec: u64,
+    /// How often to check on a batch.
+    pub poll_interval: Duration,
+    /// Time kept free before the deadline.
+    pub margin: Duration,
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunReport {
+    /// Nothing changed: the plan as `kafka-reassign-partitions` JSON, and its summary.
+    DryRun {
+        reassignment: ReassignmentJson,
+        summary: Summary,
+    },
+    /// Out of time with work left; the next invocation continues.
+    InProgress {
+        submitted: usize,
+        in_flight: usize,
+        remaining_moves: usize,
+    },
+    /// Balanced: throttles removed, preferred leaders elected.
+    Done {
+        submitted: usize,
+        leaders_elected: usize,
+    },
+    /// Not started: partitions are under-replicated, or new brokers have not registered yet.
+    Waiting { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("{failed} partitions could not be reassigned, e.g. {example}")]
+    Refused { failed: usize, example: String },
+}
+
+/// Runs until done, or until the deadline leaves no room for another poll.
+pub async fn run(
+    client: &mut AdminClient,
+    limits: &Limits,
+    options: &Options,
+    expected_brokers: &[i32],
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<RunReport, ExecutorError> {
+    let result = run_inner(client, limits, options, expected_brokers, dry_run, deadline).await;
+    if result.is_err() && !dry_run {
+        // Never leave throttles behind after a failure; a later run sets them again.
+        if let Ok(state) = client.cluster_state().await
+            && let Err(e) = remove_throttles(client, &state).await
+        {
+            tracing::error!(error = %e, "could not remove replication throttles after a failure");
+        }
+    }
+    result
+}
+
+async fn run_inner(
+    client: &mut AdminClient,
+    limits: &Limits,
+    options: &Options,
+    expected_brokers: &[i32],
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<RunReport, ExecutorError> {
+    let mut submitted = 0;
+    loop {
+        let state = client.cluster_state().await?;
+        let registered: HashSet<i32> = state.brokers.iter().map(|b| b.id).collect();
+        let missing: Vec<i32> = expected_brokers
+            .iter()
+            .copied()
+            .filter(|b| !registered.contains(b))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(RunReport::Waiting {
+                reason: format!("brokers {missing:?} have not registered with the cluster yet"),
+            });
+        }
+        let plan = planner::plan(&state.description(), options);
+        if dry_run {
+            return Ok(RunReport::DryRun {
+                reassignment: plan.reassignment_json(),
+                summary: plan.summary,
+            });
+        }
+        let under_replicated = state.under_replicated();
+        if !under_replicated.is_empty() {
+            let examples: Vec<String> = under_replicated
+                .iter()
+                .take(5)
+                .map(|tp| format!("{}-{}", tp.topic, tp.partition))
+                .collect();
+            return Ok(RunReport::Waiting {
+                reason: format!(
+                    "{} partitions are under-replicated (e.g. {}); not moving anything until they recover",
+                    under_replicated.len(),
+                    examples.join(", ")
+                ),
+            });
+        }
+        if plan.targets.is_empty() && state.ongoing.is_empty() {
+            remove_throttles(client, &state).await?;
+            let leaders_elected = elect_leaders(client, &state).await?;
+            tracing::info!(submitted, leaders_elected, "rebalance complete");
+            return Ok(RunReport::Done {
+                submitted,
+                leaders_elected,
+            });
+        }
+
+        let batch = next_batch(&plan, &state, limits);
+        if !batch.is_empty() {
+            set_throttles(client, &state, &batch, limits).await?;
+            let targets: Vec<(String, i32, Vec<i32>)> = batch
+                .iter()
+                .map(|t| (t.topic.clone(), t.partition, t.replicas.clone()))
+                .collect();
+            let refused = client.alter_reassignments(&targets).await?;
+            if let Some((tp, reason)) = refused.first() {
+                return Err(ExecutorError::Refused {
+                    failed: refused.len(),
+                    example: format!("{}-{}: {reason}", tp.topic, tp.partition),
+                });
+            }
+            submitted += batch.len();
+            tracing::info!(
+                partitions = batch.len(),
+                moves = batch.iter().map(|t| t.moves).sum::<usize>(),
+                "reassignment batch submitted"
+            );
+        }
+
+        // Wait for progress while there is time for it.
+        loop {
+            if Instant::now() + limits.poll_interval + limits.margin > deadline {
+                let state = client.cluster_state().await?;
+                let remaining = planner::plan(&state.description(), options);
+                return Ok(RunReport::InProgress {
+                    submitted,
+                    in_flight: state.ongoing.len(),
+                    remaining_moves: remaining.summary.moves,
+                });
+            }
+            tokio::time::sleep(limits.poll_interval).await;
+            let ongoing = client.list_reassignments().await?;
+            if ongoing.len() < limits.max_partitions_in_flight / 2 + 1 || ongoing.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+/// The next targets to submit, in plan order, within the limits given what is already moving.
+pub fn next_batch<'a>(plan: &'a Plan, state: &ClusterState, limits: &Limits) -> Vec<&'a Target> {
+    let mut in_flight = state.ongoing.len();
+    let mut per_broker: HashMap<i32, usize> = HashMap::new();
+    for ongoing in &state.ongoing {
+        for broker in ongoing.adding.iter().chain(&ongoing.removing) {
+            *per_broker.entry(*broker).or_default() += 1;
+        }
+    }
+    let mut batch = Vec::new();
+    for target in &plan.targets {
+        if target.moves == 0 {
+            batch.push(target);
+            continue;
+        }
+        if in_flight >= limits.max_partitions_in_flight {
+            continue;
+        }
+        let touched: Vec<i32> = target
+            .replicas
+            .iter()
+            .filter(|b| !target.previous.contains(b))
+            .chain(
+                target
+                    .previous
+                    .iter()
+                    .filter(|b| !target.replicas.contains(b)),
+            )
+            .copied()
+            .collect();
+        if touched
+            .iter()
+            .any(|b| per_broker.get(b).copied().unwrap_or(0) >= limits.max_moves_per_broker)
+        {
+            continue;
+        }
+        for b in touched {
+            *per_broker.entry(b).or_default() += 1;
+        }
+        in_flight += 1;
+        batch.push(target);
+    }
+    batch
+}
+
+/// Throttle changes for a batch: rates on every broker, and the moving replicas per topic.
+pub fn throttle_changes(
+    state: &ClusterState,
+    batch: &[&Target],
+    limits: &Limits,
+) -> Vec<ConfigChange> {
+    let rate = limits.throttle_bytes_per_sec.to_string();
+    let mut changes: Vec<ConfigChange> = state
+        .brokers
+        .iter()
+        .flat_map(|b| {
+            [LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE].map(|name| ConfigChange {
+                resource: ConfigResource::Broker(b.id),
+                name: name.into(),
+                op: ConfigOp::Set(rate.clone()),
+            })
+        })
+        .collect();
+    let mut leader_side: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut follower_side: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for target in batch.iter().filter(|t| t.moves > 0) {
+        for b in &target.previous {
+            leader_side
+                .entry(&target.topic)
+                .or_default()
+                .push(format!("{}:{b}", target.partition));
+        }
+        for b in target
+            .replicas
+            .iter()
+            .filter(|b| !target.previous.contains(b))
+        {
+            follower_side
+                .entry(&target.topic)
+                .or_default()
+                .push(format!("{}:{b}", target.partition));
+        }
+    }
+    for (name, sides) in [
+        (LEADER_THROTTLED_REPLICAS, leader_side),
+        (FOLLOWER_THROTTLED_REPLICAS, follower_side),
+    ] {
+        for (topic, replicas) in sides {
+            changes.push(ConfigChange {
+                resource: ConfigResource::Topic(topic.to_string()),
+                name: name.into(),
+                // Appended, so partitions of earlier batches still moving stay throttled.
+                op: ConfigOp::Append(replicas.join(",")),
+            });
+        }
+    }
+    changes
+}
+
+async fn set_throttles(
+    client: &mut AdminClient,
+    state: &ClusterState,
+    batch: &[&Target],
+    limits: &Limits,
+) -> Result<(), AdminError> {
+    if batch.iter().all(|t| t.moves == 0) {
+        return Ok(());
+    }
+    client
+        .alter_configs(&throttle_changes(state, batch, limits))
+        .await
+}
+
+/// Deletes every replication throttle: the rates on all brokers and the replica lists on all
+/// topics (deleting a config that is not set is a no-op). Called only when nothing is moving,
+/// or after a failure.
+async fn remove_throttles(
+    client: &mut AdminClient,
+    state: &ClusterState,
+) -> Result<(), AdminError> {
+    let mut changes: Vec<ConfigChange> = state
+        .brokers
+        .iter()
+        .flat_map(|b| {
+            [LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE].map(|name| ConfigChange {
+                resource: ConfigResource::Broker(b.id),
+                name: name.into(),
+                op: ConfigOp::Delete,
+            })
+        })
+        .collect();
+    let topics: std::collections::BTreeSet<&str> =
+        state.partitions.iter().map(|p| p.topic.as_str()).collect();
+    for topic in topics {
+        for name in [LEADER_THROTTLED_REPLICAS, FOLLOWER_THROTTLED_REPLICAS] {
+            changes.push(ConfigChange {
+                resource: ConfigResource::Topic(topic.to_string()),
+                name: name.into(),
+                op: ConfigOp::Delete,
+            });
+        }
+    }
+    client.alter_configs(&changes).await
+}
+
+/// Preferred leader election for partitions not led by their first replica.
+async fn elect_leaders(
+    client: &mut AdminClient,
+    state: &ClusterState,
+) -> Result<usize, AdminError> {
+    let partitions: Vec<TopicPartition> = state
+        .partitions
+        .iter()
+        .filter(|p| p.replicas.first() != Some(&p.leader))
+        .map(|p| TopicPartition {
+            topic: p.topic.clone(),
+            partition: p.partition,
+        })
+        .collect();
+    if partitions.is_empty() {
+        return Ok(0);
+    }
+    let failed = client.elect_preferred_leaders(&partitions).await?;
+    for (tp, reason) in &failed {
+        tracing::warn!(topic = %tp.topic, partition = tp.partition, reason, "preferred leader election failed");
+    }
+    Ok(partitions.len() - failed.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::{Ongoing, PartitionState};
+    use crate::cluster::Broker;
+
+    fn limits() -> Limits {
+        Limits {
+            max_partitions_in_flight: 3,
+            max_moves_per_broker: 2,
+            throttle_bytes_per_sec: 1000,
+            poll_interval: Duration::from_millis(10),
+            margin: Duration::ZERO,
+        }
+    }
+
+    fn target(partition: i32, previous: &[i32], replicas: &[i32]) -> Target {
+        Target {
+            topic: "t".into(),
+            partition,
+            previous: previous.to_vec(),
+            replicas: replicas.to_vec(),
+            moves: replicas.iter().filter(|r| !previous.contains(r)).count(),
+            size_bytes: None,
+        }
+    }
+
+    fn plan(targets: Vec<Target>) -> Plan {
+        let summary = planner::plan(&Default::default(), &Options::default()).summary;
+        Plan { targets, summary }
+    }
+
+    fn state(ongoing: Vec<Ongoing>) -> ClusterState {
+        ClusterState {
+            brokers: (1..=6).map(|id| Broker { id, rack: None }).collect(),
+            partitions: vec![PartitionState {
+                topic: "t".into(),
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+            }],
+            ongoing,
+        }
+    }
+
+    #[test]
+    fn batches_respect_both_limits_and_never_hold_back_reorders() {
+        let plan = plan(vec![
+            target(0, &[1], &[4]),
+            target(1, &[1], &[4]),
+            target(2, &[1], &[5]),
+            target(3, &[2, 3], &[3, 2]),
+            target(4, &[2], &[6]),
+            target(5, &[3], &[6]),
+        ]);
+        let batch = next_batch(&plan, &state(vec![]), &limits());
+        let partitions: Vec<i32> = batch.iter().map(|t| t.partition).collect();
+        // 0 and 1 use broker 1 twice (its limit), so 2 waits; 3 is a reorder; 4 fills the third slot.
+        assert_eq!(partitions, vec![0, 1, 3, 4]);
+    }
+
+    #[test]
+    fn moves_already_in_flight_count_against_the_limits() {
+        let plan = plan(vec![target(0, &[1], &[4]), target(1, &[2], &[5])]);
+        let busy = state(vec![
+            Ongoing {
+                topic: "x".into(),
+                partition: 0,
+                replicas: vec![4, 1],
+                adding: vec![4],
+                removing: vec![1],
+            };
+            2
+        ]);
+        let partitions: Vec<i32> = next_batch(&plan, &busy, &limits())
+            .iter()
+            .map(|t| t.partition)
+            .collect();
+        assert_eq!(partitions, vec![1], "broker 4 and 1 are at their limit");
+    }
+
+    #[test]
+    fn throttles_name_the_moving_replicas() {
+        let moving = target(7, &[1, 2], &[4, 2]);
+        let changes = throttle_changes(&state(vec![]), &[&moving], &limits());
+        assert!(changes.contains(&ConfigChange {
+            resource: ConfigResource::Topic("t".into()),
+            name: LEADER_THROTTLED_REPLICAS.into(),
+            op: ConfigOp::Append("7:1,7:2".into()),
+        }));
+        assert!(changes.contains(&ConfigChange {
+            resource: ConfigResource::Topic("t".into()),
+            name: FOLLOWER_THROTTLED_REPLICAS.into(),
+            op: ConfigOp::Append("7:4".into()),
+        }));
+        assert!(changes.contains(&ConfigChange {
+            resource: ConfigResource::Broker(6),
+            name: LEADER_THROTTLED_RATE.into(),
+            op: ConfigOp::Set("1000".into()),
+        }));
+    }
+}

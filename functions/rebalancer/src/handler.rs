@@ -1,0 +1,143 @@
+//! The Lambda entry point's logic: read the request, connect, run the executor.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use lambda_runtime::Diagnostic;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::admin::{AdminClient, AdminError};
+use crate::executor::{self, ExecutorError, RunReport};
+use crate::settings::Settings;
+
+/// An invocation: after a scale-out (with the new broker ids), a dry run, or — with no fields,
+/// or as an EventBridge "Scheduled Event" — a resume of whatever is left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Brokers that must be registered before anything is planned.
+    #[serde(default)]
+    pub new_broker_ids: Vec<i32>,
+    /// Plan and report, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Topics to leave alone in this run, besides `REBALANCE_EXCLUDED_TOPICS`.
+    #[serde(default)]
+    pub excluded_topics: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(
+        "unrecognised event: expected {{\"new_broker_ids\": [..], \"dry_run\": bool, \"excluded_topics\": [..]}} \
+         (all optional) or an EventBridge \"Scheduled Event\": {0}"
+    )]
+    BadRequest(serde_json::Error),
+    #[error(transparent)]
+    Connect(#[from] AdminError),
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match &error {
+            HandlerError::BadRequest(_) => "BadRequest",
+            HandlerError::Connect(_) => "KafkaUnreachable",
+            HandlerError::Executor(_) => "RebalanceFailed",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Reads an invocation payload.
+pub fn parse_request(event: Value) -> Result<Request, HandlerError> {
+    if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        return Ok(Request::default());
+    }
+    serde_json::from_value(event).map_err(HandlerError::BadRequest)
+}
+
+pub async fn handle(
+    settings: &Settings,
+    event: Value,
+    deadline: Instant,
+) -> Result<Value, HandlerError> {
+    let request = parse_request(event)?;
+    let mut options = settings.options.clone();
+    options
+        .excluded_topics
+        .extend(request.excluded_topics.iter().cloned());
+    let mut client = AdminClient::connect(&settings.bootstrap_servers, &settings.transport).await?;
+    let report = executor::run(
+        &mut client,
+        &settings.limits,
+        &options,
+        &request.new_broker_ids,
+        request.dry_run,
+        deadline,
+    )
+    .await?;
+    log(&report, &request.new_broker_ids.iter().copied().collect());
+    Ok(serde_json::to_value(&report).expect("report serializes"))
+}
+
+fn log(report: &RunReport, new_brokers: &BTreeSet<i32>) {
+    match report {
+        RunReport::DryRun { summary, .. } => {
+            tracing::info!(
+                moves = summary.moves,
+                min_moves = summary.min_moves,
+                ?new_brokers,
+                "dry run"
+            )
+        }
+        RunReport::InProgress {
+            submitted,
+            in_flight,
+            remaining_moves,
+        } => tracing::info!(
+            submitted,
+            in_flight,
+            remaining_moves,
+            "rebalance in progress"
+        ),
+        RunReport::Done {
+            submitted,
+            leaders_elected,
+        } => tracing::info!(submitted, leaders_elected, "rebalance done"),
+        RunReport::Waiting { reason } => tracing::warn!(reason, "rebalance waiting"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn requests() {
+        assert_eq!(
+            parse_request(json!({"new_broker_ids": [4, 5, 6]}))
+                .unwrap()
+                .new_broker_ids,
+            vec![4, 5, 6]
+        );
+        assert!(parse_request(json!({"dry_run": true})).unwrap().dry_run);
+        assert_eq!(parse_request(json!({})).unwrap(), Request::default());
+        assert_eq!(
+            parse_request(
+                json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+            )
+            .unwrap(),
+            Request::default()
+        );
+        let err = parse_request(json!({"new_brokers": [4]})).unwrap_err();
+        assert!(err.to_string().contains("new_brokers"), "{err}");
+    }
+}

@@ -1,0 +1,112 @@
+//! The rebalancer's configuration.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_SECURITY_PROTOCOL`, `AWS_REGION` | see `shared::kafka` | brokers; `SASL_SSL` = TLS + MSK IAM |
+//! | `REBALANCE_MAX_PARTITIONS_IN_FLIGHT` | 50 | partitions being reassigned at once |
+//! | `REBALANCE_MAX_MOVES_PER_BROKER` | 10 | replica moves touching one broker at once |
+//! | `REBALANCE_THROTTLE_BYTES_PER_SEC` | 52428800 | replication throttle per broker while moving |
+//! | `REBALANCE_EXCLUDED_TOPICS` | none | comma-separated topics never moved (MSK's canary topics always are) |
+//! | `REBALANCE_POLL_MS` | 2000 | how often a running batch is checked |
+//! | `REBALANCE_MARGIN_MS` | 10000 | time kept free before the invocation's deadline |
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use shared::config::{self, Env};
+use shared::error::ConfigError;
+use shared::kafka::{KafkaSettings, Security};
+
+use crate::admin::Transport;
+use crate::executor::Limits;
+use crate::planner::Options;
+
+pub const MAX_PARTITIONS_IN_FLIGHT: &str = "REBALANCE_MAX_PARTITIONS_IN_FLIGHT";
+pub const MAX_MOVES_PER_BROKER: &str = "REBALANCE_MAX_MOVES_PER_BROKER";
+pub const THROTTLE_BYTES_PER_SEC: &str = "REBALANCE_THROTTLE_BYTES_PER_SEC";
+pub const EXCLUDED_TOPICS: &str = "REBALANCE_EXCLUDED_TOPICS";
+pub const POLL_MS: &str = "REBALANCE_POLL_MS";
+pub const MARGIN_MS: &str = "REBALANCE_MARGIN_MS";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bootstrap_servers: String,
+    pub transport: Transport,
+    pub limits: Limits,
+    pub options: Options,
+}
+
+impl Settings {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let kafka = KafkaSettings::from_env(env, "rebalancer", Duration::from_secs(30))?;
+        let positive = |var: &'static str, default: usize| -> Result<usize, ConfigError> {
+            let value: usize = config::parsed(env, var, default, "a positive whole number")?;
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    var,
+                    value: "0".into(),
+                    expected: "a positive whole number",
+                });
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            transport: transport(&kafka.security),
+            bootstrap_servers: kafka.bootstrap_servers,
+            limits: Limits {
+                max_partitions_in_flight: positive(MAX_PARTITIONS_IN_FLIGHT, 50)?,
+                max_moves_per_broker: positive(MAX_MOVES_PER_BROKER, 10)?,
+                throttle_bytes_per_sec: positive(THROTTLE_BYTES_PER_SEC, 50 * 1024 * 1024)? as u64,
+                poll_interval: config::millis(env, POLL_MS, Duration::from_secs(2))?,
+                margin: config::millis(env, MARGIN_MS, Duration::from_secs(10))?,
+            },
+            options: Options {
+                excluded_topics: config::optional(env, EXCLUDED_TOPICS)
+                    .map(|list| {
+                        list.split(',')
+                            .map(str::trim)
+                            .filter(|t| !t.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_else(BTreeSet::new),
+            },
+        })
+    }
+}
+
+/// The admin client's transport for the shared security settings.
+pub fn transport(security: &Security) -> Transport {
+    match security {
+        Security::Plaintext => Transport::Plaintext,
+        Security::Tls => Transport::Tls { iam_region: None },
+        Security::MskIam { region } => Transport::Tls {
+            iam_region: Some(region.clone()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_exclusions_and_bad_values() {
+        let mut env = HashMap::from([
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+            (EXCLUDED_TOPICS, " audit , ,logs"),
+        ]);
+        let settings = Settings::from_env(&env).unwrap();
+        assert_eq!(settings.limits.max_partitions_in_flight, 50);
+        assert_eq!(
+            settings.options.excluded_topics,
+            BTreeSet::from(["audit".to_string(), "logs".to_string()])
+        );
+        env.insert(MAX_MOVES_PER_BROKER, "0");
+        let err = Settings::from_env(&env).unwrap_err();
+        assert!(err.to_string().contains(MAX_MOVES_PER_BROKER), "{err}");
+    }
+}
