@@ -171,7 +171,9 @@ pub struct ConfigChange {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ConfigResource {
     Topic(String),
-    Broker(i32),
+    /// The cluster-wide default of dynamic broker configs. (A single broker's own configs can
+    /// only be changed through a connection to that broker.)
+    AllBrokers,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -529,7 +531,7 @@ impl AdminClient {
             .map(|(resource, configs)| {
                 let (kind, name) = match resource {
                     ConfigResource::Topic(t) => (2, t.clone()),
-                    ConfigResource::Broker(b) => (4, b.to_string()),
+                    ConfigResource::AllBrokers => (4, String::new()),
                 };
                 AlterConfigsResource::default()
                     .with_resource_type(kind)

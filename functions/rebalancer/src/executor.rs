@@ -10,7 +10,7 @@
 //! and replica moves touching one broker at once (counting both the broker receiving and the
 //! broker giving up a replica). Reorders (leader balance only) move no data and are not limited.
 //! Before a batch starts, replication throttles are set (as `kafka-reassign-partitions
-//! --throttle` does): a rate on every broker, and per topic the moving partitions' current
+//! --throttle` does): a rate for every broker, and per topic the moving partitions' current
 //! replicas (leader side) and new replicas (follower side). They are removed at the end and
 //! after any failure.
 
@@ -151,7 +151,7 @@ async fn run_inner(
 
         let batch = next_batch(&plan, &state, limits);
         if !batch.is_empty() {
-            set_throttles(client, &state, &batch, limits).await?;
+            set_throttles(client, &batch, limits).await?;
             let targets: Vec<(String, i32, Vec<i32>)> = batch
                 .iter()
                 .map(|t| (t.topic.clone(), t.partition, t.replicas.clone()))
@@ -236,24 +236,16 @@ pub fn next_batch<'a>(plan: &'a Plan, state: &ClusterState, limits: &Limits) -> 
     batch
 }
 
-/// Throttle changes for a batch: rates on every broker, and the moving replicas per topic.
-pub fn throttle_changes(
-    state: &ClusterState,
-    batch: &[&Target],
-    limits: &Limits,
-) -> Vec<ConfigChange> {
+/// Throttle changes for a batch: the rate for every broker (the cluster-wide default), and the moving replicas per topic.
+pub fn throttle_changes(batch: &[&Target], limits: &Limits) -> Vec<ConfigChange> {
     let rate = limits.throttle_bytes_per_sec.to_string();
-    let mut changes: Vec<ConfigChange> = state
-        .brokers
-        .iter()
-        .flat_map(|b| {
-            [LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE].map(|name| ConfigChange {
-                resource: ConfigResource::Broker(b.id),
-                name: name.into(),
-                op: ConfigOp::Set(rate.clone()),
-            })
+    let mut changes: Vec<ConfigChange> = [LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE]
+        .map(|name| ConfigChange {
+            resource: ConfigResource::AllBrokers,
+            name: name.into(),
+            op: ConfigOp::Set(rate.clone()),
         })
-        .collect();
+        .to_vec();
     let mut leader_side: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut follower_side: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for target in batch.iter().filter(|t| t.moves > 0) {
@@ -292,36 +284,29 @@ pub fn throttle_changes(
 
 async fn set_throttles(
     client: &mut AdminClient,
-    state: &ClusterState,
     batch: &[&Target],
     limits: &Limits,
 ) -> Result<(), AdminError> {
     if batch.iter().all(|t| t.moves == 0) {
         return Ok(());
     }
-    client
-        .alter_configs(&throttle_changes(state, batch, limits))
-        .await
+    client.alter_configs(&throttle_changes(batch, limits)).await
 }
 
-/// Deletes every replication throttle: the rates on all brokers and the replica lists on all
+/// Deletes every replication throttle: the cluster-wide rates and the replica lists on all
 /// topics (deleting a config that is not set is a no-op). Called only when nothing is moving,
 /// or after a failure.
 async fn remove_throttles(
     client: &mut AdminClient,
     state: &ClusterState,
 ) -> Result<(), AdminError> {
-    let mut changes: Vec<ConfigChange> = state
-        .brokers
-        .iter()
-        .flat_map(|b| {
-            [LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE].map(|name| ConfigChange {
-                resource: ConfigResource::Broker(b.id),
-                name: name.into(),
-                op: ConfigOp::Delete,
-            })
+    let mut changes: Vec<ConfigChange> = [LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE]
+        .map(|name| ConfigChange {
+            resource: ConfigResource::AllBrokers,
+            name: name.into(),
+            op: ConfigOp::Delete,
         })
-        .collect();
+        .to_vec();
     let topics: std::collections::BTreeSet<&str> =
         state.partitions.iter().map(|p| p.topic.as_str()).collect();
     for topic in topics {
@@ -445,7 +430,7 @@ mod tests {
     #[test]
     fn throttles_name_the_moving_replicas() {
         let moving = target(7, &[1, 2], &[4, 2]);
-        let changes = throttle_changes(&state(vec![]), &[&moving], &limits());
+        let changes = throttle_changes(&[&moving], &limits());
         assert!(changes.contains(&ConfigChange {
             resource: ConfigResource::Topic("t".into()),
             name: LEADER_THROTTLED_REPLICAS.into(),
@@ -457,7 +442,7 @@ mod tests {
             op: ConfigOp::Append("7:4".into()),
         }));
         assert!(changes.contains(&ConfigChange {
-            resource: ConfigResource::Broker(6),
+            resource: ConfigResource::AllBrokers,
             name: LEADER_THROTTLED_RATE.into(),
             op: ConfigOp::Set("1000".into()),
         }));

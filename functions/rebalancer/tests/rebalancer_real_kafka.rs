@@ -1,0 +1,279 @@
+//! The rebalancer on the real local cluster: 3 brokers with data, then 3 more brokers in the same
+//! racks (ids 4–6, as a scale-out adds them); the rebalancer runs across several invocations, the
+//! first forced to stop mid-way, until done. Checked with rdkafka, an independent client: every
+//! partition on its target, replicas balanced per rack, leaders balanced, throttles gone, every
+//! message still there.
+//!
+//! The added brokers stay for the rest of the test run (the other suites only need a cluster).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use devstack::Stack;
+use devstack::testkit;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient as RdAdmin, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rebalancer::admin::{AdminClient, Transport};
+use rebalancer::executor::{self, Limits, RunReport};
+use rebalancer::planner::{self, Options};
+
+const NEW_BROKERS: [(i32, &str); 3] = [(4, "az-a"), (5, "az-b"), (6, "az-c")];
+const MESSAGES_PER_TOPIC: usize = 300;
+
+fn limits() -> Limits {
+    Limits {
+        max_partitions_in_flight: 6,
+        max_moves_per_broker: 3,
+        throttle_bytes_per_sec: 10 * 1024 * 1024,
+        poll_interval: Duration::from_millis(200),
+        margin: Duration::ZERO,
+    }
+}
+
+async fn produce(bootstrap: &str, topic: &str) -> Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .create()?;
+    for n in 0..MESSAGES_PER_TOPIC {
+        let key = format!("key-{}", n % 17);
+        let value = format!("{topic}:{n}");
+        producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// (broker → replicas, broker → leaders) from rdkafka's metadata, over every topic.
+fn layout(bootstrap: &str) -> Result<(BTreeMap<i32, usize>, BTreeMap<i32, usize>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    let mut replicas: BTreeMap<i32, usize> =
+        metadata.brokers().iter().map(|b| (b.id(), 0)).collect();
+    let mut leaders = replicas.clone();
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|t| !t.name().starts_with("__"))
+    {
+        for partition in topic.partitions() {
+            for r in partition.replicas() {
+                *replicas.entry(*r).or_default() += 1;
+            }
+            *leaders.entry(partition.leader()).or_default() += 1;
+        }
+    }
+    Ok((replicas, leaders))
+}
+
+/// Replication throttle configs still set, as (resource, config) names.
+async fn throttles(bootstrap: &str, topics: &[String], brokers: &[i32]) -> Result<Vec<String>> {
+    let admin: RdAdmin<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    // librdkafka describes one broker per request.
+    let mut requests: Vec<Vec<ResourceSpecifier>> = brokers
+        .iter()
+        .map(|b| vec![ResourceSpecifier::Broker(*b)])
+        .collect();
+    requests.push(topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect());
+    let mut found = Vec::new();
+    for specifiers in &requests {
+        for result in admin
+            .describe_configs(specifiers, &AdminOptions::new())
+            .await?
+        {
+            let resource = result?;
+            for entry in &resource.entries {
+                let dynamic = matches!(
+                    entry.source,
+                    rdkafka::admin::ConfigSource::DynamicBroker
+                        | rdkafka::admin::ConfigSource::DynamicDefaultBroker
+                        | rdkafka::admin::ConfigSource::DynamicTopic
+                );
+                if dynamic && entry.name.contains("replication.throttled") {
+                    found.push(format!(
+                        "{:?} {}={:?}",
+                        resource.specifier, entry.name, entry.value
+                    ));
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn spread(counts: impl Iterator<Item = usize>) -> usize {
+    let counts: Vec<usize> = counts.collect();
+    counts.iter().max().unwrap_or(&0) - counts.iter().min().unwrap_or(&0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_out_rebalance_across_invocations() -> Result<()> {
+    let mut stack = Stack::attach()?;
+    let bootstrap = stack.bootstrap_servers();
+    let topics: Vec<String> = (0..3)
+        .map(|i| testkit::unique_name(&format!("rebalance-{i}")))
+        .collect();
+    for (i, topic) in topics.iter().enumerate() {
+        testkit::create_topic(&bootstrap, topic, 3 + 3 * i as i32, 3, &[]).await?;
+        produce(&bootstrap, topic).await?;
+    }
+
+    for (id, rack) in NEW_BROKERS {
+        if stack.node(id).is_err() {
+            tokio::task::block_in_place(|| stack.add_broker(id, rack))?;
+        }
+    }
+    let bootstrap = stack.bootstrap_servers();
+    let new_ids: Vec<i32> = NEW_BROKERS.iter().map(|(id, _)| *id).collect();
+    let options = Options::default();
+    let mut client = AdminClient::connect(&bootstrap, &Transport::Plaintext).await?;
+
+    // A dry run changes nothing and proposes moves onto the new brokers.
+    let dry = executor::run(
+        &mut client,
+        &limits(),
+        &options,
+        &new_ids,
+        true,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await?;
+    let RunReport::DryRun {
+        reassignment,
+        summary,
+    } = dry
+    else {
+        bail!("expected a dry run, got {dry:?}")
+    };
+    assert!(
+        summary.moves > 0 && summary.moves == summary.min_moves,
+        "{summary:?}"
+    );
+    assert!(
+        reassignment
+            .partitions
+            .iter()
+            .any(|p| p.replicas.iter().any(|r| new_ids.contains(r)))
+    );
+    assert!(
+        client.list_reassignments().await?.is_empty(),
+        "a dry run moves nothing"
+    );
+
+    // First invocation: a deadline so short it must stop mid-way, with throttles in place.
+    let first = executor::run(
+        &mut client,
+        &limits(),
+        &options,
+        &new_ids,
+        false,
+        Instant::now() + Duration::from_millis(300),
+    )
+    .await?;
+    let RunReport::InProgress { submitted, .. } = first else {
+        bail!("expected to stop mid-way, got {first:?}")
+    };
+    assert!(
+        submitted > 0 && submitted <= limits().max_partitions_in_flight + summary.leader_changes
+    );
+    let all_brokers: Vec<i32> = (1..=6).collect();
+    let set = throttles(&bootstrap, &topics, &all_brokers).await?;
+    assert!(!set.is_empty(), "throttles are set while moving");
+
+    // Later invocations (as the schedule would make) continue from the cluster's state.
+    let mut invocations = 1;
+    loop {
+        invocations += 1;
+        let mut client = AdminClient::connect(&bootstrap, &Transport::Plaintext).await?;
+        let report = executor::run(
+            &mut client,
+            &limits(),
+            &options,
+            &[],
+            false,
+            Instant::now() + Duration::from_secs(20),
+        )
+        .await?;
+        match report {
+            RunReport::Done { .. } => break,
+            RunReport::InProgress { .. } | RunReport::Waiting { .. } if invocations < 30 => {
+                continue;
+            }
+            other => bail!("not done after {invocations} invocations: {other:?}"),
+        }
+    }
+
+    // Every partition is on its target: planning again proposes nothing.
+    let state = client.cluster_state().await?;
+    assert!(state.ongoing.is_empty());
+    let again = planner::plan(&state.description(), &options);
+    assert!(again.targets.is_empty(), "left to do: {:?}", again.targets);
+
+    // Balanced per rack, and leaders (actual, after the election) balanced.
+    let (replicas, leaders) = layout(&bootstrap)?;
+    let rack_of: HashMap<i32, &str> = state
+        .brokers
+        .iter()
+        .map(|b| (b.id, b.rack.as_deref().unwrap_or("")))
+        .collect();
+    for rack in ["az-a", "az-b", "az-c"] {
+        let in_rack = replicas
+            .iter()
+            .filter(|(b, _)| rack_of[*b] == rack)
+            .map(|(_, c)| *c);
+        assert!(spread(in_rack) <= 1, "rack {rack}: {replicas:?}");
+    }
+    assert!(
+        spread(leaders.values().copied()) <= 1,
+        "leaders: {leaders:?}"
+    );
+    assert!(
+        new_ids.iter().all(|b| replicas[b] > 0 && leaders[b] > 0),
+        "{replicas:?} {leaders:?}"
+    );
+
+    let left = throttles(&bootstrap, &topics, &all_brokers).await?;
+    assert!(left.is_empty(), "throttles left behind: {left:?}");
+
+    for topic in &topics {
+        let (reader_bootstrap, reader_topic) = (bootstrap.clone(), topic.clone());
+        let messages = tokio::task::spawn_blocking(move || {
+            testkit::consume(
+                &reader_bootstrap,
+                &reader_topic,
+                MESSAGES_PER_TOPIC,
+                Duration::from_secs(60),
+            )
+        })
+        .await?
+        .with_context(|| format!("reading {topic} after the rebalance"))?;
+        let mut values: Vec<String> = messages
+            .iter()
+            .map(|m| String::from_utf8(m.value.clone().unwrap_or_default()).unwrap())
+            .collect();
+        values.sort();
+        let mut expected: Vec<String> = (0..MESSAGES_PER_TOPIC)
+            .map(|n| format!("{topic}:{n}"))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            values, expected,
+            "every message of {topic} survives the moves"
+        );
+    }
+    eprintln!("rebalanced in {invocations} invocations");
+    Ok(())
+}
