@@ -13,14 +13,16 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, ApiVersionsRequest, BrokerId, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
-    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
+    AlterPartitionReassignmentsRequest, ApiVersionsRequest, BrokerId, DescribeConfigsRequest,
+    ElectLeadersRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -561,6 +563,42 @@ impl AdminClient {
             }
         }
         Ok(())
+    }
+
+    /// Dynamic cluster-wide broker configs among `names` that are set, with their values.
+    pub async fn cluster_broker_configs(
+        &mut self,
+        names: &[&str],
+    ) -> Result<Vec<(String, String)>, AdminError> {
+        const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str(""))
+                .with_configuration_keys(Some(
+                    names
+                        .iter()
+                        .map(|n| StrBytes::from_string(n.to_string()))
+                        .collect(),
+                )),
+        ]);
+        let response = self.send(request, "DescribeConfigs").await?;
+        let mut set = Vec::new();
+        for result in &response.results {
+            check(
+                "DescribeConfigs",
+                result.error_code,
+                result.error_message.as_ref(),
+            )?;
+            for config in &result.configs {
+                if config.config_source == DYNAMIC_DEFAULT_BROKER_CONFIG
+                    && let Some(value) = &config.value
+                {
+                    set.push((config.name.to_string(), value.to_string()));
+                }
+            }
+        }
+        Ok(set)
     }
 
     /// Preferred leader election for `partitions`; returns the partitions whose election failed

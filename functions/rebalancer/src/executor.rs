@@ -140,7 +140,15 @@ async fn run_inner(
             });
         }
         if plan.targets.is_empty() && state.ongoing.is_empty() {
-            remove_throttles(client, &state).await?;
+            // The rate is set whenever a batch moves data: only then is there anything to remove
+            // (removing unconditionally would write every topic's config on every idle run).
+            if !client
+                .cluster_broker_configs(&[LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE])
+                .await?
+                .is_empty()
+            {
+                remove_throttles(client, &state).await?;
+            }
             let leaders_elected = elect_leaders(client, &state).await?;
             tracing::info!(submitted, leaders_elected, "rebalance complete");
             return Ok(RunReport::Done {
