@@ -10,7 +10,6 @@
 //! | `REBALANCE_POLL_MS` | 2000 | how often a running batch is checked |
 //! | `REBALANCE_MARGIN_MS` | 10000 | time kept free before the invocation's deadline |
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shared::config::{self, Env};
@@ -69,7 +68,7 @@ impl Settings {
                             .map(String::from)
                             .collect()
                     })
-                    .unwrap_or_else(BTreeSet::new),
+                    .unwrap_or_default(),
             },
         })
     }
@@ -89,6 +88,8 @@ pub fn transport(security: &Security) -> Transport {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use std::collections::BTreeSet;
 
     use super::*;
 
