@@ -7,9 +7,11 @@ SHELL := bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/standby-events/target
 export KAFKA_LIBS ?= $(HOME)/.cache/standby-events/kafka-libs
 export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
+# Named explicitly: the cached target directory may hold a devstack built from another clone.
+export DEVSTACK_DIR ?= $(CURDIR)/.stack
 DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 
-.PHONY: help setup build lint fmt test unit-test stack-up stack-down stack-status demo bench
+.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo bench
 
 help:
 	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, cargo-lambda), Kafka jars"
@@ -33,16 +35,16 @@ lint: setup
 fmt:
 	cargo fmt --all
 
-$(DEVSTACK): $(shell find tests/devstack -name '*.rs' -o -name Cargo.toml)
-	cargo build -p devstack
+devstack:
+	@cargo build -q -p devstack
 
-stack-up: setup $(DEVSTACK)
+stack-up: setup devstack
 	$(DEVSTACK) up
 
 stack-down:
 	@if [ -x $(DEVSTACK) ]; then $(DEVSTACK) down; fi
 
-stack-status: $(DEVSTACK)
+stack-status: devstack
 	$(DEVSTACK) status
 
 unit-test:
