@@ -6,7 +6,8 @@
 //!   unavailable, and [`standby_table`], its DynamoDB adapter.
 //! - [`classify`]: which Kafka errors are retriable, used by every component that produces.
 //! - [`kafka`] and [`msk_iam`]: Kafka client configuration from the environment, TLS and MSK IAM.
-//! - [`state_table`]: the functions' own small state (sweep checkpoint, scale cooldown).
+//! - [`state_table`]: the functions' own small state (sweep checkpoint, scale cooldown), and
+//!   [`handoff`]: new broker ids passed from the autoscaler to the rebalancer through it.
 //! - [`config`], [`error`], [`retry`], [`telemetry`], [`headers`]: environment parsing, error types,
 //!   back-off policies, JSON logs and EMF metrics, and the header names consumers rely on.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod fallback;
+pub mod handoff;
 pub mod headers;
 pub mod kafka;
 pub mod msk_iam;

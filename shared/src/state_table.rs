@@ -83,6 +83,30 @@ impl StateTable {
         Ok(())
     }
 
+    /// Writes the item only if none exists with these keys; `false` when one did (nothing
+    /// written). The way to claim something exactly once across retried invocations.
+    pub async fn put_new(&self, pk: &str, sk: &str, attributes: Item) -> Result<bool, TableError> {
+        let mut item = attributes;
+        item.extend(Self::key(pk, sk));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
+                if e.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {
         self.client
             .delete_item()

@@ -1,17 +1,30 @@
-//! The autoscaler Lambda: adds MSK brokers when broker CPU stays high.
-//!
-//! Not built yet (issue #4): every invocation fails with a clear error instead of
-//! pretending to succeed.
+//! Lambda binary: builds the MSK, CloudWatch and DynamoDB clients once, then hands every
+//! invocation to [`autoscaler::handler::handle`].
 
+use autoscaler::aws::{CloudWatch, Msk};
+use autoscaler::handler::{App, handle};
+use autoscaler::settings::Settings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
+use shared::config::ProcessEnv;
+use shared::state_table::StateTable;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_logging();
-    lambda_runtime::run(service_fn(handle)).await
-}
-
-async fn handle(_event: LambdaEvent<Value>) -> Result<Value, Error> {
-    Err("the autoscaler is not implemented yet (issue #4)".into())
+    let settings = Settings::from_env(&ProcessEnv)?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let app = App {
+        control: Msk::new(aws_sdk_kafka::Client::new(&aws)),
+        metrics: CloudWatch::new(aws_sdk_cloudwatch::Client::new(&aws)),
+        state: StateTable::from_env(&ProcessEnv, aws_sdk_dynamodb::Client::new(&aws))?,
+        settings,
+    };
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(app, event.payload)
+            .await
+            .map(|report| serde_json::to_value(report).expect("report serializes"))
+    }))
+    .await
 }

@@ -12,9 +12,11 @@
 //!
 //! Layout: [`process`] spawns and signals processes, [`kafka`] configures and runs one node,
 //! [`testkit`] has the helpers tests share (topics, consuming, AWS clients for moto), and
-//! [`stream_driver`] plays Lambda's DynamoDB Streams event source mapping.
+//! [`stream_driver`] plays Lambda's DynamoDB Streams event source mapping, and [`msk_standin`]
+//! stands in for the MSK control plane.
 
 pub mod kafka;
+pub mod msk_standin;
 pub mod process;
 pub mod stream_driver;
 pub mod testkit;

@@ -1,0 +1,223 @@
+//! One invocation: follow up the last scale-out (hand the new brokers to the rebalancer once MSK
+//! finished), read the cluster and its CPU, decide, and — unless in dry-run mode — claim the
+//! cluster version and call UpdateBrokerCount. A stale version means someone changed the cluster
+//! meanwhile: read it again and decide again, never retry blindly.
+
+use std::time::SystemTime;
+
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+use serde_json::Value;
+use shared::handoff::{self, Handoff, HandoffError};
+use shared::state_table::StateTable;
+use shared::telemetry::{Metrics, Unit};
+
+use crate::decision::{ClusterKind, Decision, Situation, decide};
+use crate::ports::{ControlError, ControlPlane, CpuMetrics};
+use crate::settings::Settings;
+use crate::state::{self, ScaleRecord, StateError};
+use crate::trigger::{self, TriggerError};
+
+/// How many times a stale cluster version is re-read before giving up for this invocation.
+const MAX_DECISIONS: usize = 3;
+
+pub struct App<C, M> {
+    pub control: C,
+    pub metrics: M,
+    pub state: StateTable,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Trigger(#[from] TriggerError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Handoff(#[from] HandoffError),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match &error {
+            HandlerError::Trigger(_) => "UnrecognisedEvent",
+            HandlerError::Control(_) => "MskControlPlane",
+            HandlerError::State(_) | HandlerError::Handoff(_) => "StateTable",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// What the invocation did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub decision: Decision,
+    pub dry_run: bool,
+    pub cpu: Option<f64>,
+    /// The scale-out started by this invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_arn: Option<String>,
+    /// New brokers handed to the rebalancer by this invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handed_off: Option<Handoff>,
+}
+
+pub async fn handle<C: ControlPlane, M: CpuMetrics>(
+    app: &App<C, M>,
+    event: Value,
+) -> Result<Report, HandlerError> {
+    let signal = trigger::parse(&event)?;
+    let arn = &app.settings.cluster_arn;
+    let handed_off = follow_up(app).await?;
+
+    for _ in 0..MAX_DECISIONS {
+        let cluster = app.control.describe(arn).await?;
+        let broker_ids = match &cluster.kind {
+            ClusterKind::Provisioned { .. } => app.control.broker_ids(arn).await?,
+            ClusterKind::Serverless => Vec::new(),
+        };
+        let cpu = app
+            .metrics
+            .max_cpu(&cluster.name, &broker_ids, app.settings.cpu_window)
+            .await?;
+        let last = state::last_scale(&app.state, arn).await?;
+        let situation = Situation {
+            signal: signal.clone(),
+            cluster: cluster.clone(),
+            cpu,
+            last_scale_at: last.as_ref().map(ScaleRecord::at_time),
+            now: SystemTime::now(),
+        };
+        let decision = decide(&situation, &app.settings.policy);
+        let mut report = Report {
+            decision: decision.clone(),
+            dry_run: app.settings.dry_run,
+            cpu,
+            operation_arn: None,
+            handed_off: handed_off.clone(),
+        };
+        let Decision::ScaleOut { from, to, reason } = decision else {
+            return Ok(finish(report));
+        };
+        if app.settings.dry_run {
+            return Ok(finish(report));
+        }
+        if !state::claim(&app.state, arn, &cluster.current_version).await? {
+            report.decision = Decision::NoAction {
+                reason: format!(
+                    "a scale-out from cluster version {} was already started (duplicate or retried event)",
+                    cluster.current_version
+                ),
+            };
+            return Ok(finish(report));
+        }
+        match app
+            .control
+            .update_broker_count(arn, &cluster.current_version, to)
+            .await
+        {
+            Ok(operation_arn) => {
+                tracing::warn!(from, to, %reason, operation_arn, "scaling out the MSK cluster");
+                let record = ScaleRecord {
+                    at: state::now_secs(),
+                    operation_arn: operation_arn.clone(),
+                    from,
+                    to,
+                    brokers_before: broker_ids,
+                    handed_off: false,
+                };
+                state::record_scale(&app.state, arn, &record).await?;
+                report.operation_arn = Some(operation_arn);
+                return Ok(finish(report));
+            }
+            Err(ControlError::StaleVersion(message)) => {
+                tracing::info!(version = %cluster.current_version, message, "cluster version changed meanwhile; deciding again");
+                state::release(&app.state, arn, &cluster.current_version).await?;
+            }
+            Err(other) => {
+                state::release(&app.state, arn, &cluster.current_version).await?;
+                return Err(other.into());
+            }
+        }
+    }
+    Ok(finish(Report {
+        decision: Decision::NoAction {
+            reason: format!(
+                "the cluster version kept changing over {MAX_DECISIONS} attempts; the next trigger decides again"
+            ),
+        },
+        dry_run: app.settings.dry_run,
+        cpu: None,
+        operation_arn: None,
+        handed_off,
+    }))
+}
+
+/// If the last scale-out has finished, hands its new brokers to the rebalancer (once).
+async fn follow_up<C: ControlPlane, M: CpuMetrics>(
+    app: &App<C, M>,
+) -> Result<Option<Handoff>, HandlerError> {
+    let arn = &app.settings.cluster_arn;
+    let Some(mut record) = state::last_scale(&app.state, arn).await? else {
+        return Ok(None);
+    };
+    if record.handed_off {
+        return Ok(None);
+    }
+    let operation_state = app.control.operation_state(&record.operation_arn).await?;
+    let handoff = match operation_state.as_str() {
+        "UPDATE_COMPLETE" => {
+            let now = app.control.broker_ids(arn).await?;
+            let new_broker_ids: Vec<i32> = now
+                .into_iter()
+                .filter(|b| !record.brokers_before.contains(b))
+                .collect();
+            let handoff = Handoff {
+                new_broker_ids,
+                operation_arn: record.operation_arn.clone(),
+                at: state::now_secs(),
+            };
+            handoff::write(&app.state, arn, &handoff).await?;
+            tracing::info!(new_broker_ids = ?handoff.new_broker_ids, "scale-out complete; new brokers handed to the rebalancer");
+            Some(handoff)
+        }
+        "UPDATE_FAILED" => {
+            tracing::error!(operation_arn = %record.operation_arn, "the scale-out operation failed; nothing to rebalance");
+            None
+        }
+        _ => return Ok(None),
+    };
+    record.handed_off = true;
+    state::record_scale(&app.state, arn, &record).await?;
+    Ok(handoff)
+}
+
+fn finish(report: Report) -> Report {
+    let function =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "autoscaler".into());
+    let mut metrics = Metrics::new("MskAutoscaler").dimension("FunctionName", function);
+    if let Some(cpu) = report.cpu {
+        metrics.record("BrokerCpuMax", Unit::Percent, cpu);
+    }
+    match &report.decision {
+        Decision::ScaleOut { to, .. } => {
+            metrics.count("ScaleOut", u64::from(!report.dry_run));
+            metrics.count("TargetBrokers", u64::from(*to));
+        }
+        Decision::RecommendLargerBrokers { reason, .. } => {
+            tracing::warn!(reason, "recommendation: move to a larger broker type");
+            metrics.count("RecommendLargerBrokerType", 1);
+        }
+        Decision::Refuse { reason } => tracing::warn!(reason, "refusing to scale"),
+        Decision::NoAction { reason } => tracing::info!(reason, "no scale-out"),
+    }
+    metrics.emit();
+    report
+}
