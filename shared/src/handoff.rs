@@ -25,13 +25,19 @@ pub struct Handoff {
 #[derive(Debug, thiserror::Error)]
 pub enum HandoffError {
     #[error("state table: {0}")]
-    Table(#[from] TableError),
+    Table(Box<TableError>),
     #[error("handoff item for {cluster} is malformed: {source}")]
     Malformed {
         cluster: String,
         #[source]
         source: serde_dynamo::Error,
     },
+}
+
+impl From<TableError> for HandoffError {
+    fn from(error: TableError) -> Self {
+        Self::Table(Box::new(error))
+    }
 }
 
 pub async fn write(

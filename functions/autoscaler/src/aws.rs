@@ -215,7 +215,9 @@ impl CpuMetrics for CloudWatch {
             .client
             .get_metric_data()
             .start_time(DateTime::from(now - window))
-            .end_time(DateTime::from(now));
+            // A minute past now: the end is exclusive and sent with whole seconds, so ending at
+            // `now` would drop the newest datapoint.
+            .end_time(DateTime::from(now + Duration::from_secs(60)));
         for broker in broker_ids {
             request = request
                 .metric_data_queries(query(

@@ -7,6 +7,9 @@ use lambda_runtime::Diagnostic;
 use serde::Deserialize;
 use serde_json::Value;
 
+use shared::handoff::{self, HandoffError};
+use shared::state_table::StateTable;
+
 use crate::admin::{AdminClient, AdminError};
 use crate::executor::{self, ExecutorError, RunReport};
 use crate::settings::Settings;
@@ -38,6 +41,8 @@ pub enum HandlerError {
     Connect(#[from] AdminError),
     #[error(transparent)]
     Executor(#[from] ExecutorError),
+    #[error("reading the autoscaler's handoff: {0}")]
+    Handoff(#[from] HandoffError),
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -46,6 +51,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::BadRequest(_) => "BadRequest",
             HandlerError::Connect(_) => "KafkaUnreachable",
             HandlerError::Executor(_) => "RebalanceFailed",
+            HandlerError::Handoff(_) => "StateTable",
         };
         Diagnostic {
             error_type: error_type.into(),
@@ -62,8 +68,15 @@ pub fn parse_request(event: Value) -> Result<Request, HandlerError> {
     serde_json::from_value(event).map_err(HandlerError::BadRequest)
 }
 
+/// Where the autoscaler leaves the ids of brokers it added (`shared::handoff`).
+pub struct Handoffs<'a> {
+    pub state: &'a StateTable,
+    pub cluster_arn: &'a str,
+}
+
 pub async fn handle(
     settings: &Settings,
+    handoffs: Option<Handoffs<'_>>,
     event: Value,
     deadline: Instant,
 ) -> Result<Value, HandlerError> {
@@ -72,17 +85,27 @@ pub async fn handle(
     options
         .excluded_topics
         .extend(request.excluded_topics.iter().cloned());
+    let mut expected: BTreeSet<i32> = request.new_broker_ids.iter().copied().collect();
+    if let Some(h) = &handoffs
+        && let Some(handoff) = handoff::read(h.state, h.cluster_arn).await?
+    {
+        expected.extend(handoff.new_broker_ids);
+    }
+    let expected: Vec<i32> = expected.into_iter().collect();
     let mut client = AdminClient::connect(&settings.bootstrap_servers, &settings.transport).await?;
     let report = executor::run(
         &mut client,
         &settings.limits,
         &options,
-        &request.new_broker_ids,
+        &expected,
         request.dry_run,
         deadline,
     )
     .await?;
-    log(&report, &request.new_broker_ids.iter().copied().collect());
+    if let (RunReport::Done { .. }, Some(h)) = (&report, &handoffs) {
+        handoff::clear(h.state, h.cluster_arn).await?;
+    }
+    log(&report, &expected.iter().copied().collect());
     Ok(serde_json::to_value(&report).expect("report serializes"))
 }
 

@@ -2,9 +2,11 @@
 
 use clap::Parser;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use rebalancer::handler::{Handoffs, handle};
 use rebalancer::settings::Settings;
 use serde_json::Value;
 use shared::config::ProcessEnv;
+use shared::state_table::StateTable;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,10 +15,24 @@ async fn main() -> Result<(), Error> {
     }
     shared::telemetry::init_logging();
     let settings = Settings::from_env(&ProcessEnv)?;
-    let settings = &settings;
+    let state = match &settings.cluster_arn {
+        Some(_) => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Some(StateTable::from_env(
+                &ProcessEnv,
+                aws_sdk_dynamodb::Client::new(&aws),
+            )?)
+        }
+        None => None,
+    };
+    let (settings, state) = (&settings, &state);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = deadline_from_epoch_ms(event.context.deadline);
-        rebalancer::handler::handle(settings, event.payload, deadline).await
+        let handoffs = match (state, &settings.cluster_arn) {
+            (Some(state), Some(cluster_arn)) => Some(Handoffs { state, cluster_arn }),
+            _ => None,
+        };
+        handle(settings, handoffs, event.payload, deadline).await
     }))
     .await
 }

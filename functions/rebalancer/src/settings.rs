@@ -9,6 +9,7 @@
 //! | `REBALANCE_EXCLUDED_TOPICS` | none | comma-separated topics never moved (MSK's canary topics always are) |
 //! | `REBALANCE_POLL_MS` | 2000 | how often a running batch is checked |
 //! | `REBALANCE_MARGIN_MS` | 10000 | time kept free before the invocation's deadline |
+//! | `STATE_TABLE_NAME`, `MSK_CLUSTER_ARN` | unset | where the autoscaler hands over the ids of brokers it added (both or neither) |
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct Settings {
     pub transport: Transport,
     pub limits: Limits,
     pub options: Options,
+    /// `MSK_CLUSTER_ARN`, when new brokers are handed over by the autoscaler.
+    pub cluster_arn: Option<String>,
 }
 
 impl Settings {
@@ -70,6 +73,7 @@ impl Settings {
                     })
                     .unwrap_or_default(),
             },
+            cluster_arn: config::optional(env, "MSK_CLUSTER_ARN"),
         })
     }
 }

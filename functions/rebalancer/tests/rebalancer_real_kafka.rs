@@ -19,7 +19,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rebalancer::admin::{AdminClient, Transport};
 use rebalancer::executor::{self, Limits, RunReport};
+use rebalancer::handler::{Handoffs, handle};
 use rebalancer::planner::{self, Options};
+use rebalancer::settings::Settings;
+use serde_json::json;
+use shared::handoff::{self, Handoff};
+use shared::state_table::StateTable;
 
 const NEW_BROKERS: [(i32, &str); 3] = [(4, "az-a"), (5, "az-b"), (6, "az-c")];
 const MESSAGES_PER_TOPIC: usize = 300;
@@ -275,5 +280,62 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         );
     }
     eprintln!("rebalanced in {invocations} invocations");
+
+    // The autoscaler's handoff: the Lambda handler waits for brokers that have not registered,
+    // and clears the handoff once the cluster is balanced.
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let state = StateTable::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        testkit::unique_name("rebalancer-state"),
+    );
+    state.create().await?;
+    let cluster_arn = "arn:aws:kafka:us-east-1:123456789012:cluster/local/1";
+    let settings = Settings::from_env(&HashMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        ("REBALANCE_POLL_MS", "200"),
+        ("REBALANCE_MARGIN_MS", "100"),
+    ]))?;
+    let invoke = |state| {
+        let settings = &settings;
+        async move {
+            let handoffs = Some(Handoffs { state, cluster_arn });
+            handle(
+                settings,
+                handoffs,
+                json!({"detail-type": "Scheduled Event", "detail": {}}),
+                Instant::now() + Duration::from_secs(20),
+            )
+            .await
+        }
+    };
+    let pending = Handoff {
+        new_broker_ids: vec![4, 5, 6, 99],
+        operation_arn: "op".into(),
+        at: 0,
+    };
+    handoff::write(&state, cluster_arn, &pending).await?;
+    let waiting = invoke(&state).await?;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    assert!(
+        waiting["reason"].as_str().unwrap().contains("99"),
+        "{waiting}"
+    );
+    handoff::write(
+        &state,
+        cluster_arn,
+        &Handoff {
+            new_broker_ids: new_ids.clone(),
+            ..pending
+        },
+    )
+    .await?;
+    let done = invoke(&state).await?;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        handoff::read(&state, cluster_arn).await?,
+        None,
+        "handoff cleared once balanced"
+    );
     Ok(())
 }

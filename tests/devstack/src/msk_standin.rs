@@ -58,8 +58,9 @@ pub struct MskStandIn {
 }
 
 impl MskStandIn {
-    /// Serves on an ephemeral port of 127.0.0.1 a cluster made of `stack`'s current nodes.
-    pub async fn start(stack: Arc<Mutex<Stack>>, instance_type: &str) -> Result<Self> {
+    /// Serves on an ephemeral port of 127.0.0.1 a cluster called `name` made of `stack`'s
+    /// current nodes.
+    pub async fn start(stack: Arc<Mutex<Stack>>, name: &str, instance_type: &str) -> Result<Self> {
         let broker_ids: Vec<i32> = stack
             .lock()
             .expect("stack lock")
@@ -67,10 +68,12 @@ impl MskStandIn {
             .iter()
             .map(|n| n.id)
             .collect();
-        let cluster_arn = "arn:aws:kafka:us-east-1:123456789012:cluster/local-msk/8f3e2c1a-0000-4000-8000-000000000001-1".to_string();
+        let cluster_arn = format!(
+            "arn:aws:kafka:us-east-1:123456789012:cluster/{name}/8f3e2c1a-0000-4000-8000-000000000001-1"
+        );
         let cluster = Arc::new(Mutex::new(Cluster {
             arn: cluster_arn.clone(),
-            name: "local-msk".into(),
+            name: name.into(),
             state: "ACTIVE",
             version: 1,
             broker_ids,
@@ -334,7 +337,8 @@ fn update_broker_count(
         }
         let operation = Operation {
             arn: format!(
-                "arn:aws:kafka:us-east-1:123456789012:cluster-operation/local-msk/{}",
+                "arn:aws:kafka:us-east-1:123456789012:cluster-operation/{}/{}",
+                c.name,
                 c.operations.len() + 1
             ),
             state: "UPDATE_IN_PROGRESS",
