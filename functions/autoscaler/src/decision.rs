@@ -41,7 +41,8 @@ pub enum ClusterKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    /// CPU (user + system, %) above which the re-check scales (MSK recommends 60).
+    /// CPU (user + system, %) above which to scale (MSK recommends 60). Checked on every trigger
+    /// for which CloudWatch has fresh data.
     pub threshold: f64,
     /// CPU above which adding brokers would hurt: moving partitions needs headroom.
     pub too_hot: f64,
@@ -119,6 +120,14 @@ pub fn decide(situation: &Situation, policy: &Policy) -> Decision {
     let why = match (&situation.signal, situation.cpu) {
         (Signal::Alarm { name, state }, _) if state != "ALARM" => {
             return no(format!("alarm {name} is {state}"));
+        }
+        // The alarm watches CpuUser alone (one Metrics Insights query over all brokers); fresh
+        // CpuUser + CpuSystem below the threshold means it fired on a proxy, not on real load.
+        (Signal::Alarm { name, .. }, Some(cpu)) if cpu < policy.threshold => {
+            return no(format!(
+                "alarm {name} is in ALARM but broker CPU (user + system) is {cpu:.1}%, below the {:.0}% threshold",
+                policy.threshold
+            ));
         }
         (Signal::Alarm { name, .. }, _) => format!("alarm {name} is in ALARM"),
         (Signal::Recheck, None) => return no("no recent CPU data for the brokers".into()),
@@ -264,6 +273,20 @@ mod tests {
             ..situation()
         };
         assert!(matches!(scaled(&blind), Decision::NoAction { .. }));
+    }
+
+    #[test]
+    fn an_alarm_is_checked_against_fresh_cpu_when_there_is_some() {
+        let proxy = Situation {
+            cpu: Some(55.0),
+            ..situation()
+        };
+        assert!(matches!(scaled(&proxy), Decision::NoAction { reason } if reason.contains("below")));
+        let blind = Situation {
+            cpu: None,
+            ..situation()
+        };
+        assert!(matches!(scaled(&blind), Decision::ScaleOut { .. }), "no data: the alarm is trusted");
     }
 
     #[test]

@@ -121,15 +121,15 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
         None
     );
     push_cpu(&cloudwatch, &cluster, &brokers, 30.0, 20.0).await?;
-    push_cpu(&cloudwatch, &cluster, &[1], 40.0, 25.0).await?;
+    push_cpu(&cloudwatch, &cluster, &[1], 50.0, 30.0).await?;
     let cpu = app
         .metrics
         .max_cpu(&cluster, &brokers, Duration::from_secs(300))
         .await?
         .unwrap();
     assert!(
-        (cpu - 57.5).abs() < 0.01,
-        "broker 1 averages (30+40)/2 + (20+25)/2 = 57.5, got {cpu}"
+        (cpu - 65.0).abs() < 0.01,
+        "broker 1 averages (30+50)/2 + (20+30)/2 = 65, got {cpu}"
     );
 
     // OK and INSUFFICIENT_DATA change nothing.
