@@ -281,12 +281,17 @@ mod tests {
             cpu: Some(55.0),
             ..situation()
         };
-        assert!(matches!(scaled(&proxy), Decision::NoAction { reason } if reason.contains("below")));
+        assert!(
+            matches!(scaled(&proxy), Decision::NoAction { reason } if reason.contains("below"))
+        );
         let blind = Situation {
             cpu: None,
             ..situation()
         };
-        assert!(matches!(scaled(&blind), Decision::ScaleOut { .. }), "no data: the alarm is trusted");
+        assert!(
+            matches!(scaled(&blind), Decision::ScaleOut { .. }),
+            "no data: the alarm is trusted"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let app = App {
         control: Msk::new(aws_sdk_kafka::Client::new(&aws)),
         metrics: CloudWatch::new(aws_sdk_cloudwatch::Client::new(&aws)),
-        state: StateTable::from_env(&ProcessEnv, aws_sdk_dynamodb::Client::new(&aws))?,
+        state: StateTable::new(aws_sdk_dynamodb::Client::new(&aws), &settings.state_table),
         settings,
     };
     let app = &app;

@@ -25,6 +25,7 @@ pub const CLUSTER_ARN: &str = "MSK_CLUSTER_ARN";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub cluster_arn: String,
+    pub state_table: String,
     pub policy: Policy,
     pub cpu_window: Duration,
     pub dry_run: bool,
@@ -63,6 +64,11 @@ impl Settings {
         }
         Ok(Self {
             cluster_arn,
+            state_table: config::required(
+                env,
+                shared::state_table::STATE_TABLE_NAME,
+                "table for claims, the last scale-out and the rebalancer handoff",
+            )?,
             policy: Policy {
                 threshold,
                 too_hot,
@@ -96,7 +102,7 @@ mod tests {
 
     #[test]
     fn requires_a_cluster_arn_and_sane_thresholds() {
-        let mut env = HashMap::from([(CLUSTER_ARN, "prod")]);
+        let mut env = HashMap::from([(CLUSTER_ARN, "prod"), ("STATE_TABLE_NAME", "state")]);
         assert!(
             Settings::from_env(&env)
                 .unwrap_err()

@@ -84,7 +84,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
     let before = stack.nodes.len() as u32;
     let stack = Arc::new(Mutex::new(stack));
     let cluster = testkit::unique_name("msk");
-    let standin = MskStandIn::start(stack.clone(), &cluster, "kafka.m7g.large").await?;
+    let standin = MskStandIn::start(stack.clone(), &cluster, "kafka.m7g.large", 0).await?;
     let endpoint = stack.lock().unwrap().aws_endpoint();
     let aws = testkit::aws_config(&endpoint).await;
     let kafka_api = aws_sdk_kafka::Client::from_conf(
@@ -102,6 +102,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
     let max = (before + 3).to_string();
     let env = HashMap::from([
         ("MSK_CLUSTER_ARN", standin.cluster_arn.as_str()),
+        ("STATE_TABLE_NAME", state.name()),
         ("MAX_BROKERS", max.as_str()),
         ("SCALE_COOLDOWN_SECONDS", "3600"),
     ]);
@@ -225,6 +226,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
     let dry = App {
         settings: Settings::from_env(&HashMap::from([
             ("MSK_CLUSTER_ARN", standin.cluster_arn.as_str()),
+            ("STATE_TABLE_NAME", "unused"),
             ("MAX_BROKERS", "30"),
             ("SCALE_COOLDOWN_SECONDS", "1"),
             ("DRY_RUN", "true"),

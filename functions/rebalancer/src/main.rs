@@ -15,21 +15,18 @@ async fn main() -> Result<(), Error> {
     }
     shared::telemetry::init_logging();
     let settings = Settings::from_env(&ProcessEnv)?;
-    let state = match &settings.cluster_arn {
-        Some(_) => {
+    let state = match &settings.handoff {
+        Some((table, _)) => {
             let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Some(StateTable::from_env(
-                &ProcessEnv,
-                aws_sdk_dynamodb::Client::new(&aws),
-            )?)
+            Some(StateTable::new(aws_sdk_dynamodb::Client::new(&aws), table))
         }
         None => None,
     };
     let (settings, state) = (&settings, &state);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = deadline_from_epoch_ms(event.context.deadline);
-        let handoffs = match (state, &settings.cluster_arn) {
-            (Some(state), Some(cluster_arn)) => Some(Handoffs { state, cluster_arn }),
+        let handoffs = match (state, &settings.handoff) {
+            (Some(state), Some((_, cluster_arn))) => Some(Handoffs { state, cluster_arn }),
             _ => None,
         };
         handle(settings, handoffs, event.payload, deadline).await

@@ -34,8 +34,8 @@ pub struct Settings {
     pub transport: Transport,
     pub limits: Limits,
     pub options: Options,
-    /// `MSK_CLUSTER_ARN`, when new brokers are handed over by the autoscaler.
-    pub cluster_arn: Option<String>,
+    /// Where the autoscaler hands over new broker ids: (state table, cluster ARN).
+    pub handoff: Option<(String, String)>,
 }
 
 impl Settings {
@@ -73,7 +73,25 @@ impl Settings {
                     })
                     .unwrap_or_default(),
             },
-            cluster_arn: config::optional(env, "MSK_CLUSTER_ARN"),
+            handoff: match (
+                config::optional(env, shared::state_table::STATE_TABLE_NAME),
+                config::optional(env, "MSK_CLUSTER_ARN"),
+            ) {
+                (Some(table), Some(cluster)) => Some((table, cluster)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(ConfigError::Missing {
+                        var: "MSK_CLUSTER_ARN",
+                        hint: "STATE_TABLE_NAME is set, so the handoff needs the cluster it is for",
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::Missing {
+                        var: "STATE_TABLE_NAME",
+                        hint: "MSK_CLUSTER_ARN is set, so the handoff needs the table it is in",
+                    });
+                }
+            },
         })
     }
 }

@@ -76,7 +76,7 @@ async fn republisher_round(setup: &Setup, keys: usize) -> Result<Duration> {
     let mut env: HashMap<&str, &str> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.insert("STANDBY_TABLE_NAME", table.name());
     env.insert("STATE_TABLE_NAME", &state);
-    let app = App::new(Settings::from_env(&env)?, table.client().clone(), &env)?;
+    let app = App::new(Settings::from_env(&env)?, table.client().clone())?;
     warm_up(&app, &setup.topic).await?;
 
     let mut driver = StreamDriver::new(&setup.aws, table.name()).await?;
@@ -113,8 +113,10 @@ async fn warm_up<S: republisher::engine::Sink, T>(app: &App<S, T>, topic: &str) 
 /// The named baseline: publish one record, wait for the ack, delete it; then the next.
 async fn sequential_round(setup: &Setup, keys: usize) -> Result<Duration> {
     let records = records(&setup.topic, keys);
-    let (table, _) = fresh_table(setup, &records).await?;
-    let env: HashMap<&str, &str> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (table, state) = fresh_table(setup, &records).await?;
+    let mut env: HashMap<&str, &str> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.insert("STANDBY_TABLE_NAME", table.name());
+    env.insert("STATE_TABLE_NAME", &state);
     let settings = Settings::from_env(&env)?;
     let producer = settings.kafka.producer()?;
     producer

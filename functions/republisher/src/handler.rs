@@ -41,27 +41,21 @@ impl App<KafkaSink, DynamoTable> {
     pub async fn from_env(env: &impl Env) -> Result<Self, InitError> {
         let settings = Settings::from_env(env)?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-        Self::new(settings, dynamodb, env)
+        Self::new(settings, aws_sdk_dynamodb::Client::new(&aws))
     }
 
     /// Builds the app with a given DynamoDB client (tests point it at the local stack).
-    pub fn new(
-        settings: Settings,
-        dynamodb: aws_sdk_dynamodb::Client,
-        env: &impl Env,
-    ) -> Result<Self, InitError> {
+    pub fn new(settings: Settings, dynamodb: aws_sdk_dynamodb::Client) -> Result<Self, InitError> {
         let producer = settings
             .kafka
             .producer_config()
             .set("linger.ms", "1")
             .create_with_context(settings.kafka.context())?;
-        let standby = StandbyTable::from_env(env, dynamodb.clone())?;
         Ok(Self {
             sink: KafkaSink::new(producer, settings.dead_letter_topic.clone()),
-            table: DynamoTable::new(dynamodb.clone(), standby.name().to_string()),
-            state: StateTable::from_env(env, dynamodb)?,
-            standby,
+            table: DynamoTable::new(dynamodb.clone(), settings.standby_table.clone()),
+            standby: StandbyTable::new(dynamodb.clone(), &settings.standby_table),
+            state: StateTable::new(dynamodb, &settings.state_table),
             settings,
         })
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use shared::config::{self, Env};
 use shared::error::ConfigError;
 use shared::kafka::KafkaSettings;
+use shared::{standby_table, state_table};
 
 pub const DEAD_LETTER_TOPIC: &str = "STANDBY_DEAD_LETTER_TOPIC";
 pub const MARGIN_MS: &str = "REPUBLISH_MARGIN_MS";
@@ -26,6 +27,8 @@ pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub kafka: KafkaSettings,
+    pub standby_table: String,
+    pub state_table: String,
     pub dead_letter_topic: String,
     pub margin: Duration,
     pub sweep_min_age: Duration,
@@ -45,6 +48,16 @@ impl Settings {
         }
         Ok(Self {
             kafka: KafkaSettings::from_env(env, "republisher", DEFAULT_DELIVERY_TIMEOUT)?,
+            standby_table: config::required(
+                env,
+                standby_table::TABLE_NAME,
+                "DynamoDB table that holds standby events",
+            )?,
+            state_table: config::required(
+                env,
+                state_table::STATE_TABLE_NAME,
+                "table for the sweep's resume point",
+            )?,
             dead_letter_topic: config::required(
                 env,
                 DEAD_LETTER_TOPIC,
@@ -68,6 +81,8 @@ mod tests {
         let mut env = HashMap::from([
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+            ("STANDBY_TABLE_NAME", "standby"),
+            ("STATE_TABLE_NAME", "state"),
         ]);
         let err = Settings::from_env(&env).unwrap_err();
         assert!(err.to_string().contains(DEAD_LETTER_TOPIC), "{err}");

@@ -72,7 +72,7 @@ async fn fixture(
         ("REPUBLISH_MARGIN_MS", "500"),
     ]);
     env.extend(extra_env.iter().copied());
-    let app = App::new(Settings::from_env(&env)?, dynamodb, &env)?;
+    let app = App::new(Settings::from_env(&env)?, dynamodb)?;
     Ok((
         Fixture {
             stack,

@@ -103,6 +103,33 @@ pub struct Stack {
     pub tools: Tools,
     pub nodes: Vec<Node>,
     pub moto: Moto,
+    /// The MSK control-plane stand-in serving this stack's cluster, once started.
+    #[serde(default)]
+    pub msk: Option<MskProcess>,
+}
+
+/// Part of the stand-in's command line, checked before signalling its PID.
+const MSK_MARKER: &str = "serve-msk";
+
+/// Name of the cluster the background MSK stand-in serves.
+pub const MSK_CLUSTER_NAME: &str = "local-msk";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MskProcess {
+    pub port: u16,
+    pub pid: Option<u32>,
+    pub cluster_arn: String,
+}
+
+impl MskProcess {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn is_running(&self) -> bool {
+        self.pid
+            .is_some_and(|pid| process::is_running(pid, MSK_MARKER))
+    }
 }
 
 /// The workspace root (two levels above this crate).
@@ -161,7 +188,40 @@ impl Stack {
 
     /// Every recorded process is alive (moto, and the nodes that should be running).
     pub fn is_healthy(&self) -> bool {
-        self.moto.is_running() && self.nodes.iter().all(|n| n.pid.is_none() || n.is_running())
+        self.moto.is_running()
+            && self.msk.as_ref().is_none_or(MskProcess::is_running)
+            && self.nodes.iter().all(|n| n.pid.is_none() || n.is_running())
+    }
+
+    /// Starts `devstack_binary serve-msk` in the background: the MSK stand-in for this stack's
+    /// cluster, reachable at [`MskProcess::endpoint`] (`AWS_ENDPOINT_URL_KAFKA` in `stack.env`).
+    pub fn start_msk(&mut self, devstack_binary: &Path) -> Result<()> {
+        if self.msk.as_ref().is_some_and(MskProcess::is_running) {
+            return Ok(());
+        }
+        let port = process::free_port()?;
+        let mut command = Command::new(devstack_binary);
+        command
+            .args([MSK_MARKER, "--port", &port.to_string()])
+            .env("DEVSTACK_DIR", &self.dir);
+        let pid = process::spawn_detached(command, &self.dir.join("msk-standin.log"))?;
+        self.msk = Some(MskProcess {
+            port,
+            pid: Some(pid),
+            cluster_arn: msk_standin::cluster_arn(MSK_CLUSTER_NAME),
+        });
+        self.save()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || !self.msk.as_ref().is_some_and(MskProcess::is_running) {
+                bail!(
+                    "the MSK stand-in did not start:\n{}",
+                    process::tail(&self.dir.join("msk-standin.log"), 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 
     /// Starts the stack in `dir`, or reuses the one already running there.
@@ -198,6 +258,7 @@ impl Stack {
             tools,
             nodes,
             moto,
+            msk: None,
         };
         stack.save()?;
 
@@ -227,6 +288,11 @@ impl Stack {
             if let Err(e) = node.stop() {
                 errors.push(format!("node {}: {e:#}", node.id));
             }
+        }
+        if let Some(pid) = self.msk.as_mut().and_then(|m| m.pid.take())
+            && let Err(e) = process::stop(pid, MSK_MARKER, Duration::from_secs(5))
+        {
+            errors.push(format!("msk stand-in: {e:#}"));
         }
         if let Some(pid) = self.moto.pid.take()
             && let Err(e) = process::stop(pid, MOTO_MARKER, Duration::from_secs(5))
@@ -401,7 +467,18 @@ impl Stack {
 
     /// Shell-sourceable variables pointing clients at the stack.
     pub fn env_file(&self) -> String {
-        format!(
+        let msk = self
+            .msk
+            .as_ref()
+            .map(|m| {
+                format!(
+                    "AWS_ENDPOINT_URL_KAFKA={}\nMSK_CLUSTER_ARN={}\n",
+                    m.endpoint(),
+                    m.cluster_arn
+                )
+            })
+            .unwrap_or_default();
+        msk + &format!(
             "\
 KAFKA_BOOTSTRAP_SERVERS={}
 KAFKA_SECURITY_PROTOCOL=PLAINTEXT

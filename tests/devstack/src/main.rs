@@ -1,14 +1,20 @@
-//! `devstack up | down | status | env`: the local stack's command line (see the library docs).
+//! `devstack up | down | status | env | serve-msk`: the local stack's command line (see the
+//! library docs). `serve-msk` is what `up` starts in the background.
 
-use anyhow::{Result, bail};
-use devstack::{Stack, Tools, default_dir};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use devstack::msk_standin::MskStandIn;
+use devstack::{MSK_CLUSTER_NAME, Stack, Tools, default_dir};
 
 fn main() -> Result<()> {
-    let command = std::env::args().nth(1).unwrap_or_default();
+    let args: Vec<String> = std::env::args().collect();
+    let command = args.get(1).cloned().unwrap_or_default();
     let dir = default_dir();
     match command.as_str() {
         "up" => {
-            let stack = Stack::up(&dir, Tools::from_env())?;
+            let mut stack = Stack::up(&dir, Tools::from_env())?;
+            stack.start_msk(&std::env::current_exe()?)?;
             println!("local stack up in {}", stack.dir.display());
             print!("{}", stack.env_file());
         }
@@ -47,7 +53,41 @@ fn main() -> Result<()> {
             Some(stack) => print!("{}", stack.env_file()),
             None => bail!("no local stack in {}: run `devstack up`", dir.display()),
         },
-        _ => bail!("usage: devstack up | down | status | env"),
+        "serve-msk" => {
+            let port: u16 = args
+                .iter()
+                .position(|a| a == "--port")
+                .and_then(|i| args.get(i + 1))
+                .context("serve-msk needs --port <port>")?
+                .parse()?;
+            // `up` records this process once it has spawned it; wait for that record, so that
+            // saving the stack later (when brokers are added) keeps it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while Stack::load(&dir)?.is_none_or(|s| s.msk.is_none()) {
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "the stack in {} does not record this stand-in",
+                        dir.display()
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let stack = Stack::attach()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let _standin = MskStandIn::start(
+                    Arc::new(Mutex::new(stack)),
+                    MSK_CLUSTER_NAME,
+                    "kafka.m7g.large",
+                    port,
+                )
+                .await?;
+                std::future::pending::<Result<()>>().await
+            })?;
+        }
+        _ => bail!("usage: devstack up | down | status | env | serve-msk --port <port>"),
     }
     Ok(())
 }

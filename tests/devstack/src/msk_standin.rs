@@ -57,10 +57,22 @@ pub struct MskStandIn {
     cluster: Arc<Mutex<Cluster>>,
 }
 
+/// The ARN the stand-in gives the cluster called `name`.
+pub fn cluster_arn(name: &str) -> String {
+    format!(
+        "arn:aws:kafka:us-east-1:123456789012:cluster/{name}/8f3e2c1a-0000-4000-8000-000000000001-1"
+    )
+}
+
 impl MskStandIn {
-    /// Serves on an ephemeral port of 127.0.0.1 a cluster called `name` made of `stack`'s
-    /// current nodes.
-    pub async fn start(stack: Arc<Mutex<Stack>>, name: &str, instance_type: &str) -> Result<Self> {
+    /// Serves on 127.0.0.1:`port` (0: any free port) a cluster called `name` made of
+    /// `stack`'s current nodes.
+    pub async fn start(
+        stack: Arc<Mutex<Stack>>,
+        name: &str,
+        instance_type: &str,
+        port: u16,
+    ) -> Result<Self> {
         let broker_ids: Vec<i32> = stack
             .lock()
             .expect("stack lock")
@@ -81,7 +93,7 @@ impl MskStandIn {
             operations: Vec::new(),
             created: timestamp(),
         }));
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let address: SocketAddr = listener.local_addr()?;
         let shared = (cluster.clone(), stack);
         tokio::spawn(async move {
