@@ -11,7 +11,7 @@ export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
 export DEVSTACK_DIR ?= $(CURDIR)/.stack
 DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 
-.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo bench
+.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo bench invoke
 
 help:
 	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, cargo-lambda), Kafka jars"
@@ -19,7 +19,8 @@ help:
 	@echo "make unit-test   tests that need no local stack"
 	@echo "make stack-up    start Kafka (3 KRaft nodes) and moto on 127.0.0.1; stack-down stops them"
 	@echo "make demo        the outage-and-recovery story end to end"
-	@echo "make bench       benchmarks on the local stack (republisher drain vs a sequential baseline)"
+	@echo "make bench       benchmarks (republisher drain vs a sequential baseline; planner vs kafka --generate)"
+	@echo "make invoke FN=<function> EVENT=events/<fn>/<file>.json   one invocation in the Lambda emulator"
 
 setup:
 	@tests/setup.sh
@@ -65,5 +66,10 @@ demo:
 # Benchmarks print ratios against a baseline measured in the same run; not part of `make test`.
 bench: setup
 	$(MAKE) --no-print-directory stack-up
-	status=0; cargo bench -p republisher --bench drain || status=$$?; \
+	status=0; cargo bench -p republisher --bench drain && cargo bench -p rebalancer --bench planner || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; exit $$status
+
+# One invocation through cargo-lambda's runtime emulator, against the local stack (left running).
+invoke: setup stack-up
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=republisher EVENT=events/republisher/stream-insert.json"; exit 2; }
+	tests/invoke.sh "$(FN)" "$(EVENT)"

@@ -13,6 +13,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod deadline;
 pub mod envelope;
 pub mod error;
 pub mod fallback;

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
     };
     let (settings, state) = (&settings, &state);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        let deadline = shared::deadline::from_lambda_ms(event.context.deadline);
         let handoffs = match (state, &settings.handoff) {
             (Some(state), Some((_, cluster_arn))) => Some(Handoffs { state, cluster_arn }),
             _ => None,
@@ -32,12 +32,4 @@ async fn main() -> Result<(), Error> {
         handle(settings, handoffs, event.payload, deadline).await
     }))
     .await
-}
-
-fn deadline_from_epoch_ms(deadline_ms: u64) -> std::time::Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    std::time::Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }

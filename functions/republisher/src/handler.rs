@@ -1,7 +1,7 @@
 //! The Lambda entry point's logic: recognise the trigger, run the stream batch or the sweep,
 //! answer Lambda, emit metrics. `main.rs` only builds an [`App`] and hands events here.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::Diagnostic;
@@ -90,21 +90,18 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-/// The deadline Lambda gives (ms since the epoch) as an `Instant`.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
 /// Handles one invocation.
 pub async fn handle<S: Sink, T: Table>(
     app: &App<S, T>,
     event: Value,
     deadline: Instant,
 ) -> Result<Value, HandlerError> {
+    tracing::debug!(
+        remaining_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64,
+        "invocation started"
+    );
     let budget = Budget {
         deadline,
         delivery_timeout: app.settings.kafka.delivery_timeout,

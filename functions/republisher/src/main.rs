@@ -2,7 +2,7 @@
 //! invocation to [`republisher::handle`].
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use republisher::handler::{App, deadline_from_epoch_ms};
+use republisher::handler::App;
 use serde_json::Value;
 use shared::config::ProcessEnv;
 
@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let app = App::from_env(&ProcessEnv).await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        let deadline = shared::deadline::from_lambda_ms(event.context.deadline);
         republisher::handle(app, event.payload, deadline).await
     }))
     .await

@@ -1,5 +1,6 @@
-//! `devstack up | down | status | env | serve-msk`: the local stack's command line (see the
-//! library docs). `serve-msk` is what `up` starts in the background.
+//! `devstack up | down | status | env | provision | serve-msk`: the local stack's command line
+//! (see the library docs). `provision` creates the tables and topics the functions use locally;
+//! `serve-msk` is what `up` starts in the background.
 
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +54,17 @@ fn main() -> Result<()> {
             Some(stack) => print!("{}", stack.env_file()),
             None => bail!("no local stack in {}: run `devstack up`", dir.display()),
         },
+        "provision" => {
+            let stack = Stack::attach()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(devstack::testkit::provision(
+                &stack.bootstrap_servers(),
+                &stack.aws_endpoint(),
+            ))?;
+            println!("local tables and topics ready");
+        }
         "serve-msk" => {
             let port: u16 = args
                 .iter()
@@ -87,7 +99,9 @@ fn main() -> Result<()> {
                 std::future::pending::<Result<()>>().await
             })?;
         }
-        _ => bail!("usage: devstack up | down | status | env | serve-msk --port <port>"),
+        _ => {
+            bail!("usage: devstack up | down | status | env | provision | serve-msk --port <port>")
+        }
     }
     Ok(())
 }

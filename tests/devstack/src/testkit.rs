@@ -170,3 +170,85 @@ pub fn message_count(bootstrap: &str, topic: &str) -> Result<i64> {
     }
     Ok(total)
 }
+
+/// Names of the resources `devstack provision` creates for `make invoke` and `make demo`.
+pub mod local {
+    pub const STANDBY_TABLE: &str = "standby-events";
+    pub const STATE_TABLE: &str = "standby-state";
+    pub const EVENT_TOPIC: &str = "orders";
+    pub const DEAD_LETTER_TOPIC: &str = "standby-events-dlt";
+}
+
+/// Creates the local resources the functions are configured for in `tests/local-functions.env`
+/// (tables in moto, topics in Kafka); existing ones are kept.
+pub async fn provision(bootstrap: &str, aws_endpoint: &str) -> Result<()> {
+    let config = aws_config(aws_endpoint).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let existing = dynamodb
+        .list_tables()
+        .send()
+        .await?
+        .table_names
+        .unwrap_or_default();
+    if !existing.iter().any(|t| t == local::STANDBY_TABLE) {
+        create_keyed_table(&dynamodb, local::STANDBY_TABLE, "pk", "event_id", true).await?;
+    }
+    if !existing.iter().any(|t| t == local::STATE_TABLE) {
+        create_keyed_table(&dynamodb, local::STATE_TABLE, "pk", "sk", false).await?;
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    for (topic, partitions) in [(local::EVENT_TOPIC, 6), (local::DEAD_LETTER_TOPIC, 1)] {
+        if !metadata.topics().iter().any(|t| t.name() == topic) {
+            create_topic(bootstrap, topic, partitions, 3, &[]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A pay-per-request table with a string hash and range key, optionally streaming NEW_IMAGE.
+/// (The shared crate's `StandbyTable::create` is the one source of the standby table's layout;
+/// devstack stays independent of it, so this mirrors it for the local demo tables only.)
+async fn create_keyed_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    hash: &str,
+    range: &str,
+    stream: bool,
+) -> Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        StreamSpecification, StreamViewType,
+    };
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attribute, key_type) in [(hash, KeyType::Hash), (range, KeyType::Range)] {
+        request = request
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(attribute)
+                    .key_type(key_type)
+                    .build()?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(attribute)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            );
+    }
+    if stream {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()?,
+        );
+    }
+    request.send().await?;
+    Ok(())
+}
