@@ -68,6 +68,20 @@ impl KafkaSettings {
         client_id: &str,
         delivery_timeout: Duration,
     ) -> Result<Self, ConfigError> {
+        Self::read(env, client_id, Some(delivery_timeout))
+    }
+
+    /// For clients that never produce (admin clients): like [`Self::from_env`] without
+    /// `KAFKA_DELIVERY_TIMEOUT_MS`.
+    pub fn admin_from_env(env: &impl Env, client_id: &str) -> Result<Self, ConfigError> {
+        Self::read(env, client_id, None)
+    }
+
+    fn read(
+        env: &impl Env,
+        client_id: &str,
+        delivery_timeout: Option<Duration>,
+    ) -> Result<Self, ConfigError> {
         let bootstrap_servers = config::required(
             env,
             BOOTSTRAP_SERVERS,
@@ -105,7 +119,10 @@ impl KafkaSettings {
             security,
             ca_location: config::optional(env, SSL_CA_LOCATION),
             client_id: config::optional(env, CLIENT_ID).unwrap_or_else(|| client_id.to_string()),
-            delivery_timeout: config::millis(env, DELIVERY_TIMEOUT_MS, delivery_timeout)?,
+            delivery_timeout: match delivery_timeout {
+                Some(default) => config::millis(env, DELIVERY_TIMEOUT_MS, default)?,
+                None => Duration::from_secs(30),
+            },
         })
     }
 

@@ -61,11 +61,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(region) = &region {
                 env.insert(shared::kafka::AWS_REGION, region);
             }
-            let kafka = shared::kafka::KafkaSettings::from_env(
-                &env,
-                "rebalancer",
-                std::time::Duration::from_secs(30),
-            )?;
+            let kafka = shared::kafka::KafkaSettings::admin_from_env(&env, "rebalancer")?;
             let transport = crate::settings::transport(&kafka.security);
             let mut client = AdminClient::connect(&kafka.bootstrap_servers, &transport).await?;
             let description = client.cluster_state().await?.description();

@@ -40,7 +40,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let kafka = KafkaSettings::from_env(env, "rebalancer", Duration::from_secs(30))?;
+        let kafka = KafkaSettings::admin_from_env(env, "rebalancer")?;
         let positive = |var: &'static str, default: usize| -> Result<usize, ConfigError> {
             let value: usize = config::parsed(env, var, default, "a positive whole number")?;
             if value == 0 {

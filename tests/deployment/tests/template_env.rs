@@ -1,0 +1,169 @@
+//! No drift between `template.yaml` and the code: for each function, the environment variables
+//! the template sets are exactly those its configuration reads, less the ones Lambda provides
+//! and the optional ones the template deliberately leaves at their defaults — and with only the
+//! template's variables, the configuration loads.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use shared::config::Env;
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// Records every variable asked for, answering from `values`.
+struct Recording {
+    values: HashMap<String, String>,
+    asked: RefCell<BTreeSet<String>>,
+}
+
+impl Recording {
+    fn new(values: HashMap<String, String>) -> Self {
+        Self {
+            values,
+            asked: RefCell::new(BTreeSet::new()),
+        }
+    }
+}
+
+impl Env for Recording {
+    fn var(&self, name: &str) -> Option<String> {
+        self.asked.borrow_mut().insert(name.to_string());
+        self.values.get(name).cloned()
+    }
+}
+
+/// Set by Lambda itself, never by the template.
+const FROM_LAMBDA: [&str; 2] = ["AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"];
+/// Read, but left at their defaults in AWS on purpose.
+const LEFT_AT_DEFAULT: [&str; 2] = [
+    "KAFKA_SSL_CA_LOCATION", // the system trust store holds MSK's CA
+    "KAFKA_CLIENT_ID",       // the function's name is a fine client id
+];
+
+fn template() -> Yaml {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    YamlLoader::load_from_str(&text).unwrap().remove(0)
+}
+
+/// The environment variable names a function resource sets.
+fn template_vars(template: &Yaml, resource: &str) -> BTreeSet<String> {
+    let variables = &template["Resources"][resource]["Properties"]["Environment"]["Variables"];
+    let hash = variables
+        .as_hash()
+        .unwrap_or_else(|| panic!("{resource} sets no environment"));
+    hash.keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Plausible values for every variable any function reads.
+fn sample() -> HashMap<String, String> {
+    [
+        ("KAFKA_BOOTSTRAP_SERVERS", "b-1.msk:9098"),
+        ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+        ("AWS_REGION", "eu-west-1"),
+        ("STANDBY_TABLE_NAME", "standby"),
+        ("STATE_TABLE_NAME", "state"),
+        ("STANDBY_DEAD_LETTER_TOPIC", "dlt"),
+        (
+            "MSK_CLUSTER_ARN",
+            "arn:aws:kafka:eu-west-1:123456789012:cluster/prod/abc",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The variables a configuration loader reads, and whether it loads from the template's alone.
+fn check(resource: &str, load: impl Fn(&Recording) -> Result<(), String>) {
+    let template = template();
+    let set = template_vars(&template, resource);
+
+    let recording = Recording::new(sample());
+    load(&recording).unwrap_or_else(|e| panic!("{resource}: sample configuration rejected: {e}"));
+    let read: BTreeSet<String> = recording
+        .asked
+        .into_inner()
+        .into_iter()
+        .filter(|v| !FROM_LAMBDA.contains(&v.as_str()) && !LEFT_AT_DEFAULT.contains(&v.as_str()))
+        .collect();
+    assert_eq!(
+        set, read,
+        "{resource}: template variables (left) vs variables the code reads (right)"
+    );
+
+    // Only the template's variables (plus what Lambda sets): the function starts.
+    let mut values: HashMap<String, String> = set
+        .iter()
+        .map(|v| {
+            (
+                v.clone(),
+                sample().get(v).cloned().unwrap_or_else(|| default_for(v)),
+            )
+        })
+        .collect();
+    values.insert("AWS_REGION".into(), "eu-west-1".into());
+    load(&Recording::new(values)).unwrap_or_else(|e| {
+        panic!("{resource}: does not start with the template's variables: {e}")
+    });
+}
+
+/// A stand-in for a `!Ref` to a parameter: the parameter's default in the template.
+fn default_for(var: &str) -> String {
+    let numbers = [
+        ("KAFKA_DELIVERY_TIMEOUT_MS", "20000"),
+        ("REPUBLISH_MARGIN_MS", "3000"),
+        ("SWEEP_MIN_AGE_SECONDS", "3600"),
+        ("SWEEP_PAGE_SIZE", "500"),
+        ("CPU_THRESHOLD_PERCENT", "60"),
+        ("TOO_HOT_PERCENT", "70"),
+        ("BROKERS_PER_AZ_STEP", "1"),
+        ("MAX_BROKERS", "30"),
+        ("BROKER_QUOTA", "30"),
+        ("SCALE_COOLDOWN_SECONDS", "3600"),
+        ("CPU_WINDOW_MINUTES", "5"),
+        ("DRY_RUN", "false"),
+        ("REBALANCE_MAX_PARTITIONS_IN_FLIGHT", "50"),
+        ("REBALANCE_MAX_MOVES_PER_BROKER", "10"),
+        ("REBALANCE_THROTTLE_BYTES_PER_SEC", "52428800"),
+        ("REBALANCE_EXCLUDED_TOPICS", ""),
+        ("REBALANCE_POLL_MS", "2000"),
+        ("REBALANCE_MARGIN_MS", "10000"),
+    ];
+    numbers.iter().find(|(name, _)| *name == var).map_or_else(
+        || panic!("no sample value for {var}"),
+        |(_, value)| value.to_string(),
+    )
+}
+
+#[test]
+fn republisher_environment_matches_the_template() {
+    check("RepublisherFunction", |env| {
+        republisher::settings::Settings::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn autoscaler_environment_matches_the_template() {
+    check("AutoscalerFunction", |env| {
+        autoscaler::settings::Settings::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn rebalancer_environment_matches_the_template() {
+    check("RebalancerFunction", |env| {
+        let settings = rebalancer::settings::Settings::from_env(env).map_err(|e| e.to_string())?;
+        assert!(
+            settings.handoff.is_some(),
+            "the template wires the autoscaler's handoff"
+        );
+        Ok(())
+    });
+}
