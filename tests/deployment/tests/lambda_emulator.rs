@@ -1,0 +1,195 @@
+//! Every sample event in `events/` through the real Lambda runtime path: `cargo lambda watch`
+//! (cargo-lambda's runtime emulator) runs the three function binaries against the local stack,
+//! `cargo lambda invoke --data-file` sends each file, and each response is checked for its
+//! function's shape (the autoscaler in dry-run mode, so nothing is scaled).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use devstack::{Stack, process, testkit};
+use serde_json::Value;
+
+const FUNCTIONS: [&str; 3] = ["republisher", "autoscaler", "rebalancer"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `KEY=VALUE` lines of an env file (comments and blank lines skipped).
+fn env_file(path: &Path) -> Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// The emulator, killed (with the functions it started) when dropped.
+struct Emulator(Child);
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) has no memory-safety preconditions; the group is the one we created.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn check(function: &str, file: &str, response: &Value) -> Result<()> {
+    match function {
+        "republisher" if file.starts_with("stream-") => {
+            let failures = response["batchItemFailures"]
+                .as_array()
+                .context("batchItemFailures array")?;
+            if !failures.is_empty() {
+                bail!("{file}: records failed: {response}");
+            }
+        }
+        "republisher" => {
+            response.get("pass_completed").context("a sweep report")?;
+        }
+        "autoscaler" => {
+            let decision = response["decision"].as_str().context("a decision")?;
+            if ![
+                "no_action",
+                "scale_out",
+                "refuse",
+                "recommend_larger_brokers",
+            ]
+            .contains(&decision)
+            {
+                bail!("{file}: unknown decision {decision}");
+            }
+            if response["dry_run"] != Value::Bool(true) || response.get("operation_arn").is_some() {
+                bail!("{file}: the emulator runs the autoscaler in dry-run mode: {response}");
+            }
+            let quiet = file.contains("-ok") || file.contains("insufficient-data");
+            if quiet && decision != "no_action" {
+                bail!("{file}: an OK / INSUFFICIENT_DATA alarm must not scale: {response}");
+            }
+        }
+        "rebalancer" => {
+            let status = response["status"].as_str().context("a status")?;
+            if !["dry_run", "waiting", "done", "in_progress"].contains(&status) {
+                bail!("{file}: unknown status {status}");
+            }
+            if file == "dry-run.json" && status != "dry_run" {
+                bail!("{file}: expected a dry run: {response}");
+            }
+        }
+        _ => unreachable!(),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sample_event_through_the_lambda_runtime_emulator() -> Result<()> {
+    let stack = Stack::attach()?;
+    testkit::provision(&stack.bootstrap_servers(), &stack.aws_endpoint()).await?;
+    let cargo_lambda = root().join(".venv/bin/cargo-lambda");
+    if !cargo_lambda.exists() {
+        bail!("{} is missing: run `make setup`", cargo_lambda.display());
+    }
+    let path = format!(
+        "{}:{}",
+        root().join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let mut env: HashMap<String, String> = env_file(&stack.dir.join("stack.env"))?
+        .into_iter()
+        .collect();
+    env.extend(env_file(&root().join("tests/local-functions.env"))?);
+    env.insert("DRY_RUN".into(), "true".into());
+    env.insert("PATH".into(), path);
+
+    // Built as the emulator builds them, so no invocation waits for a compiler.
+    for function in FUNCTIONS {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "--bin", function])
+            .current_dir(root())
+            .status()?;
+        if !status.success() {
+            bail!("building {function} failed");
+        }
+    }
+
+    let port = process::free_port()?;
+    let log = std::fs::File::create(stack.dir.join("emulator-test.log"))?;
+    let mut watch = Command::new(env!("CARGO"));
+    watch
+        .args([
+            "lambda",
+            "watch",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .current_dir(root())
+        .envs(&env)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut watch, 0);
+    let _emulator = Emulator(watch.spawn().context("starting cargo lambda watch")?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "the emulator did not start: {}",
+                process::tail(&stack.dir.join("emulator-test.log"), 20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut checked = 0;
+    for function in FUNCTIONS {
+        let dir = root().join("events").join(function);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.sort();
+        for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let output = Command::new(env!("CARGO"))
+                .args([
+                    "lambda",
+                    "invoke",
+                    function,
+                    "-A",
+                    "127.0.0.1",
+                    "-P",
+                    &port.to_string(),
+                    "--data-file",
+                ])
+                .arg(&file)
+                .current_dir(root())
+                .envs(&env)
+                .output()?;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            if !output.status.success() {
+                bail!(
+                    "{function} {name}: invoke failed: {stdout}{}\n{}",
+                    String::from_utf8_lossy(&output.stderr),
+                    process::tail(&stack.dir.join("emulator-test.log"), 30)
+                );
+            }
+            let response: Value = serde_json::from_str(stdout.trim())
+                .with_context(|| format!("{function} {name}: response is not JSON: {stdout}"))?;
+            check(function, &name, &response)?;
+            eprintln!("{function} {name}: {response}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} sample events found");
+    Ok(())
+}
