@@ -11,14 +11,15 @@ export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
 export DEVSTACK_DIR ?= $(CURDIR)/.stack
 DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 
-.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo bench invoke
+.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke
 
 help:
 	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, cargo-lambda), Kafka jars"
 	@echo "make test        setup, fmt check, clippy, unit tests, integration tests on the local stack"
 	@echo "make unit-test   tests that need no local stack"
 	@echo "make stack-up    start Kafka (3 KRaft nodes) and moto on 127.0.0.1; stack-down stops them"
-	@echo "make demo        the outage-and-recovery story end to end"
+	@echo "make demo        the outage-and-recovery story end to end, then the scale-out story"
+	@echo "make chaos       the chaos test with 100,000 events"
 	@echo "make bench       benchmarks (republisher drain vs a sequential baseline; planner vs kafka --generate)"
 	@echo "make invoke FN=<function> EVENT=events/<fn>/<file>.json   one invocation in the Lambda emulator"
 
@@ -58,10 +59,18 @@ test: setup lint build
 	status=0; cargo test --workspace || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; exit $$status
 
-demo:
-	@echo "make demo will: start the local stack; produce events through the shared fallback while"
-	@echo "the Kafka brokers are stopped mid-stream; restart them; drain the standby table with the"
-	@echo "republisher; then scale the cluster out and rebalance it. Not built yet (issue #7)."
+# The whole story on one machine; stops the stack afterwards unless it was already running.
+demo: setup devstack
+	@if $(DEVSTACK) env >/dev/null 2>&1; then started=0; else started=1; fi; \
+	  $(MAKE) --no-print-directory stack-up >/dev/null; \
+	  status=0; cargo run -q --release -p demo || status=$$?; \
+	  if [ $$started = 1 ]; then $(MAKE) --no-print-directory stack-down; fi; exit $$status
+
+# The chaos test at full size (100,000 events); `make test` runs it with 3,000.
+chaos: setup
+	$(MAKE) --no-print-directory stack-up
+	status=0; CHAOS_EVENTS=100000 cargo test -p demo --test chaos -- --nocapture || status=$$?; \
+	  $(MAKE) --no-print-directory stack-down; exit $$status
 
 # Benchmarks print ratios against a baseline measured in the same run; not part of `make test`.
 bench: setup

@@ -39,6 +39,10 @@ use crate::standby_table::{PutOutcome, StandbyTable};
 pub const PRODUCER_ID: &str = "STANDBY_PRODUCER_ID";
 pub const DEAD_LETTER_TOPIC: &str = "STANDBY_DEAD_LETTER_TOPIC";
 pub const RETENTION_SECONDS: &str = "STANDBY_RETENTION_SECONDS";
+pub const RECHECK_MAX_MS: &str = "STANDBY_RECHECK_MAX_MS";
+
+/// Default longest wait between two checks of a diverted key.
+pub const DEFAULT_RECHECK_MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// Default time an event may wait in the standby table before DynamoDB's TTL removes it.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -88,6 +92,9 @@ pub struct FallbackSettings {
     pub dead_letter_topic: String,
     /// How long an event may wait in the standby table (its TTL).
     pub retention: Duration,
+    /// Longest wait between two checks of whether a diverted key's events have left the standby
+    /// table (one strongly consistent Query per diverted key per check).
+    pub recheck_max_delay: Duration,
 }
 
 impl FallbackSettings {
@@ -104,6 +111,7 @@ impl FallbackSettings {
                 "topic for events Kafka rejects for good",
             )?,
             retention: config::seconds(env, RETENTION_SECONDS, DEFAULT_RETENTION)?,
+            recheck_max_delay: config::millis(env, RECHECK_MAX_MS, DEFAULT_RECHECK_MAX_DELAY)?,
         })
     }
 }
@@ -228,7 +236,7 @@ impl FallbackProducer {
     }
 
     fn divert(&self, partition_key: String) {
-        let mut delays = retry::standby_recheck();
+        let mut delays = retry::standby_recheck(self.settings.recheck_max_delay);
         let first = delays.next().unwrap_or_default();
         self.lock_diverted()
             .entry(partition_key)

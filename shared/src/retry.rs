@@ -8,11 +8,11 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 /// Delays between checks of whether a diverted key's events have all left the standby table:
-/// soon at first (an outage may be short), then every few seconds.
-pub fn standby_recheck() -> impl Iterator<Item = Duration> + Send {
+/// soon at first (an outage may be short), then at most every `max` (plus jitter).
+pub fn standby_recheck(max: Duration) -> impl Iterator<Item = Duration> + Send {
     ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
+        .with_min_delay(Duration::from_millis(200).min(max))
+        .with_max_delay(max)
         .with_factor(2.0)
         .with_jitter()
         .without_max_times()
@@ -36,7 +36,7 @@ mod tests {
 
     #[test]
     fn recheck_grows_and_is_capped() {
-        let delays: Vec<Duration> = standby_recheck().take(20).collect();
+        let delays: Vec<Duration> = standby_recheck(Duration::from_secs(5)).take(20).collect();
         assert_eq!(delays.len(), 20);
         assert!(delays[0] < Duration::from_millis(500));
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(10)));

@@ -10,6 +10,7 @@
 //! small JSON object) rather than through `metrics_cloudwatch_embedded`, which installs a global
 //! `metrics` recorder and pulls `lambda_http` into every binary.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
@@ -29,6 +30,14 @@ pub fn init_logging() {
         .with_ansi(false)
         .with_target(true)
         .try_init();
+}
+
+static EMF_ON_STDOUT: AtomicBool = AtomicBool::new(true);
+
+/// Turns the EMF lines on stdout off (or on again): for local tools such as the demo, where
+/// stdout is a terminal, not CloudWatch Logs.
+pub fn emit_metrics_to_stdout(enabled: bool) {
+    EMF_ON_STDOUT.store(enabled, Ordering::Relaxed);
 }
 
 /// CloudWatch units this project uses.
@@ -124,7 +133,9 @@ impl Metrics {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        if let Some(document) = self.to_emf(now_ms) {
+        if let Some(document) = self.to_emf(now_ms)
+            && EMF_ON_STDOUT.load(Ordering::Relaxed)
+        {
             println!("{document}");
         }
         self.values.clear();

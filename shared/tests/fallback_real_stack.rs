@@ -53,6 +53,7 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
         producer_id: "test-producer".into(),
         dead_letter_topic: dead_letter_topic.clone(),
         retention: Duration::from_secs(3600),
+        recheck_max_delay: shared::fallback::DEFAULT_RECHECK_MAX_DELAY,
     };
     let producer = FallbackProducer::new(
         kafka.producer()?,

@@ -379,42 +379,56 @@ impl Stack {
             .with_context(|| format!("no node {id} in the stack"))
     }
 
+    /// Runs `change` on the stack as recorded now (another process — a test binary, the MSK
+    /// stand-in — may have changed it since this copy was read), under a lock, and records the
+    /// result.
+    fn update(&mut self, change: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        let _lock = StateLock::acquire(&self.dir)?;
+        if let Some(latest) = Self::load(&self.dir)? {
+            *self = latest;
+        }
+        let result = change(self);
+        self.save()?;
+        result
+    }
+
     /// Gracefully stops one node.
     pub fn stop_node(&mut self, id: i32) -> Result<()> {
-        self.node_mut(id)?.stop()?;
-        self.save()
+        self.update(|stack| stack.node_mut(id)?.stop())
     }
 
     /// Kills one node with SIGKILL (a crash).
     pub fn kill_node(&mut self, id: i32) -> Result<()> {
-        self.node_mut(id)?.kill()?;
-        self.save()
+        self.update(|stack| stack.node_mut(id)?.kill())
     }
 
     /// Starts a stopped node again and waits until it is back in the cluster metadata.
     pub fn start_node(&mut self, id: i32) -> Result<()> {
         let libs = self.tools.kafka_libs.clone();
-        self.node_mut(id)?.start(&libs)?;
-        self.save()?;
+        self.update(|stack| stack.node_mut(id)?.start(&libs))?;
         let node = self.node(id)?;
         kafka::wait_for_brokers(&node.bootstrap(), &[id], &[node], STARTUP_TIMEOUT)
     }
 
     /// Stops every Kafka node (an outage): SIGKILL when `crash`, else SIGTERM.
     pub fn stop_kafka(&mut self, crash: bool) -> Result<()> {
-        for node in &mut self.nodes {
-            if crash { node.kill()? } else { node.stop()? }
-        }
-        self.save()
+        self.update(|stack| {
+            for node in &mut stack.nodes {
+                if crash { node.kill()? } else { node.stop()? }
+            }
+            Ok(())
+        })
     }
 
     /// Starts every stopped Kafka node and waits until all are back.
     pub fn start_kafka(&mut self) -> Result<()> {
         let libs = self.tools.kafka_libs.clone();
-        for node in &mut self.nodes {
-            node.start(&libs)?;
-        }
-        self.save()?;
+        self.update(|stack| {
+            stack
+                .nodes
+                .iter_mut()
+                .try_for_each(|node| node.start(&libs))
+        })?;
         let ids: Vec<i32> = self.nodes.iter().map(|n| n.id).collect();
         let all: Vec<&Node> = self.nodes.iter().collect();
         kafka::wait_for_brokers(&self.bootstrap_servers(), &ids, &all, STARTUP_TIMEOUT)
@@ -447,21 +461,31 @@ impl Stack {
         };
         node.write_config(&self.voters())?;
         node.format(&self.tools.kafka_libs)?;
-        self.nodes.push(node);
-        self.start_node(id)
+        let libs = self.tools.kafka_libs.clone();
+        self.update(|stack| {
+            stack.nodes.push(node);
+            stack.node_mut(id)?.start(&libs)
+        })?;
+        let node = self.node(id)?;
+        kafka::wait_for_brokers(&node.bootstrap(), &[id], &[node], STARTUP_TIMEOUT)
     }
 
     /// Stops and forgets a broker-only node (undoing [`Self::add_broker`]).
     pub fn remove_broker(&mut self, id: i32) -> Result<()> {
-        let node = self.node_mut(id)?;
-        if node.role != Role::Broker {
-            bail!("node {id} is a controller; only added brokers can be removed");
+        let mut dir = None;
+        self.update(|stack| {
+            let node = stack.node_mut(id)?;
+            if node.role != Role::Broker {
+                bail!("node {id} is a controller; only added brokers can be removed");
+            }
+            node.stop()?;
+            dir = Some(node.dir.clone());
+            stack.nodes.retain(|n| n.id != id);
+            Ok(())
+        })?;
+        if let Some(dir) = dir {
+            std::fs::remove_dir_all(dir).ok();
         }
-        node.stop()?;
-        let dir = node.dir.clone();
-        self.nodes.retain(|n| n.id != id);
-        self.save()?;
-        std::fs::remove_dir_all(dir).ok();
         Ok(())
     }
 
@@ -490,6 +514,32 @@ AWS_SECRET_ACCESS_KEY=test
             self.bootstrap_servers(),
             self.aws_endpoint()
         )
+    }
+}
+
+/// An exclusive advisory lock on the stack's state file, held while it is read, changed and
+/// written back.
+struct StateLock {
+    /// Closing the file releases the lock.
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    fn acquire(dir: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("stack.lock"))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock(2) on a descriptor we own; released when the file is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!(
+                "locking the stack state: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(Self { _file: file })
     }
 }
 

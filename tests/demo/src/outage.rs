@@ -1,0 +1,322 @@
+//! The outage-and-recovery story, as steps the demo and the chaos test share: produce through
+//! the producer fallback while the brokers go down and come back, drain the standby table with the
+//! republisher (driven by the stream as Lambda would), and check what reached Kafka.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use devstack::Stack;
+use devstack::testkit::{self, Consumed};
+use futures::StreamExt;
+use serde::Deserialize;
+use shared::envelope::Envelope;
+use shared::fallback::{Event, FallbackProducer, Outcome};
+use shared::headers;
+use shared::record::{EventId, Header};
+
+/// How many events, over how many keys, and when the brokers go away.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub events: usize,
+    pub keys: usize,
+    /// Keys are produced by this many concurrent workers (a key's events one after another).
+    pub workers: usize,
+    /// The brokers stop once this fraction of the events has been sent…
+    pub outage_at: f64,
+    /// …and start again this long after.
+    pub outage_for: Duration,
+    /// SIGKILL (a crash) rather than SIGTERM.
+    pub crash: bool,
+}
+
+/// One event as the producer sent it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub event_id: EventId,
+    pub key: usize,
+    pub seq: usize,
+    pub outcome: Outcome,
+}
+
+/// What producing did.
+#[derive(Debug, Clone, Default)]
+pub struct Produced {
+    pub sent: Vec<Sent>,
+    /// When every broker was back after the outage.
+    pub recovered_at: Option<Instant>,
+    /// Events the fallback could not take at all (returned to the caller as errors).
+    pub errors: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Produced {
+    pub fn count(&self, matches: impl Fn(&Outcome) -> bool) -> usize {
+        self.sent.iter().filter(|s| matches(&s.outcome)).count()
+    }
+}
+
+/// The payload of demo event `seq` of `key`: framed JSON, as producers send it.
+pub fn payload(key: usize, seq: usize) -> Vec<u8> {
+    let body = format!(
+        "{{\"key\":{key},\"seq\":{seq},\"amount\":{}}}",
+        (key * 31 + seq * 7) % 1000
+    );
+    Envelope {
+        schema_version: 1,
+        payload: body.as_bytes(),
+    }
+    .encode()
+}
+
+#[derive(Deserialize)]
+struct Body {
+    key: usize,
+    seq: usize,
+}
+
+/// Produces about `plan.events` events (a whole number per key) to `topic`, taking the brokers
+/// down and up on the way. `progress` is told how many events were sent so far.
+pub async fn produce(
+    stack: &mut Stack,
+    producer: Arc<FallbackProducer>,
+    topic: &str,
+    plan: &Plan,
+    progress: impl Fn(usize, &str) + Send + Sync,
+) -> Result<Produced> {
+    let started = Instant::now();
+    let sent_count = Arc::new(AtomicUsize::new(0));
+    let per_key = (plan.events / plan.keys).max(1);
+    let total = per_key * plan.keys;
+    let workers = plan.workers.max(1);
+
+    let production = futures::stream::iter(0..workers)
+        .map(|worker| {
+            let producer = producer.clone();
+            let sent_count = sent_count.clone();
+            let topic = topic.to_string();
+            let keys: Vec<usize> = (worker..plan.keys).step_by(workers).collect();
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                let mut errors = Vec::new();
+                // Round-robin over this worker's keys: each key's events in order.
+                for seq in 0..per_key {
+                    for &key in &keys {
+                        let event = Event {
+                            topic: topic.clone(),
+                            key: Some(format!("customer-{key}").into_bytes()),
+                            value: payload(key, seq),
+                            headers: vec![Header::new("source", "demo")],
+                        };
+                        match producer.send(event).await {
+                            Ok(delivery) => sent.push(Sent {
+                                event_id: delivery.event_id,
+                                key,
+                                seq,
+                                outcome: delivery.outcome,
+                            }),
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                        sent_count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                (sent, errors)
+            })
+        })
+        .buffer_unordered(workers)
+        .collect::<Vec<_>>();
+
+    let outage_after = (total as f64 * plan.outage_at) as usize;
+    let control = async {
+        while sent_count.load(Ordering::Relaxed) < outage_after {
+            progress(sent_count.load(Ordering::Relaxed), "producing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let outage = tokio::task::block_in_place(|| stack.kafka_outage(plan.crash))?;
+        let until = Instant::now() + plan.outage_for;
+        while Instant::now() < until {
+            progress(sent_count.load(Ordering::Relaxed), "brokers down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        progress(sent_count.load(Ordering::Relaxed), "brokers restarting");
+        tokio::task::block_in_place(|| outage.end())?;
+        anyhow::Ok(Instant::now())
+    };
+    let (results, recovered_at) = tokio::join!(production, control);
+
+    let mut produced = Produced {
+        recovered_at: Some(recovered_at?),
+        ..Produced::default()
+    };
+    for result in results {
+        let (sent, errors) = result?;
+        produced.sent.extend(sent);
+        produced.errors.extend(errors);
+    }
+    produced.elapsed = started.elapsed();
+    progress(produced.sent.len() + produced.errors.len(), "produced");
+    Ok(produced)
+}
+
+/// What reached Kafka, checked against what was produced.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    pub produced: usize,
+    pub delivered_unique: usize,
+    pub duplicates: usize,
+    /// Duplicates whose bytes differ from the first copy (must be zero).
+    pub differing_duplicates: usize,
+    pub dead_lettered: usize,
+    pub lost: Vec<String>,
+    pub order_violations: usize,
+}
+
+impl Verdict {
+    pub fn is_clean(&self) -> bool {
+        self.lost.is_empty() && self.order_violations == 0 && self.differing_duplicates == 0
+    }
+}
+
+/// Reads `topic` back with an independent consumer and compares it with `produced`.
+pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result<Verdict> {
+    let total = testkit::message_count(bootstrap, topic)? as usize;
+    let messages: Vec<Consumed> = {
+        let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+        tokio::task::spawn_blocking(move || {
+            testkit::consume(&bootstrap, &topic, total, Duration::from_secs(300))
+        })
+        .await??
+    };
+    let mut first: HashMap<String, &Consumed> = HashMap::new();
+    let mut verdict = Verdict {
+        produced: produced.sent.len(),
+        ..Verdict::default()
+    };
+    // Per key, the sequence numbers in the order their first copy appears.
+    let mut order: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for message in &messages {
+        let id = message
+            .header(headers::EVENT_ID)
+            .context("message without an event-id header")?;
+        if let Some(original) = first.get(&id) {
+            verdict.duplicates += 1;
+            if (&original.key, &original.value) != (&message.key, &message.value) {
+                verdict.differing_duplicates += 1;
+            }
+            continue;
+        }
+        first.insert(id, message);
+        let value = message.value.as_deref().unwrap_or_default();
+        let body: Body = serde_json::from_slice(Envelope::parse(value)?.payload)?;
+        order.entry(body.key).or_default().push(body.seq);
+    }
+    verdict.delivered_unique = first.len();
+    verdict.order_violations = order
+        .values()
+        .map(|seqs| seqs.windows(2).filter(|w| w[0] > w[1]).count())
+        .sum();
+    let delivered: HashSet<&String> = first.keys().collect();
+    for sent in &produced.sent {
+        match &sent.outcome {
+            Outcome::DeadLettered { .. } => verdict.dead_lettered += 1,
+            _ if !delivered.contains(&sent.event_id.to_string()) => {
+                verdict.lost.push(format!(
+                    "{} (customer-{} #{})",
+                    sent.event_id, sent.key, sent.seq
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(verdict)
+}
+
+/// Waits until `condition` holds, failing after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    while !condition().await? {
+        if Instant::now() > deadline {
+            bail!("{what}: not within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// What draining did.
+#[derive(Debug, Clone)]
+pub struct Drained {
+    pub finished_at: Instant,
+    pub invocations: usize,
+    pub records_delivered: usize,
+    pub partial_failures: usize,
+    pub function_errors: usize,
+    pub elapsed: Duration,
+}
+
+/// Delivers the standby table's stream to `invoke` (the republisher's handler, or a wrapper
+/// around it) in batches of up to `batch_size` records — as the event source mapping does while
+/// producers keep writing — until `producers_done()` and the table is empty. `progress` gets the
+/// records delivered so far.
+pub async fn drain<F, Fut, E>(
+    aws: &aws_config::SdkConfig,
+    standby: &shared::standby_table::StandbyTable,
+    batch_size: usize,
+    mut invoke: F,
+    producers_done: impl Fn() -> bool,
+    timeout: Duration,
+    progress: impl Fn(usize),
+) -> Result<Drained>
+where
+    F: FnMut(serde_json::Value) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, E>>,
+    E: std::fmt::Display,
+{
+    let started = Instant::now();
+    let mut driver = devstack::stream_driver::StreamDriver::new(aws, standby.name()).await?;
+    driver.batch_size = batch_size;
+    let deadline = started + timeout;
+    loop {
+        let delivered = driver.step(&mut invoke).await?;
+        progress(driver.stats.records_delivered);
+        if delivered == 0 {
+            if producers_done() && table_is_empty(standby).await? {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the standby table was not drained within {timeout:?} ({:?})",
+                driver.stats
+            );
+        }
+    }
+    Ok(Drained {
+        finished_at: Instant::now(),
+        invocations: driver.stats.invocations,
+        records_delivered: driver.stats.records_delivered,
+        partial_failures: driver.stats.partial_failures,
+        function_errors: driver.stats.function_errors,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Whether the standby table holds no item (a one-item consistent scan).
+pub async fn table_is_empty(standby: &shared::standby_table::StandbyTable) -> Result<bool> {
+    let page = standby
+        .client()
+        .scan()
+        .table_name(standby.name())
+        .limit(1)
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(page.count() == 0 && page.last_evaluated_key().is_none())
+}
