@@ -11,7 +11,7 @@ export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
 export DEVSTACK_DIR ?= $(CURDIR)/.stack
 DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 
-.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke
+.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke lambda-build
 
 help:
 	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, cargo-lambda), Kafka jars"
@@ -22,6 +22,7 @@ help:
 	@echo "make chaos       the chaos test with 100,000 events"
 	@echo "make bench       benchmarks (republisher drain vs a sequential baseline; planner vs kafka --generate)"
 	@echo "make invoke FN=<function> EVENT=events/<fn>/<file>.json   one invocation in the Lambda emulator"
+	@echo "make lambda-build  the three functions for Lambda (arm64, release) with cargo-lambda"
 
 setup:
 	@tests/setup.sh
@@ -53,11 +54,20 @@ unit-test:
 	cargo test --workspace --lib --bins
 	cargo test -p shared --test record_roundtrip
 
-# The stack is started once for the whole run and stopped even when a test fails.
+# The stack is started once for the whole run and stopped even when a test fails. The arm64
+# Lambda build comes last: it is the slowest step and needs no services.
 test: setup lint build
 	$(MAKE) --no-print-directory stack-up
 	status=0; cargo test --workspace || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; exit $$status
+	$(MAKE) --no-print-directory lambda-build
+
+# The three functions as Lambda runs them: arm64, release, built by cargo-lambda (with zig).
+lambda-build: setup
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64 \
+	  --package republisher --package autoscaler --package rebalancer
+	@for f in republisher autoscaler rebalancer; do \
+	  ls -l "$(CARGO_TARGET_DIR)/lambda/$$f/bootstrap" | awk -v f=$$f '{printf "%-12s %5.1f MB\n", f, $$5/1048576}'; done
 
 # The whole story on one machine; stops the stack afterwards unless it was already running.
 demo: setup devstack
