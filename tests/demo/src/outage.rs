@@ -181,11 +181,10 @@ impl Verdict {
 
 /// Reads `topic` back with an independent consumer and compares it with `produced`.
 pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result<Verdict> {
-    let total = testkit::message_count(bootstrap, topic)? as usize;
     let messages: Vec<Consumed> = {
         let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
         tokio::task::spawn_blocking(move || {
-            testkit::consume(&bootstrap, &topic, total, Duration::from_secs(300))
+            testkit::consume_all(&bootstrap, &topic, Duration::from_secs(300))
         })
         .await??
     };

@@ -151,6 +151,81 @@ pub fn consume(
         .collect())
 }
 
+/// Everything in `topic`: reads every partition from the beginning until each has reported its
+/// end (partition EOF at the high watermark) twice in a row, a second apart — nothing new arrived.
+/// Use it after the writers are done; it does not depend on a message count read beforehand.
+pub fn consume_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Vec<Consumed>> {
+    use std::collections::HashSet;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("devstack-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .context("topic missing from metadata")? as i32;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+
+    let mut messages = Vec::new();
+    let mut at_end: HashSet<i32> = HashSet::new();
+    let mut quiet_rounds = 0;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if Instant::now() > deadline {
+            bail!(
+                "{topic}: {} of {partitions} partitions read to the end within {timeout:?}",
+                at_end.len()
+            );
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(message)) => {
+                at_end.remove(&message.partition());
+                quiet_rounds = 0;
+                messages.push(owned(&message));
+            }
+            None if at_end.len() == partitions as usize => {
+                quiet_rounds += 1;
+                if quiet_rounds >= 5 {
+                    break;
+                }
+            }
+            None => {}
+        }
+    }
+    messages.sort_by_key(|m| (m.partition, m.offset));
+    Ok(messages)
+}
+
+fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
+    let headers = message
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Consumed {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
 /// Number of messages currently in `topic` (sum of high watermarks minus low watermarks).
 pub fn message_count(bootstrap: &str, topic: &str) -> Result<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
