@@ -14,7 +14,7 @@ DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 .PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke lambda-build
 
 help:
-	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, cargo-lambda), Kafka jars"
+	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, sam, cargo-lambda), Kafka jars"
 	@echo "make test        setup, fmt check, clippy, unit tests, integration tests on the local stack"
 	@echo "make unit-test   tests that need no local stack"
 	@echo "make stack-up    start Kafka (3 KRaft nodes) and moto on 127.0.0.1; stack-down stops them"
@@ -34,6 +34,10 @@ lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	.venv/bin/cfn-lint template.yaml
+	@# SAM's own checks run offline: the lint pass, then the transform (it wants a region, no account)
+	SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template template.yaml
+	SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline \
+	  .venv/bin/sam validate --region us-east-1 --template template.yaml
 
 fmt:
 	cargo fmt --all

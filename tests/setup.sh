@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, idempotently: Debian packages (only when a command
-# is missing), a Python venv with moto / cfn-lint / cargo-lambda, and the Apache Kafka jars.
+# is missing), a Python venv with moto / cfn-lint / aws-sam-cli / cargo-lambda, and the Apache Kafka jars.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
