@@ -15,6 +15,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
@@ -234,6 +235,9 @@ impl ClientContext for KafkaContext {
         }
     }
 }
+
+/// Consumers (the operator CLI reading the dead-letter topic) authenticate the same way.
+impl ConsumerContext for KafkaContext {}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,242 @@
+//! The command line, declared with clap. Every flag that names a resource can also come from the
+//! same environment variable the Lambda functions read, so one env file serves both.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 done (also when nothing matched) · 1 a service call failed · 2 bad usage or \
+configuration · 3 no record with that id · 4 partly done (failures listed) · 5 refused without --yes";
+
+/// Inspect, replay and purge the standby event store; repair and redrive the dead-letter topic.
+#[derive(Debug, Parser)]
+#[command(name = "standbyctl", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// How results are printed: tables for people, JSON for scripts.
+    #[arg(long, short, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The standby table: events written while Kafka was unreachable.
+    #[command(subcommand)]
+    Standby(StandbyCommand),
+    /// The dead-letter topic: records Kafka rejected for good, and malformed standby items.
+    #[command(subcommand)]
+    Dlt(DltCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct StandbyTableArg {
+    /// The standby table.
+    #[arg(long = "table", env = "STANDBY_TABLE_NAME", value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StandbyCommand {
+    /// List waiting items, oldest first, with the total and the oldest age.
+    Ls {
+        #[command(flatten)]
+        table: StandbyTableArg,
+        #[command(flatten)]
+        filter: StandbyFilterArgs,
+        /// Show at most this many rows (the totals still count every match).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Count waiting items per topic, with the oldest age.
+    Count {
+        #[command(flatten)]
+        table: StandbyTableArg,
+        #[command(flatten)]
+        filter: StandbyFilterArgs,
+    },
+    /// Print one item decoded: headers, schema version, value.
+    Show {
+        #[command(flatten)]
+        table: StandbyTableArg,
+        /// The item's event id (its sort key).
+        event_id: String,
+        /// Print the value as hex even when it is printable text.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Republish selected items now, with the republisher's rules: original topic, key, headers
+    /// and bytes, per-key order, delete after the broker's ack, poison to the dead-letter topic.
+    Replay {
+        #[command(flatten)]
+        table: StandbyTableArg,
+        #[command(flatten)]
+        filter: StandbyFilterArgs,
+        /// Where records Kafka rejects for good (and malformed items) go.
+        #[arg(long, env = "STANDBY_DEAD_LETTER_TOPIC", value_name = "TOPIC")]
+        dead_letter_topic: String,
+        /// List what would be republished; publish and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete selected items. Without --yes, prints what it would delete and exits 5.
+    Purge {
+        #[command(flatten)]
+        table: StandbyTableArg,
+        #[command(flatten)]
+        filter: StandbyFilterArgs,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Which standby items a command takes. Filters combine with AND.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StandbyFilterArgs {
+    /// Only events for this Kafka topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Only events with this Kafka key (UTF-8); needs --topic.
+    #[arg(long, requires = "topic")]
+    pub key: Option<String>,
+    /// Only events created at least this long ago (e.g. 90s, 15m, 2h, 3d).
+    #[arg(long, value_parser = parse_age, value_name = "AGE")]
+    pub older_than: Option<Duration>,
+    /// Only events created less than this long ago.
+    #[arg(long, value_parser = parse_age, value_name = "AGE")]
+    pub newer_than: Option<Duration>,
+    /// Only these events (repeatable).
+    #[arg(long = "event-id", value_name = "ID")]
+    pub event_ids: Vec<String>,
+    /// Only items that are not valid standby records.
+    #[arg(long)]
+    pub malformed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DltTopicArg {
+    /// The dead-letter topic.
+    #[arg(
+        long = "topic",
+        env = "STANDBY_DEAD_LETTER_TOPIC",
+        value_name = "TOPIC"
+    )]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DltCommand {
+    /// List dead-letter records with their error context.
+    Ls {
+        #[command(flatten)]
+        topic: DltTopicArg,
+        #[command(flatten)]
+        filter: DltFilterArgs,
+        /// Show at most this many rows (the total still counts every match).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Where redrives are recorded; adds a column saying where each record went.
+        #[arg(long, env = "STATE_TABLE_NAME", value_name = "NAME")]
+        state_table: Option<String>,
+    },
+    /// Print one record: every header, the value decoded.
+    Show {
+        #[command(flatten)]
+        topic: DltTopicArg,
+        /// PARTITION:OFFSET, as `dlt ls` prints it.
+        id: String,
+        /// Print the value as hex even when it is printable text.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Publish selected records back to their original topic, optionally repaired first, and
+    /// record where each went.
+    Redrive {
+        #[command(flatten)]
+        topic: DltTopicArg,
+        /// Records by PARTITION:OFFSET.
+        ids: Vec<String>,
+        #[command(flatten)]
+        filter: DltFilterArgs,
+        /// Take every record that passes the filters (there is no implicit "all").
+        #[arg(long)]
+        all: bool,
+        /// A jq filter applied to JSON payloads before sending, e.g. '.amount = 42 | del(.debug)'.
+        #[arg(long, value_name = "FILTER", conflicts_with = "edit")]
+        jq: Option<String>,
+        /// Open each payload in $EDITOR (pretty JSON when it is JSON) before sending.
+        #[arg(long)]
+        edit: bool,
+        /// Show what would be sent; send and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Send records that were redriven before too.
+        #[arg(long)]
+        again: bool,
+        /// Where redrives are recorded (and looked up, so a record is not sent twice by mistake).
+        #[arg(long, env = "STATE_TABLE_NAME", value_name = "NAME")]
+        state_table: Option<String>,
+    },
+}
+
+/// Which dead-letter records a command takes. Filters combine with AND.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DltFilterArgs {
+    /// Only records dead-lettered from this topic.
+    #[arg(long)]
+    pub original_topic: Option<String>,
+    /// Only records of this error class (`non_retriable`, `malformed`).
+    #[arg(long)]
+    pub error_class: Option<String>,
+    /// Only records of these events (repeatable).
+    #[arg(long = "event-id", value_name = "ID")]
+    pub event_ids: Vec<String>,
+}
+
+/// An age such as `90s`, `15m`, `2h 30m` or `3d`.
+fn parse_age(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}: expected an age such as 90s, 15m, 2h or 3d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ages_are_human() {
+        assert_eq!(parse_age("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_age("2h 30m"), Ok(Duration::from_secs(9000)));
+        assert!(parse_age("soon").unwrap_err().contains("90s"));
+    }
+
+    #[test]
+    fn a_key_needs_its_topic() {
+        let error = Cli::try_parse_from([
+            "standbyctl",
+            "standby",
+            "count",
+            "--table",
+            "t",
+            "--key",
+            "k",
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("--topic"), "{error}");
+    }
+}

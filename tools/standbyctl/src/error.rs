@@ -1,0 +1,66 @@
+//! What can go wrong, and the exit code each outcome gives scripts.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | done (also when nothing matched) |
+//! | 1 | a service call failed (DynamoDB, Kafka, the editor) |
+//! | 2 | bad usage: an unknown flag, a bad filter, missing configuration |
+//! | 3 | the record asked for by id does not exist |
+//! | 4 | partly done: some selected records failed (each is listed) |
+//! | 5 | refused: a destructive command without `--yes` (it printed what it would do) |
+
+use std::process::ExitCode;
+
+use shared::error::ConfigError;
+use shared::standby_table::TableError;
+
+/// How a command that ran to its end finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Done,
+    Partial,
+    Refused,
+}
+
+impl From<Finish> for ExitCode {
+    fn from(finish: Finish) -> Self {
+        ExitCode::from(match finish {
+            Finish::Done => 0,
+            Finish::Partial => 4,
+            Finish::Refused => 5,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// A bad argument that clap could not catch (filters that contradict each other, …).
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("DynamoDB: {0}")]
+    Table(#[from] TableError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Edit(#[from] crate::patch::PatchError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CtlError {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Self::Usage(_) | Self::Config(_) => 2,
+            Self::NotFound(_) => 3,
+            Self::Table(_) | Self::Kafka(_) | Self::Edit(_) | Self::Io { .. } => 1,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! `standbyctl`: the operator's view of the standby event store and the dead-letter topic.
+//!
+//! Layout:
+//! - [`cli`]: the command line (clap);
+//! - [`selection`]: standby filters → DynamoDB reads, and the final match (pure);
+//! - [`standby`]: `standby ls|count|show|replay|purge` — replay runs the republisher's engine;
+//! - [`dlt`]: `dlt ls|show|redrive` — a snapshot read of the topic, redrives recorded;
+//! - [`patch`]: payload repair with a jq filter or `$EDITOR`, keeping the schema prefix;
+//! - [`render`]: tables and JSON; [`error`]: failures and exit codes.
+//!
+//! Configuration is the functions' own: `KAFKA_*` (see `shared::kafka`), `STANDBY_TABLE_NAME`,
+//! `STANDBY_DEAD_LETTER_TOPIC`, `STATE_TABLE_NAME`, and the AWS SDK's usual variables.
+
+pub mod cli;
+pub mod dlt;
+pub mod error;
+pub mod patch;
+pub mod render;
+pub mod selection;
+pub mod standby;
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use republisher::adapters::{DynamoTable, KafkaSink};
+use shared::config::ProcessEnv;
+use shared::kafka::KafkaSettings;
+use shared::standby_table::StandbyTable;
+use shared::state_table::StateTable;
+
+use crate::cli::{Cli, Command, DltCommand, Output, StandbyCommand};
+use crate::dlt::{DltFilter, Redrive, RedriveLog, Repair};
+use crate::error::{CtlError, Finish};
+use crate::patch::Jq;
+use crate::selection::StandbyFilter;
+
+/// The delivery timeout when `KAFKA_DELIVERY_TIMEOUT_MS` is not set.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn kafka() -> Result<KafkaSettings, CtlError> {
+    Ok(KafkaSettings::from_env(
+        &ProcessEnv,
+        "standbyctl",
+        DELIVERY_TIMEOUT,
+    )?)
+}
+
+async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_dynamodb::Client::new(&aws)
+}
+
+/// Runs one command, printing its report; the error (if any) is for the caller to print.
+pub async fn run(cli: Cli) -> Result<Finish, CtlError> {
+    let output = cli.output;
+    match cli.command {
+        Command::Standby(command) => standby_command(command, output).await,
+        Command::Dlt(command) => dlt_command(command, output).await,
+    }
+}
+
+async fn standby_command(command: StandbyCommand, output: Output) -> Result<Finish, CtlError> {
+    match command {
+        StandbyCommand::Ls {
+            table,
+            filter,
+            limit,
+        } => {
+            let table = StandbyTable::new(dynamodb().await, table.name);
+            let report = standby::ls(&table, &StandbyFilter::try_from(filter)?, limit).await?;
+            render::print(output, &report);
+            Ok(Finish::Done)
+        }
+        StandbyCommand::Count { table, filter } => {
+            let table = StandbyTable::new(dynamodb().await, table.name);
+            let report = standby::count(&table, &StandbyFilter::try_from(filter)?).await?;
+            render::print(output, &report);
+            Ok(Finish::Done)
+        }
+        StandbyCommand::Show {
+            table,
+            event_id,
+            hex,
+        } => {
+            let table = StandbyTable::new(dynamodb().await, table.name);
+            let report = standby::show(&table, &event_id, hex).await?;
+            render::print(output, &report);
+            Ok(Finish::Done)
+        }
+        StandbyCommand::Replay {
+            table,
+            filter,
+            dead_letter_topic,
+            dry_run,
+        } => {
+            let filter = StandbyFilter::try_from(filter)?;
+            let dynamodb = dynamodb().await;
+            let standby = StandbyTable::new(dynamodb.clone(), &table.name);
+            let now = standby::now_ms();
+            let entries = standby::select(&standby, &filter, now).await?;
+            if dry_run {
+                let report = standby::ReplayReport {
+                    dry_run: true,
+                    selected: entries.len(),
+                    items: entries
+                        .iter()
+                        .map(|e| standby::ItemRow::of(e, now))
+                        .collect(),
+                    ..Default::default()
+                };
+                render::print(output, &report);
+                return Ok(Finish::Done);
+            }
+            let kafka = kafka()?;
+            let producer = kafka
+                .producer_config()
+                .create_with_context(kafka.context())?;
+            let sink = KafkaSink::new(producer, dead_letter_topic);
+            let deleter = DynamoTable::new(dynamodb, table.name);
+            let progress =
+                standby::progress_bar(output == Output::Table && std::io::stderr().is_terminal());
+            let report =
+                standby::replay(entries, &sink, &deleter, kafka.delivery_timeout, &progress).await;
+            render::print(output, &report);
+            Ok(report.finish())
+        }
+        StandbyCommand::Purge { table, filter, yes } => {
+            let table = StandbyTable::new(dynamodb().await, table.name);
+            let report = standby::purge(&table, &StandbyFilter::try_from(filter)?, yes).await?;
+            render::print(output, &report);
+            Ok(report.finish())
+        }
+    }
+}
+
+/// The redrive log, when a state table is configured.
+async fn redrive_log(state_table: Option<String>, topic: &str) -> Option<RedriveLog> {
+    let name = state_table?;
+    Some(RedriveLog::new(
+        StateTable::new(dynamodb().await, name),
+        topic,
+    ))
+}
+
+async fn dlt_command(command: DltCommand, output: Output) -> Result<Finish, CtlError> {
+    match command {
+        DltCommand::Ls {
+            topic,
+            filter,
+            limit,
+            state_table,
+        } => {
+            let filter = DltFilter::new(&[], filter)?;
+            let log = redrive_log(state_table, &topic.name).await;
+            let report = dlt::ls(&kafka()?, &topic.name, &filter, limit, log.as_ref()).await?;
+            render::print(output, &report);
+            Ok(Finish::Done)
+        }
+        DltCommand::Show { topic, id, hex } => {
+            let report = dlt::show(&kafka()?, &topic.name, id.parse()?, hex)?;
+            render::print(output, &report);
+            Ok(Finish::Done)
+        }
+        DltCommand::Redrive {
+            topic,
+            ids,
+            filter,
+            all,
+            jq,
+            edit,
+            dry_run,
+            again,
+            state_table,
+        } => {
+            let filter = DltFilter::new(&ids, filter)?;
+            if filter.is_empty() && !all {
+                return Err(CtlError::Usage(
+                    "select records to redrive: PARTITION:OFFSET ids, --original-topic, --error-class or --event-id (or --all for every record)".into(),
+                ));
+            }
+            let repair = match (jq, edit) {
+                (Some(code), _) => {
+                    Repair::Jq(Jq::compile(&code).map_err(|e| CtlError::Usage(e.to_string()))?)
+                }
+                (None, true) => Repair::Editor(std::env::var("EDITOR").map_err(|_| {
+                    CtlError::Usage("--edit needs $EDITOR (e.g. EDITOR=vim)".into())
+                })?),
+                (None, false) => Repair::AsIs,
+            };
+            let log = redrive_log(state_table, &topic.name).await;
+            let report = Redrive {
+                settings: &kafka()?,
+                topic: &topic.name,
+                filter: &filter,
+                repair: &repair,
+                dry_run,
+                again,
+                log: log.as_ref(),
+            }
+            .run()
+            .await?;
+            render::print(output, &report);
+            Ok(report.finish())
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! `standbyctl standby …`: read the standby table, and replay or purge what a filter selects.
+//!
+//! Replay runs the selected items through the republisher's own engine (the same code the
+//! Lambda runs), so the bytes, headers, per-key order, ack-before-delete and dead-lettering are
+//! the republisher's by construction, not by imitation.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use republisher::adapters::{DynamoTable, KafkaSink};
+use republisher::engine::{self, Budget, Outcome, Table};
+use republisher::entry::{self, Entry, Work};
+use serde::Serialize;
+use shared::record::attr;
+use shared::standby_table::StandbyTable;
+
+use crate::error::{CtlError, Finish};
+use crate::render::{self, DecodedValue, Report, Shown};
+use crate::selection::StandbyFilter;
+
+/// Items handed to the engine at once: big enough for concurrency across keys, small enough
+/// for a progress bar that moves.
+const REPLAY_CHUNK: usize = 500;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// Every item `filter` selects, oldest event first (event ids are UUIDv7, so a key's items
+/// keep their sort-key order), positions numbered in that order.
+pub async fn select(
+    table: &StandbyTable,
+    filter: &StandbyFilter,
+    now_ms: u64,
+) -> Result<Vec<Entry>, CtlError> {
+    let plan = filter.read_plan(now_ms);
+    let names = (!plan.names.is_empty()).then_some(plan.names);
+    let values = (!plan.values.is_empty()).then_some(plan.values);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let (page, next) = match &plan.partition_key {
+            Some(pk) => {
+                let mut names = names.clone().unwrap_or_default();
+                let mut values = values.clone().unwrap_or_default();
+                names.insert("#pk".into(), attr::PARTITION_KEY.into());
+                values.insert(
+                    ":pk".into(),
+                    aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()),
+                );
+                let out = table
+                    .client()
+                    .query()
+                    .table_name(table.name())
+                    .key_condition_expression("#pk = :pk")
+                    .set_filter_expression(plan.filter_expression.clone())
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .set_exclusive_start_key(start.take())
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(aws_sdk_dynamodb::Error::from)?;
+                (out.items.unwrap_or_default(), out.last_evaluated_key)
+            }
+            None => {
+                let out = table
+                    .client()
+                    .scan()
+                    .table_name(table.name())
+                    .set_filter_expression(plan.filter_expression.clone())
+                    .set_expression_attribute_names(names.clone())
+                    .set_expression_attribute_values(values.clone())
+                    .set_exclusive_start_key(start.take())
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(aws_sdk_dynamodb::Error::from)?;
+                (out.items.unwrap_or_default(), out.last_evaluated_key)
+            }
+        };
+        items.extend(page);
+        match next {
+            Some(key) => start = Some(key),
+            None => break,
+        }
+    }
+    let mut selected: Vec<Entry> = entry::from_items(items)
+        .into_iter()
+        .filter(|e| filter.matches(e, now_ms))
+        .collect();
+    selected.sort_by(|a, b| a.event_id().cmp(b.event_id()));
+    for (position, entry) in selected.iter_mut().enumerate() {
+        entry.position = position;
+    }
+    Ok(selected)
+}
+
+/// One item as a table row / JSON object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemRow {
+    pub event_id: String,
+    pub topic: Option<String>,
+    pub key: Option<Shown>,
+    pub age_seconds: Option<u64>,
+    pub value_bytes: Option<usize>,
+    pub schema_version: Option<u32>,
+    pub producer_id: Option<String>,
+    /// Why the item is not a valid standby record.
+    pub malformed: Option<String>,
+}
+
+impl ItemRow {
+    pub fn of(entry: &Entry, now_ms: u64) -> Self {
+        let event_id = entry.event_id().to_string();
+        match &entry.work {
+            Work::Publish(record) => Self {
+                event_id,
+                topic: Some(record.topic.clone()),
+                key: record.key.as_deref().map(|k| Shown::of(k, false)),
+                age_seconds: Some(now_ms.saturating_sub(record.created_at_ms) / 1000),
+                value_bytes: Some(record.value.len()),
+                schema_version: record.schema_version(),
+                producer_id: Some(record.producer_id.clone()),
+                malformed: None,
+            },
+            Work::Malformed { reason, .. } => Self {
+                event_id,
+                topic: entry.topic().map(str::to_string),
+                key: None,
+                age_seconds: None,
+                value_bytes: None,
+                schema_version: None,
+                producer_id: None,
+                malformed: Some(reason.clone()),
+            },
+            Work::Skip(_) => unreachable!("a table read yields no removals"),
+        }
+    }
+}
+
+fn item_table(rows: &[ItemRow]) -> String {
+    let mut table = render::table(&[
+        "EVENT ID",
+        "TOPIC",
+        "KEY",
+        "AGE",
+        "BYTES",
+        "SCHEMA",
+        "PRODUCER / PROBLEM",
+    ]);
+    let dash = || "-".to_string();
+    for row in rows {
+        table.add_row(vec![
+            row.event_id.clone(),
+            row.topic.clone().unwrap_or_else(|| "?".into()),
+            row.key
+                .as_ref()
+                .map_or_else(|| "(null)".into(), |k| k.short(24)),
+            row.age_seconds
+                .map_or_else(dash, |s| render::age(Duration::from_secs(s))),
+            row.value_bytes.map_or_else(dash, |b| b.to_string()),
+            row.schema_version.map_or_else(dash, |v| v.to_string()),
+            match (&row.malformed, &row.producer_id) {
+                (Some(reason), _) => format!("malformed: {reason}"),
+                (None, Some(producer)) => producer.clone(),
+                (None, None) => dash(),
+            },
+        ]);
+    }
+    table.to_string()
+}
+
+fn oldest_age_seconds(rows: &[ItemRow]) -> Option<u64> {
+    rows.iter().filter_map(|r| r.age_seconds).max()
+}
+
+fn totals_line(total: usize, oldest: Option<u64>) -> String {
+    match oldest {
+        Some(age) => format!(
+            "{total} item(s), oldest {}",
+            render::age(Duration::from_secs(age))
+        ),
+        None => format!("{total} item(s)"),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LsReport {
+    pub total: usize,
+    pub oldest_age_seconds: Option<u64>,
+    /// The rows shown (at most `--limit`), oldest first.
+    pub items: Vec<ItemRow>,
+}
+
+impl Report for LsReport {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        if !self.items.is_empty() {
+            out.push_str(&item_table(&self.items));
+            out.push('\n');
+        }
+        out.push_str(&totals_line(self.total, self.oldest_age_seconds));
+        if self.items.len() < self.total {
+            out.push_str(&format!(
+                " ({} shown; raise --limit for more)",
+                self.items.len()
+            ));
+        }
+        out
+    }
+}
+
+pub async fn ls(
+    table: &StandbyTable,
+    filter: &StandbyFilter,
+    limit: usize,
+) -> Result<LsReport, CtlError> {
+    let now = now_ms();
+    let rows: Vec<ItemRow> = select(table, filter, now)
+        .await?
+        .iter()
+        .map(|e| ItemRow::of(e, now))
+        .collect();
+    Ok(LsReport {
+        total: rows.len(),
+        oldest_age_seconds: oldest_age_seconds(&rows),
+        items: rows.into_iter().take(limit).collect(),
+    })
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TopicCount {
+    pub topic: String,
+    pub items: usize,
+    pub oldest_age_seconds: u64,
+    pub value_bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CountReport {
+    pub total: usize,
+    pub malformed: usize,
+    pub oldest_age_seconds: Option<u64>,
+    pub topics: Vec<TopicCount>,
+}
+
+impl Report for CountReport {
+    fn human(&self) -> String {
+        let mut table = render::table(&["TOPIC", "ITEMS", "OLDEST", "BYTES"]);
+        for topic in &self.topics {
+            table.add_row(vec![
+                topic.topic.clone(),
+                topic.items.to_string(),
+                render::age(Duration::from_secs(topic.oldest_age_seconds)),
+                topic.value_bytes.to_string(),
+            ]);
+        }
+        if self.malformed > 0 {
+            table.add_row(vec![
+                "(malformed)".into(),
+                self.malformed.to_string(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        let totals = totals_line(self.total, self.oldest_age_seconds);
+        if self.total == 0 {
+            totals
+        } else {
+            format!("{table}\n{totals}")
+        }
+    }
+}
+
+pub async fn count(table: &StandbyTable, filter: &StandbyFilter) -> Result<CountReport, CtlError> {
+    let now = now_ms();
+    let rows: Vec<ItemRow> = select(table, filter, now)
+        .await?
+        .iter()
+        .map(|e| ItemRow::of(e, now))
+        .collect();
+    let mut topics: BTreeMap<String, TopicCount> = BTreeMap::new();
+    let mut malformed = 0;
+    for row in &rows {
+        let (Some(topic), None) = (&row.topic, &row.malformed) else {
+            malformed += 1;
+            continue;
+        };
+        let counted = topics.entry(topic.clone()).or_insert_with(|| TopicCount {
+            topic: topic.clone(),
+            ..Default::default()
+        });
+        counted.items += 1;
+        counted.oldest_age_seconds = counted.oldest_age_seconds.max(row.age_seconds.unwrap_or(0));
+        counted.value_bytes += row.value_bytes.unwrap_or(0);
+    }
+    Ok(CountReport {
+        total: rows.len(),
+        malformed,
+        oldest_age_seconds: oldest_age_seconds(&rows),
+        topics: topics.into_values().collect(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct HeaderView {
+    pub name: String,
+    pub value: Option<Shown>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ShowReport {
+    Record {
+        event_id: String,
+        partition_key: String,
+        topic: String,
+        key: Option<Shown>,
+        producer_id: String,
+        created_at: String,
+        age_seconds: u64,
+        expires_at: String,
+        headers: Vec<HeaderView>,
+        value: DecodedValue,
+    },
+    Malformed {
+        event_id: String,
+        problem: String,
+        item: serde_json::Value,
+    },
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+impl Report for ShowReport {
+    fn human(&self) -> String {
+        match self {
+            Self::Record {
+                event_id,
+                partition_key,
+                topic,
+                key,
+                producer_id,
+                created_at,
+                age_seconds,
+                expires_at,
+                headers,
+                value,
+            } => {
+                let mut out = format!(
+                    "event id       {event_id}\npartition key  {partition_key}\ntopic          {topic}\nkey            {}\nproducer       {producer_id}\ncreated        {created_at} ({} ago)\nexpires        {expires_at}\nschema version {}\nvalue          {} bytes\n",
+                    key.as_ref().map_or_else(|| "(null)".into(), Shown::text),
+                    render::age(Duration::from_secs(*age_seconds)),
+                    value
+                        .schema_version
+                        .map_or_else(|| "(no prefix)".into(), |v| v.to_string()),
+                    value.bytes,
+                );
+                out.push_str(&format!("headers        {}\n", headers.len()));
+                for header in headers {
+                    out.push_str(&format!(
+                        "  {}: {}\n",
+                        header.name,
+                        header
+                            .value
+                            .as_ref()
+                            .map_or_else(|| "(null)".into(), Shown::text)
+                    ));
+                }
+                out.push_str(&format!("payload\n{}", value.payload.text()));
+                out
+            }
+            Self::Malformed {
+                event_id,
+                problem,
+                item,
+            } => format!(
+                "event id  {event_id}\nmalformed {problem}\nitem\n{}",
+                serde_json::to_string_pretty(item).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+pub async fn show(
+    table: &StandbyTable,
+    event_id: &str,
+    force_hex: bool,
+) -> Result<ShowReport, CtlError> {
+    let filter = StandbyFilter {
+        event_ids: vec![event_id.to_string()],
+        ..Default::default()
+    };
+    let now = now_ms();
+    let found = select(table, &filter, now).await?;
+    let Some(entry) = found.into_iter().next() else {
+        return Err(CtlError::NotFound(format!(
+            "no item with event id {event_id} in table {}",
+            table.name()
+        )));
+    };
+    Ok(match entry.work {
+        Work::Publish(record) => ShowReport::Record {
+            event_id: record.event_id.to_string(),
+            partition_key: record.partition_key(),
+            key: record.key.as_deref().map(|k| Shown::of(k, force_hex)),
+            producer_id: record.producer_id.clone(),
+            created_at: rfc3339(record.created_at_ms),
+            age_seconds: now.saturating_sub(record.created_at_ms) / 1000,
+            expires_at: rfc3339(record.expires_at * 1000),
+            headers: record
+                .headers
+                .iter()
+                .map(|h| HeaderView {
+                    name: h.name.clone(),
+                    value: h.value.as_deref().map(|v| Shown::of(v, force_hex)),
+                })
+                .collect(),
+            value: DecodedValue::of(&record.value, force_hex),
+            topic: record.topic,
+        },
+        Work::Malformed { raw, reason, .. } => ShowReport::Malformed {
+            event_id: event_id.to_string(),
+            problem: reason,
+            item: raw,
+        },
+        Work::Skip(_) => unreachable!("a table read yields no removals"),
+    })
+}
+
+/// What happened to one item that did not go cleanly.
+#[derive(Debug, Serialize)]
+pub struct Trouble {
+    pub event_id: String,
+    pub outcome: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ReplayReport {
+    pub dry_run: bool,
+    pub selected: usize,
+    pub republished: usize,
+    pub dead_lettered: usize,
+    /// Failed, or not attempted because an earlier event of the same run failed; still in the table.
+    pub left_in_table: usize,
+    pub troubles: Vec<Trouble>,
+    /// With --dry-run: what would be replayed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemRow>,
+}
+
+impl Report for ReplayReport {
+    fn human(&self) -> String {
+        if self.dry_run {
+            let table = if self.items.is_empty() {
+                String::new()
+            } else {
+                format!("{}\n", item_table(&self.items))
+            };
+            return format!(
+                "{table}dry run: would replay {} item(s) (malformed ones to the dead-letter topic); nothing was sent or deleted",
+                self.selected
+            );
+        }
+        let mut out = format!(
+            "replayed {} of {} item(s): {} republished, {} dead-lettered, {} left in the table",
+            self.republished + self.dead_lettered,
+            self.selected,
+            self.republished,
+            self.dead_lettered,
+            self.left_in_table
+        );
+        for trouble in &self.troubles {
+            out.push_str(&format!(
+                "\n  {} {}: {}",
+                trouble.event_id, trouble.outcome, trouble.reason
+            ));
+        }
+        out
+    }
+}
+
+impl ReplayReport {
+    pub fn finish(&self) -> Finish {
+        if self.left_in_table > 0 {
+            Finish::Partial
+        } else {
+            Finish::Done
+        }
+    }
+}
+
+/// Replays `entries` (from [`select`]) through the republisher's engine, a chunk at a time.
+/// The first failure stops the run: a later event of the same key must not overtake it.
+pub async fn replay(
+    entries: Vec<Entry>,
+    sink: &KafkaSink,
+    table: &DynamoTable,
+    delivery_timeout: Duration,
+    progress: &ProgressBar,
+) -> ReplayReport {
+    let mut report = ReplayReport {
+        selected: entries.len(),
+        ..Default::default()
+    };
+    // An operator's run has no Lambda deadline; the budget only keeps the engine's shape.
+    let budget = Budget {
+        deadline: Instant::now() + Duration::from_secs(365 * 86_400),
+        delivery_timeout,
+        margin: Duration::ZERO,
+    };
+    progress.set_length(entries.len() as u64);
+    let mut stopped = false;
+    for chunk in entries.chunks(REPLAY_CHUNK) {
+        if stopped {
+            report.left_in_table += chunk.len();
+            continue;
+        }
+        let mut chunk = chunk.to_vec();
+        for (position, entry) in chunk.iter_mut().enumerate() {
+            entry.position = position;
+        }
+        let outcome = engine::process(&chunk, sink, table, &budget).await;
+        for (entry, result) in chunk.iter().zip(&outcome.outcomes) {
+            let event_id = entry.event_id().to_string();
+            match result {
+                Outcome::Republished { .. } => report.republished += 1,
+                Outcome::DeadLettered { reason } => {
+                    report.dead_lettered += 1;
+                    report.troubles.push(Trouble {
+                        event_id,
+                        outcome: "dead-lettered",
+                        reason: reason.clone(),
+                    });
+                }
+                Outcome::Stranded { reason } => {
+                    report.left_in_table += 1;
+                    report.troubles.push(Trouble {
+                        event_id,
+                        outcome: "stranded",
+                        reason: reason.clone(),
+                    });
+                }
+                Outcome::Failed { reason } => {
+                    report.left_in_table += 1;
+                    report.troubles.push(Trouble {
+                        event_id,
+                        outcome: "failed",
+                        reason: reason.clone(),
+                    });
+                }
+                Outcome::NotAttempted => report.left_in_table += 1,
+                Outcome::Skipped(_) => {}
+            }
+        }
+        // A delete that failed after a successful publish leaves the item for the republisher;
+        // the event is in Kafka, so it counts as republished but is not gone from the table.
+        if let Some(first) = outcome.first_failure {
+            stopped = true;
+            let undeleted = outcome.outcomes[first..]
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o,
+                        Outcome::Republished { .. } | Outcome::DeadLettered { .. }
+                    )
+                })
+                .count();
+            report.left_in_table += undeleted;
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+    report
+}
+
+#[derive(Debug, Serialize)]
+pub struct PurgeReport {
+    pub selected: usize,
+    pub deleted: usize,
+    /// True when --yes was missing: nothing was deleted.
+    pub refused: bool,
+    pub error: Option<String>,
+    pub items: Vec<ItemRow>,
+}
+
+impl Report for PurgeReport {
+    fn human(&self) -> String {
+        let table = if self.items.is_empty() {
+            String::new()
+        } else {
+            format!("{}\n", item_table(&self.items))
+        };
+        if self.refused {
+            return format!(
+                "{table}would delete {} item(s); refusing without --yes (these events would be lost)",
+                self.selected
+            );
+        }
+        let mut out = format!(
+            "{table}deleted {} of {} item(s)",
+            self.deleted, self.selected
+        );
+        if let Some(error) = &self.error {
+            out.push_str(&format!("; stopped: {error}"));
+        }
+        out
+    }
+}
+
+impl PurgeReport {
+    pub fn finish(&self) -> Finish {
+        match (self.refused, self.deleted == self.selected) {
+            (true, _) => Finish::Refused,
+            (false, true) => Finish::Done,
+            (false, false) => Finish::Partial,
+        }
+    }
+}
+
+pub async fn purge(
+    standby: &StandbyTable,
+    filter: &StandbyFilter,
+    yes: bool,
+) -> Result<PurgeReport, CtlError> {
+    let now = now_ms();
+    let entries = select(standby, filter, now).await?;
+    let items: Vec<ItemRow> = entries.iter().map(|e| ItemRow::of(e, now)).collect();
+    let mut report = PurgeReport {
+        selected: entries.len(),
+        deleted: 0,
+        refused: !yes && !entries.is_empty(),
+        error: None,
+        items,
+    };
+    if report.refused || entries.is_empty() {
+        return Ok(report);
+    }
+    let keys: Vec<_> = entries.iter().filter_map(|e| e.key.clone()).collect();
+    let deleter = DynamoTable::new(standby.client().clone(), standby.name().to_string());
+    match deleter.delete(&keys).await {
+        Ok(()) => report.deleted = keys.len(),
+        Err(failure) => {
+            report.deleted = failure.first_not_deleted;
+            report.error = Some(failure.reason);
+        }
+    }
+    Ok(report)
+}
+
+pub fn progress_bar(visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} {per_sec} eta {eta}")
+            .expect("a valid template"),
+    )
+}
