@@ -158,8 +158,8 @@ pub fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<DltRecord>,
     let partitions = match metadata.topics().first() {
         Some(t) if t.error().is_none() => t.partitions().len() as i32,
         _ => {
-            return Err(CtlError::NotFound(format!(
-                "dead-letter topic {topic:?} does not exist"
+            return Err(CtlError::Usage(format!(
+                "there is no topic {topic:?} on these brokers (check --topic / STANDBY_DEAD_LETTER_TOPIC)"
             )));
         }
     };

@@ -1,0 +1,514 @@
+//! The `standbyctl` binary run as an operator would, against the local stack: items in moto's
+//! DynamoDB, records in the real Kafka brokers. Each test has its own tables and topics.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use assert_cmd::Command;
+use assert_cmd::cargo::cargo_bin_cmd;
+use aws_sdk_dynamodb::types::AttributeValue;
+use devstack::Stack;
+use devstack::testkit::{self, Consumed};
+use serde_json::Value;
+use shared::envelope::Envelope;
+use shared::headers;
+use shared::record::{EventId, Header, StandbyRecord};
+use shared::standby_table::StandbyTable;
+use shared::state_table::StateTable;
+
+struct Fixture {
+    stack: Stack,
+    standby: StandbyTable,
+    state: StateTable,
+    dead_letter_topic: String,
+}
+
+async fn fixture() -> Result<Fixture> {
+    let stack = Stack::attach()?;
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let standby = StandbyTable::new(dynamodb.clone(), testkit::unique_name("ctl-standby"));
+    standby.create().await?;
+    let state = StateTable::new(dynamodb, testkit::unique_name("ctl-state"));
+    state.create().await?;
+    let dead_letter_topic = testkit::unique_name("ctl-dlt");
+    testkit::create_topic(&stack.bootstrap_servers(), &dead_letter_topic, 2, 3, &[]).await?;
+    Ok(Fixture {
+        stack,
+        standby,
+        state,
+        dead_letter_topic,
+    })
+}
+
+impl Fixture {
+    /// The binary with the same environment the functions get.
+    fn ctl(&self) -> Command {
+        let mut command = cargo_bin_cmd!("standbyctl");
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KAFKA_BOOTSTRAP_SERVERS", self.stack.bootstrap_servers())
+            .env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+            .env("KAFKA_DELIVERY_TIMEOUT_MS", "5000")
+            .env("AWS_ENDPOINT_URL", self.stack.aws_endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("STANDBY_TABLE_NAME", self.standby.name())
+            .env("STATE_TABLE_NAME", self.state.name())
+            .env("STANDBY_DEAD_LETTER_TOPIC", &self.dead_letter_topic)
+            .timeout(Duration::from_secs(120));
+        command
+    }
+
+    /// Runs `args` with `--output json`, expecting `code`; returns the parsed output.
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let output = self
+            .ctl()
+            .args(args)
+            .args(["--output", "json"])
+            .assert()
+            .code(code)
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&output).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&output)
+            )
+        })
+    }
+
+    fn consume(&self, topic: &str) -> Vec<Consumed> {
+        testkit::consume_all(
+            &self.stack.bootstrap_servers(),
+            topic,
+            Duration::from_secs(60),
+        )
+        .unwrap()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn record(topic: &str, key: &str, payload: &str, age: Duration) -> StandbyRecord {
+    StandbyRecord {
+        event_id: EventId::new(),
+        topic: topic.into(),
+        key: Some(key.as_bytes().to_vec()),
+        value: Envelope {
+            schema_version: 2,
+            payload: payload.as_bytes(),
+        }
+        .encode(),
+        headers: vec![Header::new("trace", format!("{key}-{payload}"))],
+        producer_id: "checkout-7".into(),
+        created_at_ms: now_ms() - age.as_millis() as u64,
+        expires_at: now_ms() / 1000 + 86_400,
+    }
+}
+
+async fn put_malformed(standby: &StandbyTable) -> Result<String> {
+    let mut item = record("orders", "broken", "{}", Duration::ZERO).to_item();
+    item.remove("value");
+    let event_id = match &item["event_id"] {
+        AttributeValue::S(id) => id.clone(),
+        _ => unreachable!(),
+    };
+    standby
+        .client()
+        .put_item()
+        .table_name(standby.name())
+        .set_item(Some(item))
+        .send()
+        .await?;
+    Ok(event_id)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_and_purge_the_standby_table() -> Result<()> {
+    let f = fixture().await?;
+    let orders: Vec<_> = (0..3)
+        .map(|n| record("orders", "k1", &format!("{{\"n\":{n}}}"), HOUR * (3 - n)))
+        .collect();
+    let payments = [
+        record("payments", "p1", "{\"p\":1}", Duration::from_secs(30)),
+        record("payments", "p2", "{\"p\":2}", Duration::from_secs(20)),
+    ];
+    for r in orders.iter().chain(&payments) {
+        f.standby.put_new(r).await?;
+    }
+    let malformed = put_malformed(&f.standby).await?;
+
+    // count: per topic, malformed apart, oldest age.
+    let count = f.json(&["standby", "count"], 0);
+    assert_eq!(count["total"], 6);
+    assert_eq!(count["malformed"], 1);
+    assert_eq!(count["topics"][0]["topic"], "orders");
+    assert_eq!(count["topics"][0]["items"], 3);
+    assert_eq!(count["topics"][1]["items"], 2);
+    let oldest = count["oldest_age_seconds"].as_u64().unwrap();
+    assert!((3 * 3600..3 * 3600 + 60).contains(&oldest), "{oldest}");
+
+    // ls: filters, oldest first, the limit keeps the total.
+    let old = f.json(&["standby", "ls", "--older-than", "90m"], 0);
+    let ids: Vec<&str> = old["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            orders[0].event_id.to_string(),
+            orders[1].event_id.to_string()
+        ]
+    );
+    let one_key = f.json(&["standby", "ls", "--topic", "payments", "--key", "p2"], 0);
+    assert_eq!(one_key["total"], 1);
+    assert_eq!(one_key["items"][0]["key"]["data"], "p2");
+    let limited = f.json(&["standby", "ls", "--limit", "2"], 0);
+    assert_eq!(limited["total"], 6);
+    assert_eq!(limited["items"].as_array().unwrap().len(), 2);
+    let broken = f.json(&["standby", "ls", "--malformed"], 0);
+    assert!(
+        broken["items"][0]["malformed"]
+            .as_str()
+            .unwrap()
+            .contains("value"),
+        "{broken}"
+    );
+    let human = f.ctl().args(["standby", "ls"]).assert().success();
+    let text = String::from_utf8_lossy(&human.get_output().stdout).into_owned();
+    assert!(text.contains("6 item(s), oldest 3h00m"), "{text}");
+    assert!(text.contains("malformed: "), "{text}");
+
+    // show: decoded, in both forms.
+    let shown = f.json(&["standby", "show", &orders[2].event_id.to_string()], 0);
+    assert_eq!(shown["kind"], "record");
+    assert_eq!(shown["value"]["schema_version"], 2);
+    assert_eq!(shown["value"]["payload"]["data"], "{\"n\":2}");
+    assert_eq!(shown["headers"][0]["name"], "trace");
+    let text = f
+        .ctl()
+        .args(["standby", "show", &orders[2].event_id.to_string(), "--hex"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&text).contains(&format!("0x{}", hex::encode("{\"n\":2}"))),
+        "--hex shows the payload as hex"
+    );
+    assert_eq!(
+        f.json(&["standby", "show", &malformed], 0)["kind"],
+        "malformed"
+    );
+    f.ctl()
+        .args(["standby", "show", &EventId::new().to_string()])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("no item with event id"));
+
+    // Bad filters: exit 2 naming the flag.
+    f.ctl()
+        .args(["standby", "ls", "--older-than", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--older-than"));
+    f.ctl()
+        .args([
+            "standby",
+            "count",
+            "--older-than",
+            "2h",
+            "--newer-than",
+            "1h",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("select nothing"));
+    f.ctl()
+        .args(["standby", "count", "--table", "no-such-table"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "no DynamoDB table \"no-such-table\"",
+        ));
+
+    // purge: refuses without --yes (exit 5, nothing deleted), then deletes just the selection.
+    let refused = f.json(&["standby", "purge", "--topic", "payments"], 5);
+    assert_eq!(refused["refused"], true);
+    assert_eq!(refused["items"].as_array().unwrap().len(), 2);
+    assert_eq!(f.json(&["standby", "count"], 0)["total"], 6);
+    let purged = f.json(&["standby", "purge", "--topic", "payments", "--yes"], 0);
+    assert_eq!(purged["deleted"], 2);
+    let purged = f.json(&["standby", "purge", "--malformed", "--yes"], 0);
+    assert_eq!(purged["deleted"], 1);
+    let left = f.json(&["standby", "count"], 0);
+    assert_eq!(left["total"], 3);
+    assert_eq!(left["topics"][0]["topic"], "orders");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_republishes_with_the_republishers_rules() -> Result<()> {
+    let f = fixture().await?;
+    let topic = testkit::unique_name("ctl-orders");
+    testkit::create_topic(&f.stack.bootstrap_servers(), &topic, 3, 3, &[]).await?;
+    let events: Vec<_> = (0..20)
+        .map(|n| {
+            record(
+                &topic,
+                &format!("key-{}", n % 4),
+                &format!("{{\"n\":{n}}}"),
+                Duration::from_secs(100 - n),
+            )
+        })
+        .collect();
+    for r in &events {
+        f.standby.put_new(r).await?;
+    }
+    put_malformed(&f.standby).await?;
+
+    // Dry run: lists, sends and deletes nothing.
+    let dry = f.json(&["standby", "replay", "--topic", &topic, "--dry-run"], 0);
+    assert_eq!(dry["selected"], 20);
+    assert_eq!(dry["items"].as_array().unwrap().len(), 20);
+    assert_eq!(f.json(&["standby", "count"], 0)["total"], 21);
+
+    let replayed = f.json(&["standby", "replay", "--topic", &topic], 0);
+    assert_eq!(replayed["republished"], 20, "{replayed}");
+    assert_eq!(replayed["left_in_table"], 0);
+
+    // Original key, bytes and headers, plus the republisher's own; per-key order kept.
+    let consumed = f.consume(&topic);
+    assert_eq!(consumed.len(), 20);
+    for key in 0..4 {
+        let sent: Vec<&StandbyRecord> = events
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(format!("key-{key}").as_bytes()))
+            .collect();
+        let got: Vec<&Consumed> = consumed
+            .iter()
+            .filter(|m| m.key.as_deref() == Some(format!("key-{key}").as_bytes()))
+            .collect();
+        assert_eq!(got.len(), sent.len());
+        for (message, record) in got.iter().zip(&sent) {
+            assert_eq!(message.value.as_deref(), Some(record.value.as_slice()));
+            assert_eq!(
+                message.header("trace"),
+                Some(format!(
+                    "key-{key}-{}",
+                    String::from_utf8_lossy(&record.value[5..])
+                ))
+            );
+            assert_eq!(
+                message.header(headers::EVENT_ID),
+                Some(record.event_id.to_string())
+            );
+            assert_eq!(
+                message.header(headers::REPUBLISHED).as_deref(),
+                Some("true")
+            );
+        }
+    }
+
+    // The malformed item goes where it can be repaired, with its reason, and leaves the table.
+    let poison = f.json(&["standby", "replay", "--malformed"], 0);
+    assert_eq!(poison["dead_lettered"], 1, "{poison}");
+    let letters = f.consume(&f.dead_letter_topic);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].header(headers::DLT_ERROR_CLASS).as_deref(),
+        Some("malformed")
+    );
+    assert!(
+        letters[0]
+            .header(headers::DLT_REASON)
+            .unwrap()
+            .contains("value")
+    );
+    assert_eq!(f.json(&["standby", "count"], 0)["total"], 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
+    let f = fixture().await?;
+    let bootstrap = f.stack.bootstrap_servers();
+    // Events for a topic nobody created yet: Kafka rejects them for good, the republisher's
+    // rules dead-letter them. One malformed item joins them.
+    let topic = testkit::unique_name("ctl-late-topic");
+    let first = record(
+        &topic,
+        "a",
+        r#"{"amount":-1,"debug":true}"#,
+        Duration::from_secs(5),
+    );
+    let second = record(&topic, "b", r#"{"amount":5}"#, Duration::from_secs(4));
+    f.standby.put_new(&first).await?;
+    f.standby.put_new(&second).await?;
+    put_malformed(&f.standby).await?;
+    let replay = f.json(&["standby", "replay"], 0);
+    assert_eq!(replay["dead_lettered"], 3, "{replay}");
+
+    let listed = f.json(&["dlt", "ls"], 0);
+    assert_eq!(listed["total"], 3);
+    let rows = listed["records"].as_array().unwrap();
+    let id_of = |event_id: &EventId| {
+        rows.iter()
+            .find(|r| r["event_id"] == event_id.to_string())
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let (first_id, second_id) = (id_of(&first.event_id), id_of(&second.event_id));
+    let rejected = f.json(&["dlt", "ls", "--error-class", "non_retriable"], 0);
+    assert_eq!(rejected["total"], 2);
+    assert_eq!(rejected["records"][0]["original_topic"], topic.as_str());
+    let shown = f.json(&["dlt", "show", &first_id], 0);
+    assert_eq!(shown["value"]["schema_version"], 2);
+    assert!(
+        shown["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == headers::DLT_REASON),
+        "{shown}"
+    );
+    f.ctl().args(["dlt", "show", "0:999999"]).assert().code(3);
+    f.ctl()
+        .args(["dlt", "show", "zero"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("PARTITION:OFFSET"));
+
+    // No selection, or a filter that does not compile: usage errors, nothing sent.
+    f.ctl()
+        .args(["dlt", "redrive"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--all"));
+    f.ctl()
+        .args(["dlt", "redrive", &first_id, "--jq", ".amount = "])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("does not compile"));
+
+    // The operator creates the topic, previews the repair, then redrives.
+    testkit::create_topic(&bootstrap, &topic, 2, 3, &[]).await?;
+    let jq = ".amount = 42 | del(.debug)";
+    let preview = f.json(&["dlt", "redrive", &first_id, "--jq", jq, "--dry-run"], 0);
+    assert_eq!(preview["records"][0]["outcome"], "would_send");
+    assert_eq!(preview["records"][0]["edited"], true);
+    let sent = f.json(&["dlt", "redrive", &first_id, "--jq", jq], 0);
+    assert_eq!(sent["sent"], 1, "{sent}");
+    let destination = &sent["records"][0]["to"];
+    assert_eq!(destination["topic"], topic.as_str());
+
+    let arrived = f.consume(&topic);
+    assert_eq!(arrived.len(), 1, "the dry run sent nothing");
+    let message = &arrived[0];
+    assert_eq!(
+        message.value.as_deref(),
+        Some(
+            Envelope {
+                schema_version: 2,
+                payload: br#"{"amount":42}"#
+            }
+            .encode()
+            .as_slice()
+        ),
+        "patched payload, same schema prefix"
+    );
+    assert_eq!(message.key.as_deref(), Some(&b"a"[..]));
+    assert_eq!(message.offset, destination["offset"].as_i64().unwrap());
+    assert_eq!(
+        message.header("trace").as_deref(),
+        Some(r#"a-{"amount":-1,"debug":true}"#)
+    );
+    assert_eq!(
+        message.header(headers::EVENT_ID),
+        Some(first.event_id.to_string())
+    );
+    assert_eq!(
+        message.header("standby-redriven-from"),
+        Some(format!(
+            "{}/{}",
+            f.dead_letter_topic,
+            first_id.replace(':', "/")
+        ))
+    );
+    assert!(
+        message
+            .headers
+            .iter()
+            .all(|(name, _)| !name.starts_with("dlt-")),
+        "{:?}",
+        message.headers
+    );
+
+    // Recorded: listed with its destination, and not sent twice by mistake.
+    let listed = f.json(&["dlt", "ls", "--event-id", &first.event_id.to_string()], 0);
+    assert_eq!(
+        listed["records"][0]["redriven_to"]["offset"],
+        destination["offset"]
+    );
+    let again = f.json(&["dlt", "redrive", &first_id], 0);
+    assert_eq!(again["records"][0]["outcome"], "already_redriven");
+    assert_eq!(f.consume(&topic).len(), 1);
+
+    // --edit through $EDITOR, and --all: the malformed item is refused (exit 4), the rest sent.
+    let editor = r#"sh -c 'sed -i "s/5/6/" "$1"' editor"#;
+    let edited = f
+        .ctl()
+        .env("EDITOR", editor)
+        .args(["dlt", "redrive", &second_id, "--edit", "--output", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let edited: Value = serde_json::from_slice(&edited)?;
+    assert_eq!(edited["records"][0]["edited"], true);
+    let everything = f.json(&["dlt", "redrive", "--all"], 4);
+    let outcomes: Vec<&str> = everything["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == "already_redriven")
+            .count(),
+        2
+    );
+    assert_eq!(outcomes.iter().filter(|o| **o == "refused").count(), 1);
+    let arrived = f.consume(&topic);
+    assert_eq!(arrived.len(), 2);
+    assert!(arrived.iter().any(|m| {
+        m.value.as_deref()
+            == Some(
+                Envelope {
+                    schema_version: 2,
+                    payload: br#"{"amount":6}"#,
+                }
+                .encode()
+                .as_slice(),
+            )
+    }));
+    Ok(())
+}
