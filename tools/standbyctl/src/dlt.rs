@@ -283,7 +283,13 @@ impl RedriveLog {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(aws_sdk_dynamodb::Error::from)?;
+                .map_err(|e| {
+                    CtlError::table(
+                        self.state.name(),
+                        "--state-table / STATE_TABLE_NAME",
+                        e.into(),
+                    )
+                })?;
             for item in page.items() {
                 let text = |name: &str| match item.get(name) {
                     Some(AttributeValue::S(s)) => Some(s.clone()),
@@ -340,7 +346,10 @@ impl RedriveLog {
                     ("edited".into(), AttributeValue::Bool(destination.edited)),
                 ]),
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                CtlError::table(self.state.name(), "--state-table / STATE_TABLE_NAME", e)
+            })?;
         Ok(())
     }
 }

@@ -41,8 +41,9 @@ pub enum CtlError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     NotFound(String),
+    /// Boxed: the SDK's error is large, and most results here are not errors.
     #[error("DynamoDB: {0}")]
-    Table(#[from] TableError),
+    Table(Box<TableError>),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("{0}")]
@@ -55,7 +56,24 @@ pub enum CtlError {
     },
 }
 
+impl From<TableError> for CtlError {
+    fn from(error: TableError) -> Self {
+        Self::Table(Box::new(error))
+    }
+}
+
 impl CtlError {
+    /// A DynamoDB error on table `name`; a missing table is a configuration mistake, said as
+    /// such with the flag (or variable) that named it.
+    pub fn table(name: &str, named_by: &str, error: TableError) -> Self {
+        match error {
+            TableError::ResourceNotFoundException(_) => Self::Usage(format!(
+                "there is no DynamoDB table {name:?} here (check {named_by} and the AWS region)"
+            )),
+            other => other.into(),
+        }
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Self::Usage(_) | Self::Config(_) => 2,

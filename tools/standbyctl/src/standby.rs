@@ -64,7 +64,9 @@ pub async fn select(
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| table_error(table.name(), e.into()))?;
+                    .map_err(|e| {
+                        CtlError::table(table.name(), "--table / STANDBY_TABLE_NAME", e.into())
+                    })?;
                 (out.items.unwrap_or_default(), out.last_evaluated_key)
             }
             None => {
@@ -79,7 +81,9 @@ pub async fn select(
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| table_error(table.name(), e.into()))?;
+                    .map_err(|e| {
+                        CtlError::table(table.name(), "--table / STANDBY_TABLE_NAME", e.into())
+                    })?;
                 (out.items.unwrap_or_default(), out.last_evaluated_key)
             }
         };
@@ -98,16 +102,6 @@ pub async fn select(
         entry.position = position;
     }
     Ok(selected)
-}
-
-/// A missing table is a configuration mistake, said as such.
-fn table_error(name: &str, error: aws_sdk_dynamodb::Error) -> CtlError {
-    match error {
-        aws_sdk_dynamodb::Error::ResourceNotFoundException(_) => CtlError::Usage(format!(
-            "there is no DynamoDB table {name:?} here (check --table / STANDBY_TABLE_NAME and the AWS region)"
-        )),
-        other => other.into(),
-    }
 }
 
 /// One item as a table row / JSON object.
