@@ -11,7 +11,7 @@ export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
 export DEVSTACK_DIR ?= $(CURDIR)/.stack
 DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 
-.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke lambda-build
+.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke ctl lambda-build
 
 help:
 	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, sam, cargo-lambda), Kafka jars"
@@ -22,6 +22,7 @@ help:
 	@echo "make chaos       the chaos test with 100,000 events"
 	@echo "make bench       benchmarks (republisher drain vs a sequential baseline; planner vs kafka --generate)"
 	@echo "make invoke FN=<function> EVENT=events/<fn>/<file>.json   one invocation in the Lambda emulator"
+	@echo "make ctl ARGS=\"standby count\"   the operator CLI (standbyctl) against the local stack"
 	@echo "make lambda-build  the three functions for Lambda (arm64, release) with cargo-lambda"
 
 setup:
@@ -65,6 +66,13 @@ test: setup lint build
 	status=0; cargo test --workspace || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; exit $$status
 	$(MAKE) --no-print-directory lambda-build
+
+# The operator CLI against the local stack (left running): make ctl ARGS="standby count"
+ctl: setup
+	@$(MAKE) --no-print-directory stack-up >/dev/null
+	@$(DEVSTACK) provision >/dev/null
+	@set -a; . "$(DEVSTACK_DIR)/stack.env"; . tests/local-functions.env; set +a; \
+	  cargo run -q -p standbyctl -- $(ARGS)
 
 # The three functions as Lambda runs them: arm64, release, built by cargo-lambda (with zig).
 lambda-build: setup

@@ -398,6 +398,11 @@ pub async fn show(
     event_id: &str,
     force_hex: bool,
 ) -> Result<ShowReport, CtlError> {
+    if event_id.parse::<shared::record::EventId>().is_err() {
+        return Err(CtlError::Usage(format!(
+            "{event_id:?} is not an event id (a UUID, as `standby ls` prints it)"
+        )));
+    }
     let filter = StandbyFilter {
         event_ids: vec![event_id.to_string()],
         ..Default::default()

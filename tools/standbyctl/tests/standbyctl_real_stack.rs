@@ -220,6 +220,11 @@ async fn inspect_and_purge_the_standby_table() -> Result<()> {
         .assert()
         .code(3)
         .stderr(predicates::str::contains("no item with event id"));
+    f.ctl()
+        .args(["standby", "show", "123"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("not an event id"));
 
     // Bad filters: exit 2 naming the flag.
     f.ctl()
