@@ -287,6 +287,36 @@ async fn replay_republishes_with_the_republishers_rules() -> Result<()> {
     }
     put_malformed(&f.standby).await?;
 
+    // Kafka rejects an event for good and the dead-letter topic is missing too: the event stays
+    // in the table (stranded), the run says so and exits 4.
+    let orphan = record(
+        &testkit::unique_name("ctl-nowhere"),
+        "o",
+        "{}",
+        Duration::ZERO,
+    );
+    f.standby.put_new(&orphan).await?;
+    let orphan_id = orphan.event_id.to_string();
+    let stranded = f.json(
+        &[
+            "standby",
+            "replay",
+            "--event-id",
+            &orphan_id,
+            "--dead-letter-topic",
+            "ctl-no-such-dlt",
+        ],
+        4,
+    );
+    assert_eq!(stranded["left_in_table"], 1, "{stranded}");
+    assert_eq!(stranded["troubles"][0]["outcome"], "stranded");
+    assert_eq!(stranded["troubles"][0]["event_id"], orphan_id.as_str());
+    assert_eq!(
+        f.json(&["standby", "count", "--event-id", &orphan_id], 0)["total"],
+        1
+    );
+    f.json(&["standby", "purge", "--event-id", &orphan_id, "--yes"], 0);
+
     // Dry run: lists, sends and deletes nothing.
     let dry = f.json(&["standby", "replay", "--topic", &topic, "--dry-run"], 0);
     assert_eq!(dry["selected"], 20);
@@ -410,6 +440,17 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("does not compile"));
+
+    // Redriven before the topic exists: that record fails (exit 4) and nothing is recorded.
+    let early = f.json(&["dlt", "redrive", &first_id], 4);
+    assert_eq!(early["records"][0]["outcome"], "failed", "{early}");
+    assert!(
+        early["records"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("UnknownTopic"),
+        "{early}"
+    );
 
     // The operator creates the topic, previews the repair, then redrives.
     testkit::create_topic(&bootstrap, &topic, 2, 3, &[]).await?;
