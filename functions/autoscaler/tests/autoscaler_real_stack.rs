@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use autoscaler::aws::{CloudWatch, Msk};
@@ -13,8 +13,6 @@ use autoscaler::decision::Decision;
 use autoscaler::handler::{App, handle};
 use autoscaler::ports::{ControlError, ControlPlane, CpuMetrics};
 use autoscaler::settings::Settings;
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use devstack::Stack;
 use devstack::msk_standin::MskStandIn;
 use devstack::testkit;
@@ -38,44 +36,6 @@ fn alarm(state: &str) -> Value {
 
 fn recheck() -> Value {
     json!({"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
-}
-
-async fn push_cpu(
-    cloudwatch: &aws_sdk_cloudwatch::Client,
-    cluster: &str,
-    brokers: &[i32],
-    user: f64,
-    system: f64,
-) -> Result<()> {
-    for broker in brokers {
-        for (metric, value) in [("CpuUser", user), ("CpuSystem", system)] {
-            cloudwatch
-                .put_metric_data()
-                .namespace("AWS/Kafka")
-                .metric_data(
-                    MetricDatum::builder()
-                        .metric_name(metric)
-                        .dimensions(
-                            Dimension::builder()
-                                .name("Cluster Name")
-                                .value(cluster)
-                                .build(),
-                        )
-                        .dimensions(
-                            Dimension::builder()
-                                .name("Broker ID")
-                                .value(broker.to_string())
-                                .build(),
-                        )
-                        .timestamp(DateTime::from(SystemTime::now()))
-                        .value(value)
-                        .build(),
-                )
-                .send()
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,8 +81,8 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
             .await?,
         None
     );
-    push_cpu(&cloudwatch, &cluster, &brokers, 30.0, 20.0).await?;
-    push_cpu(&cloudwatch, &cluster, &[1], 50.0, 30.0).await?;
+    testkit::push_broker_cpu(&cloudwatch, &cluster, &brokers, 30.0, 20.0).await?;
+    testkit::push_broker_cpu(&cloudwatch, &cluster, &[1], 50.0, 30.0).await?;
     let cpu = app
         .metrics
         .max_cpu(&cluster, &brokers, Duration::from_secs(300))
@@ -182,7 +142,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
     assert_eq!(registered.len() as u32, before + 3);
 
     // The re-check after completion hands the new brokers over, and the cooldown holds.
-    push_cpu(&cloudwatch, &cluster, &registered, 45.0, 20.0).await?;
+    testkit::push_broker_cpu(&cloudwatch, &cluster, &registered, 45.0, 20.0).await?;
     let after = handle(&app, recheck()).await?;
     let handoff = after
         .handed_off

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,11 +16,7 @@ use demo::outage::{self, Plan};
 use demo::scaling::{self, BrokerLoad};
 use devstack::{Stack, testkit};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use republisher::settings::Settings;
-use shared::fallback::{FallbackProducer, FallbackSettings, Outcome};
-use shared::kafka::KafkaSettings;
-use shared::standby_table::StandbyTable;
-use shared::state_table::StateTable;
+use shared::fallback::Outcome;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -76,41 +71,15 @@ async fn run() -> Result<bool> {
     let mut stack = Stack::attach()?;
     let bootstrap = stack.bootstrap_servers();
     let aws = testkit::aws_config(&stack.aws_endpoint()).await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let topic = testkit::unique_name("demo-orders");
-    let dead_letter_topic = testkit::unique_name("demo-dlt");
-    testkit::create_topic(&bootstrap, &topic, 12, 3, &[]).await?;
-    testkit::create_topic(&bootstrap, &dead_letter_topic, 1, 3, &[]).await?;
-    let standby = StandbyTable::new(dynamodb.clone(), testkit::unique_name("demo-standby"));
-    standby.create().await?;
-    let state = StateTable::new(
-        dynamodb.clone(),
-        testkit::unique_name("demo-republisher-state"),
-    );
-    state.create().await?;
-
-    let env = HashMap::from([
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
-        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-        ("KAFKA_DELIVERY_TIMEOUT_MS", "2000"),
-        ("STANDBY_TABLE_NAME", standby.name()),
-        ("STATE_TABLE_NAME", state.name()),
-        ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
-        ("REPUBLISH_MARGIN_MS", "500"),
-    ]);
-    let kafka = KafkaSettings::from_env(&env, "demo-producer", Duration::from_secs(2))?;
-    let producer = Arc::new(FallbackProducer::new(
-        kafka.producer()?,
-        kafka.delivery_timeout,
-        standby.clone(),
-        FallbackSettings {
-            producer_id: "demo-producer".into(),
-            dead_letter_topic: dead_letter_topic.clone(),
-            retention: Duration::from_secs(3600),
-            // moto's Query reads a whole partition; DynamoDB's does not, and 5 s is cheap there.
-            recheck_max_delay: Duration::from_secs(10),
-        },
-    ));
+    // moto's Query reads a whole partition; DynamoDB's does not, and 5 s is cheap there.
+    let outage::Rig {
+        dynamodb,
+        topic,
+        standby,
+        republisher: settings,
+        producer,
+        ..
+    } = outage::Rig::new(&stack, &aws, "demo", Duration::from_secs(10)).await?;
 
     shared::telemetry::emit_metrics_to_stdout(false);
     println!(
@@ -131,7 +100,7 @@ async fn run() -> Result<bool> {
         0,
         "    {spinner} republisher: {pos} stream records handled {msg}",
     ));
-    let app = republisher::App::new(Settings::from_env(&env)?, dynamodb.clone())?;
+    let app = republisher::App::new(settings, dynamodb.clone())?;
     let producers_done = AtomicBool::new(false);
     let (produced, drained) = tokio::join!(
         async {

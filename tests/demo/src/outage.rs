@@ -13,9 +13,83 @@ use devstack::testkit::{self, Consumed};
 use futures::StreamExt;
 use serde::Deserialize;
 use shared::envelope::Envelope;
-use shared::fallback::{Event, FallbackProducer, Outcome};
+use shared::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
 use shared::headers;
+use shared::kafka::KafkaSettings;
 use shared::record::{EventId, Header};
+use shared::standby_table::StandbyTable;
+use shared::state_table::StateTable;
+
+/// Fresh topics and tables for one run of the story, the republisher configured for them as the
+/// Lambda would be, and a producer writing through the fallback.
+pub struct Rig {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub standby: StandbyTable,
+    pub state: StateTable,
+    pub republisher: republisher::settings::Settings,
+    pub producer: Arc<FallbackProducer>,
+}
+
+impl Rig {
+    /// Names start with `prefix`; `recheck_max_delay` is the fallback's (see `FallbackSettings`).
+    pub async fn new(
+        stack: &Stack,
+        aws: &aws_config::SdkConfig,
+        prefix: &str,
+        recheck_max_delay: Duration,
+    ) -> Result<Self> {
+        let bootstrap = stack.bootstrap_servers();
+        let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+        let topic = testkit::unique_name(&format!("{prefix}-orders"));
+        let dead_letter_topic = testkit::unique_name(&format!("{prefix}-dlt"));
+        testkit::create_topic(&bootstrap, &topic, 12, 3, &[]).await?;
+        testkit::create_topic(&bootstrap, &dead_letter_topic, 1, 3, &[]).await?;
+        let standby = StandbyTable::new(
+            dynamodb.clone(),
+            testkit::unique_name(&format!("{prefix}-standby")),
+        );
+        standby.create().await?;
+        let state = StateTable::new(
+            dynamodb.clone(),
+            testkit::unique_name(&format!("{prefix}-state")),
+        );
+        state.create().await?;
+
+        let env = HashMap::from([
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+            ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "2000"),
+            ("STANDBY_TABLE_NAME", standby.name()),
+            ("STATE_TABLE_NAME", state.name()),
+            ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
+            ("REPUBLISH_MARGIN_MS", "500"),
+        ]);
+        let producer_id = format!("{prefix}-producer");
+        let kafka = KafkaSettings::from_env(&env, &producer_id, Duration::from_secs(2))?;
+        let producer = Arc::new(FallbackProducer::new(
+            kafka.producer()?,
+            kafka.delivery_timeout,
+            standby.clone(),
+            FallbackSettings {
+                producer_id,
+                dead_letter_topic: dead_letter_topic.clone(),
+                retention: Duration::from_secs(3600),
+                recheck_max_delay,
+            },
+        ));
+        Ok(Self {
+            republisher: republisher::settings::Settings::from_env(&env)?,
+            dynamodb,
+            topic,
+            dead_letter_topic,
+            standby,
+            state,
+            producer,
+        })
+    }
+}
 
 /// How many events, over how many keys, and when the brokers go away.
 #[derive(Debug, Clone)]

@@ -3,14 +3,12 @@
 //! broker ids over, and the rebalancer moves partitions onto them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use autoscaler::aws::{CloudWatch, Msk};
 use autoscaler::decision::Decision;
 use autoscaler::ports::ControlPlane;
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use devstack::{MSK_CLUSTER_NAME, Stack, testkit};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -102,43 +100,6 @@ fn schedule() -> Value {
     json!({"version": "0", "id": "demo", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
 }
 
-async fn push_cpu(
-    cloudwatch: &aws_sdk_cloudwatch::Client,
-    brokers: &[i32],
-    user: f64,
-    system: f64,
-) -> Result<()> {
-    for broker in brokers {
-        for (metric, value) in [("CpuUser", user), ("CpuSystem", system)] {
-            cloudwatch
-                .put_metric_data()
-                .namespace("AWS/Kafka")
-                .metric_data(
-                    MetricDatum::builder()
-                        .metric_name(metric)
-                        .dimensions(
-                            Dimension::builder()
-                                .name("Cluster Name")
-                                .value(MSK_CLUSTER_NAME)
-                                .build(),
-                        )
-                        .dimensions(
-                            Dimension::builder()
-                                .name("Broker ID")
-                                .value(broker.to_string())
-                                .build(),
-                        )
-                        .timestamp(DateTime::from(SystemTime::now()))
-                        .value(value)
-                        .build(),
-                )
-                .send()
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 /// Runs the story against the stack's background MSK stand-in. `progress` gets a line of news.
 pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> {
     let started = Instant::now();
@@ -177,7 +138,7 @@ pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> 
     };
 
     progress("broker CPU at 65% (CpuUser 45 + CpuSystem 20) for every broker");
-    push_cpu(&cloudwatch, &brokers, 45.0, 20.0).await?;
+    testkit::push_broker_cpu(&cloudwatch, MSK_CLUSTER_NAME, &brokers, 45.0, 20.0).await?;
     progress("alarm fires: invoking the autoscaler");
     let report = autoscaler::handler::handle(&app, alarm()).await?;
     if !matches!(report.decision, Decision::ScaleOut { .. }) || report.operation_arn.is_none() {

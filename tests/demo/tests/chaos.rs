@@ -8,7 +8,6 @@
 //! `make test` runs it with `CHAOS_EVENTS` = 3000; `make chaos` with 100,000.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,15 +18,10 @@ use devstack::{Stack, testkit};
 use republisher::adapters::DynamoTable;
 use republisher::engine::{DeleteFailure, Table};
 use republisher::entry::ItemKey;
-use republisher::settings::Settings;
 use republisher::{App, handle};
 use serde_json::Value;
-use shared::fallback::{FallbackProducer, FallbackSettings};
 use shared::headers;
-use shared::kafka::KafkaSettings;
 use shared::record::{EventId, StandbyRecord};
-use shared::standby_table::StandbyTable;
-use shared::state_table::StateTable;
 
 /// Fails every `every`-th delete call before touching DynamoDB (a throttled or failed request).
 struct FlakyDeletes {
@@ -101,38 +95,23 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
     let mut stack = Stack::attach()?;
     let bootstrap = stack.bootstrap_servers();
     let aws = testkit::aws_config(&stack.aws_endpoint()).await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let topic = testkit::unique_name("chaos-orders");
-    let dead_letter_topic = testkit::unique_name("chaos-dlt");
-    testkit::create_topic(&bootstrap, &topic, 12, 3, &[]).await?;
-    testkit::create_topic(&bootstrap, &dead_letter_topic, 1, 3, &[]).await?;
-    let standby = StandbyTable::new(dynamodb.clone(), testkit::unique_name("chaos-standby"));
-    standby.create().await?;
-    let state = StateTable::new(dynamodb.clone(), testkit::unique_name("chaos-state"));
-    state.create().await?;
-    let env = HashMap::from([
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
-        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-        ("KAFKA_DELIVERY_TIMEOUT_MS", "2000"),
-        ("STANDBY_TABLE_NAME", standby.name()),
-        ("STATE_TABLE_NAME", state.name()),
-        ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
-        ("REPUBLISH_MARGIN_MS", "500"),
-    ]);
+    let outage::Rig {
+        dynamodb,
+        topic,
+        dead_letter_topic,
+        standby,
+        republisher: settings,
+        producer,
+        ..
+    } = outage::Rig::new(
+        &stack,
+        &aws,
+        "chaos",
+        shared::fallback::DEFAULT_RECHECK_MAX_DELAY,
+    )
+    .await?;
 
     // 1. Produce through a crash of every broker, with malformed items slipped into the table.
-    let kafka = KafkaSettings::from_env(&env, "chaos-producer", Duration::from_secs(2))?;
-    let producer = Arc::new(FallbackProducer::new(
-        kafka.producer()?,
-        kafka.delivery_timeout,
-        standby.clone(),
-        FallbackSettings {
-            producer_id: "chaos-producer".into(),
-            dead_letter_topic: dead_letter_topic.clone(),
-            retention: Duration::from_secs(3600),
-            recheck_max_delay: shared::fallback::DEFAULT_RECHECK_MAX_DELAY,
-        },
-    ));
     let malformed = malformed_items(&topic);
     for (_, item) in &malformed {
         dynamodb
@@ -144,7 +123,7 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
     }
     // 2. Meanwhile drain — as the stream-triggered Lambda would — through killed invocations,
     //    duplicated deliveries and failing deletes.
-    let app = App::new(Settings::from_env(&env)?, dynamodb.clone())?;
+    let app = App::new(settings, dynamodb.clone())?;
     let flaky = FlakyDeletes {
         inner: app.table,
         every: 4,

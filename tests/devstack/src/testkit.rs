@@ -247,6 +247,40 @@ pub fn message_count(bootstrap: &str, topic: &str) -> Result<i64> {
 }
 
 /// Names of the resources `devstack provision` creates for `make invoke` and `make demo`.
+/// Pushes one `CpuUser` and one `CpuSystem` datapoint per broker into CloudWatch (moto), with
+/// MSK's dimensions, as the autoscaler reads them.
+pub async fn push_broker_cpu(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    cluster_name: &str,
+    brokers: &[i32],
+    user: f64,
+    system: f64,
+) -> Result<()> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let dimension =
+        |name: &str, value: String| Dimension::builder().name(name).value(value).build();
+    for broker in brokers {
+        for (metric, value) in [("CpuUser", user), ("CpuSystem", system)] {
+            cloudwatch
+                .put_metric_data()
+                .namespace("AWS/Kafka")
+                .metric_data(
+                    MetricDatum::builder()
+                        .metric_name(metric)
+                        .dimensions(dimension("Cluster Name", cluster_name.to_string()))
+                        .dimensions(dimension("Broker ID", broker.to_string()))
+                        .timestamp(DateTime::from(std::time::SystemTime::now()))
+                        .value(value)
+                        .build(),
+                )
+                .send()
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 pub mod local {
     pub const STANDBY_TABLE: &str = "standby-events";
     pub const STATE_TABLE: &str = "standby-state";

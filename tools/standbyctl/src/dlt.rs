@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header as KafkaHeader, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -21,7 +21,7 @@ use shared::state_table::StateTable;
 use crate::cli::DltFilterArgs;
 use crate::error::{CtlError, Finish};
 use crate::patch::{self, Jq, PatchError};
-use crate::render::{self, DecodedValue, Report, Shown};
+use crate::render::{self, DecodedValue, HeaderView, Report, Shown};
 
 /// State-table partition key of redrive records (sort key: `{dlt topic}/{partition}/{offset}`).
 pub const REDRIVE_PK: &str = "standbyctl#redrive";
@@ -145,28 +145,65 @@ impl DltFilter {
     }
 }
 
-/// Every record now in `topic`, by partition and offset.
-pub fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<DltRecord>, CtlError> {
+/// How long a metadata, watermark or fetch call may take.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A consumer that joins no group and commits nothing, and `topic`'s partition count.
+fn open(
+    settings: &KafkaSettings,
+    topic: &str,
+) -> Result<(BaseConsumer<KafkaContext>, i32), CtlError> {
     let consumer: BaseConsumer<KafkaContext> = settings
         .client_config()
         .set("group.id", "standbyctl")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create_with_context(settings.context())?;
-    let timeout = Duration::from_secs(15);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions = match metadata.topics().first() {
-        Some(t) if t.error().is_none() => t.partitions().len() as i32,
-        _ => {
-            return Err(CtlError::Usage(format!(
-                "there is no topic {topic:?} on these brokers (check --topic / STANDBY_DEAD_LETTER_TOPIC)"
-            )));
-        }
-    };
+    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
+    match metadata.topics().first() {
+        Some(t) if t.error().is_none() => Ok((consumer, t.partitions().len() as i32)),
+        _ => Err(CtlError::Usage(format!(
+            "there is no topic {topic:?} on these brokers (check --topic / STANDBY_DEAD_LETTER_TOPIC)"
+        ))),
+    }
+}
+
+fn timed_out() -> CtlError {
+    CtlError::Kafka(rdkafka::error::KafkaError::MessageConsumption(
+        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+    ))
+}
+
+fn owned(message: &BorrowedMessage<'_>) -> DltRecord {
+    DltRecord {
+        id: DltId {
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers: message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        name: h.key.to_string(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Every record now in `topic`, by partition and offset.
+pub fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<DltRecord>, CtlError> {
+    let (consumer, partitions) = open(settings, topic)?;
     let mut assignment = TopicPartitionList::new();
     let mut remaining: HashMap<i32, i64> = HashMap::new();
     for partition in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let (low, high) = consumer.fetch_watermarks(topic, partition, KAFKA_TIMEOUT)?;
         if high > low {
             assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
             remaining.insert(partition, high);
@@ -178,55 +215,54 @@ pub fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<DltRecord>,
     }
     consumer.assign(&assignment)?;
     while !remaining.is_empty() {
-        match consumer.poll(timeout) {
-            None => {
-                return Err(CtlError::Kafka(
-                    rdkafka::error::KafkaError::MessageConsumption(
-                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                    ),
-                ));
-            }
+        match consumer.poll(KAFKA_TIMEOUT) {
+            None => return Err(timed_out()),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
                 remaining.remove(&partition);
             }
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(message)) => {
-                let partition = message.partition();
-                let Some(&high) = remaining.get(&partition) else {
+                let Some(&high) = remaining.get(&message.partition()) else {
                     continue;
                 };
-                if message.offset() >= high {
-                    remaining.remove(&partition);
-                    continue;
+                if message.offset() < high {
+                    records.push(owned(&message));
                 }
-                records.push(DltRecord {
-                    id: DltId {
-                        partition,
-                        offset: message.offset(),
-                    },
-                    timestamp_ms: message.timestamp().to_millis(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers: message
-                        .headers()
-                        .map(|hs| {
-                            hs.iter()
-                                .map(|h| Header {
-                                    name: h.key.to_string(),
-                                    value: h.value.map(<[u8]>::to_vec),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                });
                 if message.offset() + 1 >= high {
-                    remaining.remove(&partition);
+                    remaining.remove(&message.partition());
                 }
             }
         }
     }
     records.sort_by_key(|r| r.id);
     Ok(records)
+}
+
+/// The record at `id`, fetched directly (not by reading the topic).
+pub fn read_one(settings: &KafkaSettings, topic: &str, id: DltId) -> Result<DltRecord, CtlError> {
+    let missing = || CtlError::NotFound(format!("no record {id} in {topic}"));
+    let (consumer, partitions) = open(settings, topic)?;
+    if !(0..partitions).contains(&id.partition) {
+        return Err(missing());
+    }
+    let (low, high) = consumer.fetch_watermarks(topic, id.partition, KAFKA_TIMEOUT)?;
+    if !(low..high).contains(&id.offset) {
+        return Err(missing());
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, id.partition, Offset::Offset(id.offset))?;
+    consumer.assign(&assignment)?;
+    loop {
+        match consumer.poll(KAFKA_TIMEOUT) {
+            None => return Err(timed_out()),
+            // Past the offset without seeing it: compacted away.
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Err(missing()),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(message)) if message.offset() == id.offset => return Ok(owned(&message)),
+            Some(Ok(message)) if message.offset() > id.offset => return Err(missing()),
+            Some(Ok(_)) => {}
+        }
+    }
 }
 
 /// Where a record went when it was redriven.
@@ -355,11 +391,7 @@ impl RedriveLog {
 }
 
 fn age_of(timestamp_ms: Option<i64>) -> Option<u64> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64;
-    timestamp_ms.map(|t| (now.saturating_sub(t).max(0) / 1000) as u64)
+    timestamp_ms.map(|t| render::now_ms().saturating_sub(t.max(0) as u64) / 1000)
 }
 
 #[derive(Debug, Serialize)]
@@ -410,19 +442,12 @@ impl Report for DltLsReport {
             }
             table.add_row(cells);
         }
-        let mut out = if self.records.is_empty() {
-            String::new()
-        } else {
-            format!("{table}\n")
-        };
-        out.push_str(&format!("{} record(s)", self.total));
-        if self.records.len() < self.total {
-            out.push_str(&format!(
-                " ({} shown; raise --limit for more)",
-                self.records.len()
-            ));
-        }
-        out
+        render::listing(
+            (!self.records.is_empty()).then(|| table.to_string()),
+            &format!("{} record(s)", self.total),
+            self.records.len(),
+            self.total,
+        )
     }
 }
 
@@ -459,12 +484,6 @@ pub async fn ls(
 }
 
 #[derive(Debug, Serialize)]
-pub struct HeaderView {
-    pub name: String,
-    pub value: Option<Shown>,
-}
-
-#[derive(Debug, Serialize)]
 pub struct DltShowReport {
     pub id: String,
     pub topic: String,
@@ -477,30 +496,18 @@ pub struct DltShowReport {
 impl Report for DltShowReport {
     fn human(&self) -> String {
         let mut out = format!(
-            "record         {}/{}\nage            {}\nkey            {}\nschema version {}\nvalue          {} bytes\nheaders        {}\n",
+            "record         {}/{}\nage            {}\nkey            {}\nschema version {}\nvalue          {} bytes\n{}",
             self.topic,
             self.id,
             self.age_seconds
                 .map_or_else(|| "-".into(), |s| render::age(Duration::from_secs(s))),
-            self.key
-                .as_ref()
-                .map_or_else(|| "(null)".into(), Shown::text),
+            render::or_null(self.key.as_ref()),
             self.value
                 .schema_version
                 .map_or_else(|| "(no prefix)".into(), |v| v.to_string()),
             self.value.bytes,
-            self.headers.len()
+            render::header_lines(&self.headers)
         );
-        for header in &self.headers {
-            out.push_str(&format!(
-                "  {}: {}\n",
-                header.name,
-                header
-                    .value
-                    .as_ref()
-                    .map_or_else(|| "(null)".into(), Shown::text)
-            ));
-        }
         out.push_str(&format!("payload\n{}", self.value.payload.text()));
         out
     }
@@ -512,23 +519,13 @@ pub fn show(
     id: DltId,
     force_hex: bool,
 ) -> Result<DltShowReport, CtlError> {
-    let record = read_all(settings, topic)?
-        .into_iter()
-        .find(|r| r.id == id)
-        .ok_or_else(|| CtlError::NotFound(format!("no record {id} in {topic}")))?;
+    let record = read_one(settings, topic, id)?;
     Ok(DltShowReport {
         id: id.to_string(),
         topic: topic.to_string(),
         age_seconds: age_of(record.timestamp_ms),
         key: record.key.as_deref().map(|k| Shown::of(k, force_hex)),
-        headers: record
-            .headers
-            .iter()
-            .map(|h| HeaderView {
-                name: h.name.clone(),
-                value: h.value.as_deref().map(|v| Shown::of(v, force_hex)),
-            })
-            .collect(),
+        headers: HeaderView::all(&record.headers, force_hex),
         value: DecodedValue::of(&record.value, force_hex),
     })
 }
@@ -596,11 +593,12 @@ impl Report for RedriveReport {
         } else {
             format!("redrove {} of {} record(s)", self.sent, self.selected)
         };
-        if self.records.is_empty() {
-            summary
-        } else {
-            format!("{table}\n{summary}")
-        }
+        render::listing(
+            (!self.records.is_empty()).then(|| table.to_string()),
+            &summary,
+            0,
+            0,
+        )
     }
 }
 

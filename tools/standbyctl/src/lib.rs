@@ -96,7 +96,7 @@ async fn standby_command(command: StandbyCommand, output: Output) -> Result<Fini
             let filter = StandbyFilter::try_from(filter)?;
             let dynamodb = dynamodb().await;
             let standby = StandbyTable::new(dynamodb.clone(), &table.name);
-            let now = standby::now_ms();
+            let now = render::now_ms();
             let entries = standby::select(&standby, &filter, now).await?;
             if dry_run {
                 let report = standby::ReplayReport {
@@ -112,9 +112,7 @@ async fn standby_command(command: StandbyCommand, output: Output) -> Result<Fini
                 return Ok(Finish::Done);
             }
             let kafka = kafka()?;
-            let producer = kafka
-                .producer_config()
-                .create_with_context(kafka.context())?;
+            let producer = kafka.producer()?;
             let sink = KafkaSink::new(producer, dead_letter_topic);
             let deleter = DynamoTable::new(dynamodb, table.name);
             let progress =

@@ -1,11 +1,12 @@
 //! Printing: tables for people (comfy-table), JSON for scripts, and how bytes are shown.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 use shared::envelope::Envelope;
+use shared::record::Header;
 
 use crate::cli::Output;
 
@@ -71,6 +72,60 @@ impl Shown {
 fn is_printable(text: &str) -> bool {
     text.chars()
         .all(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r'))
+}
+
+/// `Shown` text, or `(null)` for Kafka's null (a null key, a header without a value).
+pub fn or_null(shown: Option<&Shown>) -> String {
+    shown.map_or_else(|| "(null)".into(), Shown::text)
+}
+
+/// A header as shown: its name, its value as text or hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeaderView {
+    pub name: String,
+    pub value: Option<Shown>,
+}
+
+impl HeaderView {
+    pub fn all(headers: &[Header], force_hex: bool) -> Vec<Self> {
+        headers
+            .iter()
+            .map(|h| Self {
+                name: h.name.clone(),
+                value: h.value.as_deref().map(|v| Shown::of(v, force_hex)),
+            })
+            .collect()
+    }
+}
+
+/// The `headers` block of a `show`: the count, then one indented line per header.
+pub fn header_lines(headers: &[HeaderView]) -> String {
+    let mut out = format!("headers        {}\n", headers.len());
+    for header in headers {
+        out.push_str(&format!(
+            "  {}: {}\n",
+            header.name,
+            or_null(header.value.as_ref())
+        ));
+    }
+    out
+}
+
+/// A listing: the table when it has rows, the summary, and a note when `--limit` cut rows.
+pub fn listing(table: Option<String>, summary: &str, shown: usize, total: usize) -> String {
+    let mut out = table.map(|t| format!("{t}\n")).unwrap_or_default();
+    out.push_str(summary);
+    if shown < total {
+        out.push_str(&format!(" ({shown} shown; raise --limit for more)"));
+    }
+    out
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// A value split into its schema-version prefix (when framed) and payload.

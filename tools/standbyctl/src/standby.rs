@@ -5,7 +5,7 @@
 //! the republisher's by construction, not by imitation.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use republisher::adapters::{DynamoTable, KafkaSink};
@@ -16,19 +16,12 @@ use shared::record::attr;
 use shared::standby_table::StandbyTable;
 
 use crate::error::{CtlError, Finish};
-use crate::render::{self, DecodedValue, Report, Shown};
+use crate::render::{self, DecodedValue, HeaderView, Report, Shown, now_ms};
 use crate::selection::StandbyFilter;
 
 /// Items handed to the engine at once: big enough for concurrency across keys, small enough
 /// for a progress bar that moves.
 const REPLAY_CHUNK: usize = 500;
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
 
 /// Every item `filter` selects, oldest event first (event ids are UUIDv7, so a key's items
 /// keep their sort-key order), positions numbered in that order.
@@ -147,7 +140,11 @@ impl ItemRow {
     }
 }
 
-fn item_table(rows: &[ItemRow]) -> String {
+/// The rows as a table; `None` when there are none.
+fn item_table(rows: &[ItemRow]) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
     let mut table = render::table(&[
         "EVENT ID",
         "TOPIC",
@@ -176,7 +173,7 @@ fn item_table(rows: &[ItemRow]) -> String {
             },
         ]);
     }
-    table.to_string()
+    Some(table.to_string())
 }
 
 fn oldest_age_seconds(rows: &[ItemRow]) -> Option<u64> {
@@ -203,19 +200,12 @@ pub struct LsReport {
 
 impl Report for LsReport {
     fn human(&self) -> String {
-        let mut out = String::new();
-        if !self.items.is_empty() {
-            out.push_str(&item_table(&self.items));
-            out.push('\n');
-        }
-        out.push_str(&totals_line(self.total, self.oldest_age_seconds));
-        if self.items.len() < self.total {
-            out.push_str(&format!(
-                " ({} shown; raise --limit for more)",
-                self.items.len()
-            ));
-        }
-        out
+        render::listing(
+            item_table(&self.items),
+            &totals_line(self.total, self.oldest_age_seconds),
+            self.items.len(),
+            self.total,
+        )
     }
 }
 
@@ -312,12 +302,6 @@ pub async fn count(table: &StandbyTable, filter: &StandbyFilter) -> Result<Count
 }
 
 #[derive(Debug, Serialize)]
-pub struct HeaderView {
-    pub name: String,
-    pub value: Option<Shown>,
-}
-
-#[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ShowReport {
     Record {
@@ -360,24 +344,14 @@ impl Report for ShowReport {
             } => {
                 let mut out = format!(
                     "event id       {event_id}\npartition key  {partition_key}\ntopic          {topic}\nkey            {}\nproducer       {producer_id}\ncreated        {created_at} ({} ago)\nexpires        {expires_at}\nschema version {}\nvalue          {} bytes\n",
-                    key.as_ref().map_or_else(|| "(null)".into(), Shown::text),
+                    render::or_null(key.as_ref()),
                     render::age(Duration::from_secs(*age_seconds)),
                     value
                         .schema_version
                         .map_or_else(|| "(no prefix)".into(), |v| v.to_string()),
                     value.bytes,
                 );
-                out.push_str(&format!("headers        {}\n", headers.len()));
-                for header in headers {
-                    out.push_str(&format!(
-                        "  {}: {}\n",
-                        header.name,
-                        header
-                            .value
-                            .as_ref()
-                            .map_or_else(|| "(null)".into(), Shown::text)
-                    ));
-                }
+                out.push_str(&render::header_lines(headers));
                 out.push_str(&format!("payload\n{}", value.payload.text()));
                 out
             }
@@ -424,14 +398,7 @@ pub async fn show(
             created_at: rfc3339(record.created_at_ms),
             age_seconds: now.saturating_sub(record.created_at_ms) / 1000,
             expires_at: rfc3339(record.expires_at * 1000),
-            headers: record
-                .headers
-                .iter()
-                .map(|h| HeaderView {
-                    name: h.name.clone(),
-                    value: h.value.as_deref().map(|v| Shown::of(v, force_hex)),
-                })
-                .collect(),
+            headers: HeaderView::all(&record.headers, force_hex),
             value: DecodedValue::of(&record.value, force_hex),
             topic: record.topic,
         },
@@ -469,15 +436,11 @@ pub struct ReplayReport {
 impl Report for ReplayReport {
     fn human(&self) -> String {
         if self.dry_run {
-            let table = if self.items.is_empty() {
-                String::new()
-            } else {
-                format!("{}\n", item_table(&self.items))
-            };
-            return format!(
-                "{table}dry run: would replay {} item(s) (malformed ones to the dead-letter topic); nothing was sent or deleted",
+            let summary = format!(
+                "dry run: would replay {} item(s) (malformed ones to the dead-letter topic); nothing was sent or deleted",
                 self.selected
             );
+            return render::listing(item_table(&self.items), &summary, 0, 0);
         }
         let mut out = format!(
             "replayed {} of {} item(s): {} republished, {} dead-lettered, {} left in the table",
@@ -539,35 +502,35 @@ pub async fn replay(
         }
         let outcome = engine::process(&chunk, sink, table, &budget).await;
         for (entry, result) in chunk.iter().zip(&outcome.outcomes) {
-            let event_id = entry.event_id().to_string();
-            match result {
-                Outcome::Republished { .. } => report.republished += 1,
+            let trouble = match result {
+                Outcome::Republished { .. } => {
+                    report.republished += 1;
+                    None
+                }
                 Outcome::DeadLettered { reason } => {
                     report.dead_lettered += 1;
-                    report.troubles.push(Trouble {
-                        event_id,
-                        outcome: "dead-lettered",
-                        reason: reason.clone(),
-                    });
+                    Some(("dead-lettered", reason))
                 }
                 Outcome::Stranded { reason } => {
                     report.left_in_table += 1;
-                    report.troubles.push(Trouble {
-                        event_id,
-                        outcome: "stranded",
-                        reason: reason.clone(),
-                    });
+                    Some(("stranded", reason))
                 }
                 Outcome::Failed { reason } => {
                     report.left_in_table += 1;
-                    report.troubles.push(Trouble {
-                        event_id,
-                        outcome: "failed",
-                        reason: reason.clone(),
-                    });
+                    Some(("failed", reason))
                 }
-                Outcome::NotAttempted => report.left_in_table += 1,
-                Outcome::Skipped(_) => {}
+                Outcome::NotAttempted => {
+                    report.left_in_table += 1;
+                    None
+                }
+                Outcome::Skipped(_) => None,
+            };
+            if let Some((outcome, reason)) = trouble {
+                report.troubles.push(Trouble {
+                    event_id: entry.event_id().to_string(),
+                    outcome,
+                    reason: reason.clone(),
+                });
             }
         }
         // A delete that failed after a successful publish leaves the item for the republisher;
@@ -603,25 +566,18 @@ pub struct PurgeReport {
 
 impl Report for PurgeReport {
     fn human(&self) -> String {
-        let table = if self.items.is_empty() {
-            String::new()
-        } else {
-            format!("{}\n", item_table(&self.items))
-        };
-        if self.refused {
-            return format!(
-                "{table}would delete {} item(s); refusing without --yes (these events would be lost)",
+        let summary = match (self.refused, &self.error) {
+            (true, _) => format!(
+                "would delete {} item(s); refusing without --yes (these events would be lost)",
                 self.selected
-            );
-        }
-        let mut out = format!(
-            "{table}deleted {} of {} item(s)",
-            self.deleted, self.selected
-        );
-        if let Some(error) = &self.error {
-            out.push_str(&format!("; stopped: {error}"));
-        }
-        out
+            ),
+            (false, None) => format!("deleted {} of {} item(s)", self.deleted, self.selected),
+            (false, Some(error)) => format!(
+                "deleted {} of {} item(s); stopped: {error}",
+                self.deleted, self.selected
+            ),
+        };
+        render::listing(item_table(&self.items), &summary, 0, 0)
     }
 }
 
