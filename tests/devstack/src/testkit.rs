@@ -45,10 +45,23 @@ pub async fn create_topic(
     replication: i32,
     configs: &[(&str, &str)],
 ) -> Result<()> {
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+    create(bootstrap, topic, configs).await
+}
+
+/// Creates a topic whose partition `p` has the replicas `assignment[p]` (leader first), for tests
+/// that need data on particular brokers whatever else the cluster holds.
+pub async fn create_topic_on(bootstrap: &str, name: &str, assignment: &[Vec<i32>]) -> Result<()> {
+    let replicas: Vec<&[i32]> = assignment.iter().map(Vec::as_slice).collect();
+    let partitions = i32::try_from(assignment.len()).context("too many partitions")?;
+    let topic = NewTopic::new(name, partitions, TopicReplication::Variable(&replicas));
+    create(bootstrap, topic, &[]).await
+}
+
+async fn create(bootstrap: &str, mut topic: NewTopic<'_>, configs: &[(&str, &str)]) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
     for (key, value) in configs {
         topic = topic.set(key, value);
     }
