@@ -92,22 +92,14 @@ mod tests {
 
     #[test]
     fn direct_alarm_invocation() {
-        let event = json!({
-            "source": "aws.cloudwatch",
-            "alarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:msk-cpu",
-            "accountId": "123456789012",
-            "time": "2026-11-24T21:00:00.000+0000",
-            "region": "us-east-1",
-            "alarmData": {
-                "alarmName": "msk-cpu",
-                "state": {"value": "ALARM", "reason": "Threshold Crossed", "timestamp": "2026-11-24T21:00:00.000+0000"},
-                "configuration": {"metrics": []}
-            }
-        });
+        let event: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../events/autoscaler/alarm-direct-alarm.json"
+        ))
+        .unwrap();
         assert_eq!(
             parse(&event).unwrap(),
             Signal::Alarm {
-                name: "msk-cpu".into(),
+                name: "msk-broker-cpu-high".into(),
                 state: "ALARM".into()
             }
         );

@@ -19,19 +19,14 @@ use devstack::testkit;
 use serde_json::{Value, json};
 use shared::state_table::StateTable;
 
+/// The sample direct alarm invocation, in `state`.
 fn alarm(state: &str) -> Value {
-    json!({
-        "source": "aws.cloudwatch",
-        "alarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:msk-broker-cpu",
-        "accountId": "123456789012",
-        "time": "2026-11-24T21:00:00.000+0000",
-        "region": "us-east-1",
-        "alarmData": {
-            "alarmName": "msk-broker-cpu",
-            "state": {"value": state, "reason": "test", "timestamp": "2026-11-24T21:00:00.000+0000"},
-            "configuration": {"metrics": []}
-        }
-    })
+    let mut event: Value = serde_json::from_str(include_str!(
+        "../../../events/autoscaler/alarm-direct-alarm.json"
+    ))
+    .expect("the sample alarm event is JSON");
+    event["alarmData"]["state"]["value"] = state.into();
+    event
 }
 
 fn recheck() -> Value {

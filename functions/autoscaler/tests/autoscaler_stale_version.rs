@@ -16,7 +16,6 @@ use autoscaler::ports::{ControlError, ControlPlane, CpuMetrics};
 use autoscaler::settings::Settings;
 use devstack::Stack;
 use devstack::testkit;
-use serde_json::json;
 use shared::state_table::StateTable;
 
 const ARN: &str = "arn:aws:kafka:us-east-1:123456789012:cluster/stale/abc";
@@ -110,18 +109,9 @@ async fn a_stale_version_is_read_again_and_decided_again() -> Result<()> {
             ("MAX_BROKERS", "12"),
         ]))?,
     };
-    let alarm = json!({
-        "source": "aws.cloudwatch",
-        "alarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:msk-broker-cpu",
-        "accountId": "123456789012",
-        "time": "2026-11-25T01:00:00.000+0000",
-        "region": "us-east-1",
-        "alarmData": {
-            "alarmName": "msk-broker-cpu",
-            "state": {"value": "ALARM", "reason": "test", "timestamp": "2026-11-25T01:00:00.000+0000"},
-            "configuration": {"metrics": []}
-        }
-    });
+    let alarm: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../events/autoscaler/alarm-direct-alarm.json"
+    ))?;
 
     let report = handle(&app, alarm.clone()).await?;
 

@@ -81,19 +81,11 @@ pub struct Scaled {
     pub elapsed: Duration,
 }
 
-fn alarm() -> Value {
-    json!({
-        "source": "aws.cloudwatch",
-        "alarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:local-msk-broker-cpu-high",
-        "accountId": "123456789012",
-        "time": "2026-11-24T21:00:00.000+0000",
-        "region": "us-east-1",
-        "alarmData": {
-            "alarmName": "local-msk-broker-cpu-high",
-            "state": {"value": "ALARM", "reason": "Threshold Crossed", "timestamp": "2026-11-24T21:00:00.000+0000"},
-            "configuration": {"metrics": []}
-        }
-    })
+/// The sample direct alarm invocation, as CloudWatch sends it to the autoscaler.
+fn alarm() -> Result<Value> {
+    Ok(serde_json::from_str(include_str!(
+        "../../../events/autoscaler/alarm-direct-alarm.json"
+    ))?)
 }
 
 fn schedule() -> Value {
@@ -140,7 +132,7 @@ pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> 
     progress("broker CPU at 65% (CpuUser 45 + CpuSystem 20) for every broker");
     testkit::push_broker_cpu(&cloudwatch, MSK_CLUSTER_NAME, &brokers, 45.0, 20.0).await?;
     progress("alarm fires: invoking the autoscaler");
-    let report = autoscaler::handler::handle(&app, alarm()).await?;
+    let report = autoscaler::handler::handle(&app, alarm()?).await?;
     if !matches!(report.decision, Decision::ScaleOut { .. }) || report.operation_arn.is_none() {
         bail!("the autoscaler did not scale out: {report:?}");
     }

@@ -107,23 +107,7 @@ pub fn consume(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<Consumed>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("devstack-reader"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .context("topic missing from metadata")?;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions as i32 {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
+    let (consumer, _) = reader(bootstrap, topic, ("isolation.level", "read_committed"))?;
 
     let mut by_partition: HashMap<i32, Vec<Consumed>> = HashMap::new();
     let mut count = 0;
@@ -136,24 +120,10 @@ pub fn consume(
             continue;
         };
         let message = message?;
-        let headers = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
         by_partition
             .entry(message.partition())
             .or_default()
-            .push(Consumed {
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().map(<[u8]>::to_vec),
-                headers,
-            });
+            .push(owned(&message));
         count += 1;
     }
     let mut partitions: Vec<_> = by_partition.into_iter().collect();
@@ -169,23 +139,7 @@ pub fn consume(
 /// Use it after the writers are done; it does not depend on a message count read beforehand.
 pub fn consume_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Vec<Consumed>> {
     use std::collections::HashSet;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("devstack-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .context("topic missing from metadata")? as i32;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
+    let (consumer, partitions) = reader(bootstrap, topic, ("enable.partition.eof", "true"))?;
 
     let mut messages = Vec::new();
     let mut at_end: HashSet<i32> = HashSet::new();
@@ -219,6 +173,30 @@ pub fn consume_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Ve
     }
     messages.sort_by_key(|m| (m.partition, m.offset));
     Ok(messages)
+}
+
+/// A consumer outside any committed group, assigned every partition of `topic` from the
+/// beginning, with one extra setting; and the number of partitions.
+fn reader(bootstrap: &str, topic: &str, setting: (&str, &str)) -> Result<(BaseConsumer, i32)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("devstack-reader"))
+        .set("enable.auto.commit", "false")
+        .set(setting.0, setting.1)
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .context("topic missing from metadata")?;
+    let partitions = i32::try_from(partitions)?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok((consumer, partitions))
 }
 
 fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {

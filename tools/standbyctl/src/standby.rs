@@ -13,7 +13,7 @@ use republisher::engine::{self, Budget, Outcome, Table};
 use republisher::entry::{self, Entry, Work};
 use serde::Serialize;
 use shared::record::attr;
-use shared::standby_table::StandbyTable;
+use shared::standby_table::{StandbyTable, TableError};
 
 use crate::error::{CtlError, Finish};
 use crate::render::{self, DecodedValue, HeaderView, Report, Shown, now_ms};
@@ -22,6 +22,11 @@ use crate::selection::StandbyFilter;
 /// Items handed to the engine at once: big enough for concurrency across keys, small enough
 /// for a progress bar that moves.
 const REPLAY_CHUNK: usize = 500;
+
+/// A failed read of the standby table; a missing table is a configuration mistake.
+fn standby_table_error(table: &StandbyTable, error: TableError) -> CtlError {
+    CtlError::table(table.name(), "--table / STANDBY_TABLE_NAME", error)
+}
 
 /// Every item `filter` selects, oldest event first (event ids are UUIDv7, so a key's items
 /// keep their sort-key order), positions numbered in that order.
@@ -57,9 +62,7 @@ pub async fn select(
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| {
-                        CtlError::table(table.name(), "--table / STANDBY_TABLE_NAME", e.into())
-                    })?;
+                    .map_err(|e| standby_table_error(table, e.into()))?;
                 (out.items.unwrap_or_default(), out.last_evaluated_key)
             }
             None => {
@@ -74,9 +77,7 @@ pub async fn select(
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| {
-                        CtlError::table(table.name(), "--table / STANDBY_TABLE_NAME", e.into())
-                    })?;
+                    .map_err(|e| standby_table_error(table, e.into()))?;
                 (out.items.unwrap_or_default(), out.last_evaluated_key)
             }
         };
