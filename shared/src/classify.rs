@@ -53,6 +53,33 @@ pub fn classify(error: &KafkaError) -> Disposition {
         .map_or(Disposition::Retriable, classify_code)
 }
 
+/// Whether a retriable failure concerns the record's topic only (the topic's authorization), so
+/// that other topics' events still go through. The republisher holds back the affected key rather
+/// than failing a whole stream batch, which would stop every other key of the shard.
+pub fn concerns_topic_only(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed)
+    )
+}
+
+/// Whether the error says the topic does not exist. Brokers can say so for a while during
+/// restarts (stale metadata), so callers confirm with a fresh metadata request before treating
+/// it as permanent.
+pub fn says_topic_missing(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(C::UnknownTopic | C::UnknownTopicOrPartition | C::UnknownTopicId)
+    )
+}
+
+/// Whether librdkafka's producer has entered its fatal state (idempotence guarantees broken):
+/// every later produce on that instance fails, so the instance must be replaced.
+pub fn is_fatal(error: &KafkaError) -> bool {
+    matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +141,16 @@ mod tests {
             classify(&KafkaError::MessageProduction(C::MessageSizeTooLarge)),
             Disposition::NonRetriable
         );
+    }
+
+    #[test]
+    fn scopes_of_failures() {
+        let produce = |code| KafkaError::MessageProduction(code);
+        assert!(concerns_topic_only(&produce(C::TopicAuthorizationFailed)));
+        assert!(!concerns_topic_only(&produce(C::MessageTimedOut)));
+        assert!(says_topic_missing(&produce(C::UnknownTopicOrPartition)));
+        assert!(!says_topic_missing(&produce(C::MessageSizeTooLarge)));
+        assert!(is_fatal(&produce(C::Fatal)));
+        assert!(!is_fatal(&produce(C::OutOfOrderSequenceNumber)));
     }
 }

@@ -10,6 +10,8 @@
 //! | `KAFKA_DELIVERY_TIMEOUT_MS` | the caller's default | how long a produce may wait for its ack |
 //! | `AWS_REGION` | required for `SASL_SSL` | region the IAM token is signed for |
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -17,7 +19,8 @@ use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::config::{self, Env};
 use crate::error::ConfigError;
@@ -185,6 +188,103 @@ impl KafkaSettings {
     /// A producer built from [`Self::producer_config`] and [`Self::context`].
     pub fn producer(&self) -> Result<FutureProducer<KafkaContext>, KafkaError> {
         self.producer_config().create_with_context(self.context())
+    }
+
+    /// A [`RenewingProducer`] over [`Self::producer_config`] with `overrides` applied.
+    pub fn renewing_producer(
+        &self,
+        overrides: &[(&str, &str)],
+    ) -> Result<RenewingProducer, KafkaError> {
+        let mut config = self.producer_config();
+        for (name, value) in overrides {
+            config.set(*name, *value);
+        }
+        let settings = self.clone();
+        RenewingProducer::new(Box::new(move || {
+            config.create_with_context(settings.context())
+        }))
+    }
+}
+
+/// Builds a producer; called again whenever the current one has to be replaced.
+pub type ProducerFactory =
+    Box<dyn Fn() -> Result<FutureProducer<KafkaContext>, KafkaError> + Send + Sync>;
+
+/// An idempotent producer that replaces itself when librdkafka enters its fatal state.
+///
+/// With `enable.idempotence=true`, librdkafka raises a fatal error when it can no longer keep
+/// its ordering and no-duplicate guarantees (e.g. the broker lost the producer's state); from
+/// then on every produce on that instance fails. A warm Lambda environment or a long-running
+/// producer application would fail forever, so the first send that sees the fatal error swaps
+/// in a new instance (the failing send still fails: its event is retried or diverted by the
+/// caller, as for any retriable error).
+pub struct RenewingProducer {
+    current: std::sync::RwLock<Arc<FutureProducer<KafkaContext>>>,
+    build: ProducerFactory,
+    renewals: AtomicUsize,
+}
+
+impl RenewingProducer {
+    pub fn new(build: ProducerFactory) -> Result<Self, KafkaError> {
+        Ok(Self {
+            current: std::sync::RwLock::new(Arc::new(build()?)),
+            build,
+            renewals: AtomicUsize::new(0),
+        })
+    }
+
+    /// The producer in use now.
+    pub fn current(&self) -> Arc<FutureProducer<KafkaContext>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many times the producer was replaced.
+    pub fn renewals(&self) -> usize {
+        self.renewals.load(Ordering::Relaxed)
+    }
+
+    /// Sends `record` and waits for its delivery report: `(partition, offset)` once acked.
+    /// `queue_timeout` bounds the wait for room in the local queue.
+    pub async fn send<K, P>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        queue_timeout: Duration,
+    ) -> Result<(i32, i64), KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let producer = self.current();
+        match producer.send(record, queue_timeout).await {
+            Ok(delivery) => Ok((delivery.partition, delivery.offset)),
+            Err((error, _)) => {
+                if crate::classify::is_fatal(&error) {
+                    self.renew(&producer, &error);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn renew(&self, broken: &Arc<FutureProducer<KafkaContext>>, error: &KafkaError) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        // Concurrent sends see the same fatal error: only the first replaces the instance.
+        if !Arc::ptr_eq(&current, broken) {
+            return;
+        }
+        match (self.build)() {
+            Ok(producer) => {
+                *current = Arc::new(producer);
+                self.renewals.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "the Kafka producer hit a fatal error; replaced it with a new instance");
+            }
+            Err(build_error) => {
+                tracing::error!(%error, %build_error, "the Kafka producer hit a fatal error and a new one could not be built; will try again on the next send");
+            }
+        }
     }
 }
 

@@ -234,6 +234,38 @@ pub fn partition_key(topic: &str, key: Option<&[u8]>, event_id: EventId) -> Stri
     }
 }
 
+/// The topic backlog marker: one item per topic, written by producers before any event of the
+/// topic goes to the standby table, so every producer instance (also one restarted mid-outage)
+/// learns that the topic has events waiting and checks a key before sending it straight to Kafka.
+/// The sweep removes it once a full pass finds no event of the topic left.
+///
+/// Its partition key `{topic}#backlog` cannot collide with an event's (`{topic}#k#…`,
+/// `{topic}#n#…`): Kafka topic names have no `#`. Every reader of the table recognises it by
+/// [`marker_topic`] before decoding an item as a [`StandbyRecord`].
+pub mod marker {
+    /// Sort key value of every marker item.
+    pub const SORT_KEY: &str = "backlog";
+    /// Attribute: when a producer last wrote an event of the topic to the table, ms since the
+    /// Unix epoch (the producer's clock).
+    pub const RAISED_AT: &str = "raised_at";
+    const SUFFIX: &str = "#backlog";
+
+    /// Partition key of `topic`'s marker.
+    pub fn partition_key(topic: &str) -> String {
+        format!("{topic}{SUFFIX}")
+    }
+
+    /// The topic whose marker has partition key `pk`, or `None` for an event's partition key.
+    pub fn marker_topic(pk: &str) -> Option<&str> {
+        pk.strip_suffix(SUFFIX).filter(|topic| !topic.contains('#'))
+    }
+}
+
+/// The topic of an event's partition key (`{topic}#k#…` or `{topic}#n#…`).
+pub fn topic_of_partition_key(pk: &str) -> Option<&str> {
+    pk.split_once('#').map(|(topic, _)| topic)
+}
+
 /// The item layout, attribute by attribute. Private: callers use [`StandbyRecord`].
 #[derive(Debug, Serialize, Deserialize)]
 struct StandbyItem {
@@ -512,5 +544,20 @@ mod tests {
         let mut sorted = texts.clone();
         sorted.sort();
         assert_eq!(texts, sorted);
+    }
+
+    #[test]
+    fn backlog_markers_never_look_like_an_event_partition_key() {
+        let pk = marker::partition_key("orders.v1");
+        assert_eq!(pk, "orders.v1#backlog");
+        assert_eq!(marker::marker_topic(&pk), Some("orders.v1"));
+        let event = sample();
+        assert_eq!(marker::marker_topic(&event.partition_key()), None);
+        assert_eq!(
+            topic_of_partition_key(&event.partition_key()),
+            Some("orders")
+        );
+        // A key whose hash happened to end in "backlog" is still an event's key.
+        assert_eq!(marker::marker_topic("orders#k#backlog"), None);
     }
 }

@@ -1,5 +1,6 @@
-//! The standby table in DynamoDB: the writes and reads the producer fallback (and later the
-//! republisher and operator tools) make, over the record format in [`crate::record`].
+//! The standby table in DynamoDB: the writes and reads the producer fallback, the republisher
+//! and the operator tools make, over the record format in [`crate::record`] and the topic
+//! backlog markers of [`crate::record::marker`].
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
@@ -11,7 +12,10 @@ use aws_sdk_dynamodb::types::{
 
 use crate::config::{self, Env};
 use crate::error::ConfigError;
-use crate::record::{StandbyRecord, attr};
+use crate::record::{StandbyRecord, attr, marker};
+
+/// One item as the SDK returns it.
+pub type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// Name of the variable holding the table name.
 pub const TABLE_NAME: &str = "STANDBY_TABLE_NAME";
@@ -93,6 +97,146 @@ impl StandbyTable {
             .send()
             .await?;
         Ok(page.count() > 0)
+    }
+
+    /// The items of partition key `pk` whose event id sorts at or before `up_to` (all of them
+    /// when `None`), oldest first, read strongly consistent and across pages. This is the order
+    /// gate's read: whatever delivered a record (stream, sweep, operator), the key's earlier
+    /// events are published first.
+    pub async fn backlog(&self, pk: &str, up_to: Option<&str>) -> Result<Vec<Item>, TableError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .expression_attribute_names("#pk", attr::PARTITION_KEY)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            query = match up_to {
+                Some(up_to) => query
+                    .key_condition_expression("#pk = :pk AND #id <= :up_to")
+                    .expression_attribute_names("#id", attr::EVENT_ID)
+                    .expression_attribute_values(":up_to", AttributeValue::S(up_to.to_string())),
+                None => query.key_condition_expression("#pk = :pk"),
+            };
+            let page = query.send().await?;
+            items.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// One page of a strongly consistent scan from `start`.
+    pub async fn scan_page(
+        &self,
+        start: Option<Item>,
+        limit: i32,
+    ) -> Result<(Vec<Item>, Option<Item>), TableError> {
+        let page = self
+            .client
+            .scan()
+            .table_name(&self.name)
+            .set_exclusive_start_key(start)
+            .limit(limit)
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok((page.items.unwrap_or_default(), page.last_evaluated_key))
+    }
+
+    /// Raises (or refreshes) `topic`'s backlog marker to `now_ms`. Never moves it back: a
+    /// writer whose clock lags leaves a later value in place.
+    pub async fn raise_marker(&self, topic: &str, now_ms: u64) -> Result<(), TableError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(
+                attr::PARTITION_KEY,
+                AttributeValue::S(marker::partition_key(topic)),
+            )
+            .key(attr::EVENT_ID, AttributeValue::S(marker::SORT_KEY.into()))
+            .update_expression("SET #at = :now")
+            .condition_expression("attribute_not_exists(#at) OR #at < :now")
+            .expression_attribute_names("#at", marker::RAISED_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(
+                    e.err(),
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// When `topic`'s backlog marker was last raised (ms since the epoch), if it is up
+    /// (strongly consistent).
+    pub async fn marker_raised_at(&self, topic: &str) -> Result<Option<u64>, TableError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(
+                attr::PARTITION_KEY,
+                AttributeValue::S(marker::partition_key(topic)),
+            )
+            .key(attr::EVENT_ID, AttributeValue::S(marker::SORT_KEY.into()))
+            .consistent_read(true)
+            .send()
+            .await?
+            .item;
+        // A marker whose timestamp is unreadable still says "backlog": order first.
+        Ok(item.map(|item| match item.get(marker::RAISED_AT) {
+            Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+            _ => 0,
+        }))
+    }
+
+    /// Removes `topic`'s marker if it was last raised before `raised_before_ms`; returns
+    /// whether it was removed.
+    pub async fn clear_marker(
+        &self,
+        topic: &str,
+        raised_before_ms: u64,
+    ) -> Result<bool, TableError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .key(
+                attr::PARTITION_KEY,
+                AttributeValue::S(marker::partition_key(topic)),
+            )
+            .key(attr::EVENT_ID, AttributeValue::S(marker::SORT_KEY.into()))
+            .condition_expression("#at < :before")
+            .expression_attribute_names("#at", marker::RAISED_AT)
+            .expression_attribute_values(":before", AttributeValue::N(raised_before_ms.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(
+                    e.err(),
+                    aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Creates the table as `template.yaml` declares it (keys and a NEW_IMAGE stream), for the

@@ -107,6 +107,29 @@ impl StateTable {
         }
     }
 
+    /// Every item under partition key `pk`, strongly consistent, in sort-key order.
+    pub async fn list(&self, pk: &str) -> Result<Vec<Item>, TableError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            items.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     pub async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {
         self.client
             .delete_item()

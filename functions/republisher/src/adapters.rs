@@ -1,35 +1,45 @@
 //! The real ports: Kafka through rdkafka, DynamoDB through the AWS SDK.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureRecord, Producer};
 use shared::headers;
-use shared::kafka::KafkaContext;
+use shared::kafka::RenewingProducer;
 use shared::record::{Header, StandbyRecord, attr};
+use shared::standby_table::StandbyTable;
 
 use crate::dead_letter::DeadLetter;
 use crate::engine::{DeleteFailure, Sink, Table};
-use crate::entry::ItemKey;
+use crate::entry::{self, Entry, ItemKey};
+
+/// How long a metadata request confirming a missing topic may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// DynamoDB's limit of requests per `BatchWriteItem`.
 const BATCH_WRITE_LIMIT: usize = 25;
 
-/// Publishes through one idempotent producer, built once per execution environment.
+/// Publishes through one idempotent producer, built once per execution environment (and again
+/// after a fatal error, see [`RenewingProducer`]).
 pub struct KafkaSink {
-    producer: FutureProducer<KafkaContext>,
+    producer: RenewingProducer,
     dead_letter_topic: String,
 }
 
 impl KafkaSink {
-    pub fn new(producer: FutureProducer<KafkaContext>, dead_letter_topic: String) -> Self {
+    pub fn new(producer: RenewingProducer, dead_letter_topic: String) -> Self {
         Self {
             producer,
             dead_letter_topic,
         }
+    }
+
+    pub fn producer(&self) -> &RenewingProducer {
+        &self.producer
     }
 
     async fn send(
@@ -52,7 +62,6 @@ impl KafkaSink {
             .send(record, Duration::from_secs(1))
             .await
             .map(|_| ())
-            .map_err(|(error, _)| error)
     }
 }
 
@@ -97,6 +106,37 @@ impl Sink for KafkaSink {
         )
         .await
     }
+
+    async fn topic_is_missing(&self, topic: &str) -> bool {
+        let producer: Arc<_> = self.producer.current();
+        let name = topic.to_string();
+        // librdkafka's metadata call blocks: keep it off the async workers.
+        let answer = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), METADATA_TIMEOUT)
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == name)
+                        .and_then(|t| t.error())
+                        .map(RDKafkaErrorCode::from)
+                })
+        })
+        .await;
+        match answer {
+            Ok(Ok(Some(
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+            ))) => true,
+            Ok(Ok(_)) => false,
+            Ok(Err(error)) => {
+                tracing::warn!(topic, %error, "metadata request failed; the topic is not taken as missing");
+                false
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// Deletes standby items with `BatchWriteItem`, 25 at a time, in order.
@@ -108,11 +148,16 @@ impl Sink for KafkaSink {
 pub struct DynamoTable {
     client: Client,
     name: String,
+    standby: StandbyTable,
 }
 
 impl DynamoTable {
     pub fn new(client: Client, name: String) -> Self {
-        Self { client, name }
+        Self {
+            standby: StandbyTable::new(client.clone(), &name),
+            client,
+            name,
+        }
     }
 
     async fn delete_chunk(&self, chunk: &[ItemKey]) -> Result<(), (usize, String)> {
@@ -181,6 +226,14 @@ fn first_pending(chunk: &[ItemKey], pending: &[WriteRequest]) -> usize {
 }
 
 impl Table for DynamoTable {
+    async fn backlog(&self, pk: &str, up_to: &str) -> Result<Vec<Entry>, String> {
+        self.standby
+            .backlog(pk, Some(up_to))
+            .await
+            .map(entry::from_items)
+            .map_err(|e| e.to_string())
+    }
+
     async fn delete(&self, keys: &[ItemKey]) -> Result<(), DeleteFailure> {
         for (index, chunk) in keys.chunks(BATCH_WRITE_LIMIT).enumerate() {
             if let Err((offset, reason)) = self.delete_chunk(chunk).await {

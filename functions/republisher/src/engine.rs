@@ -1,30 +1,41 @@
 //! The republishing rules, over two small ports ([`Sink`] for Kafka, [`Table`] for DynamoDB) so
-//! they are unit-tested without AWS or Kafka. The stream handler and the sweep both use it.
+//! they are unit-tested without AWS or Kafka. The stream handler, the sweep and the operator's
+//! replay all publish through [`process`].
 //!
 //! For a batch of entries in stream order:
-//! 1. Entries are grouped into chains by partition key ([`crate::entry::chains`]). Chains run
-//!    concurrently; inside a chain each entry waits for the previous one's ack, so a key's
-//!    events reach Kafka in stream order and an event is never published ahead of an earlier
-//!    event of its key that failed.
-//! 2. Each entry is published (or, when Kafka rejects it for good or it is malformed,
-//!    dead-lettered). An entry is started only while the invocation has room for a full
-//!    delivery timeout, so no message is in flight when the handler returns.
-//! 3. The first retriable failure (lowest position) is the batch's failure point. Entries after
-//!    it are not started (they will be delivered again), and nothing at or after it is deleted.
-//! 4. Entries before it are deleted from the table in stream order; a delete that fails moves
-//!    the failure point back to that entry.
+//! 1. Entries are grouped into chains by partition key ([`crate::entry::chains`]); chains run
+//!    concurrently.
+//! 2. **The order gate.** A keyed chain does not trust the batch to hold its key's earlier events:
+//!    the stream orders records per item, not per key (a key's items can be on different shards),
+//!    the event source mapping gives up on old records, and a sweep page can end inside a key. So
+//!    it reads the key's backlog from the table (strongly consistent: every item of the key up to
+//!    the batch's latest one) and publishes that, oldest event id first, each after the previous
+//!    one's ack. Batch records whose item is gone were published by another path already and are
+//!    skipped. The table is the source of truth; a record is only the signal to look.
+//! 3. An entry is started only while the invocation has room for a full delivery timeout, so no
+//!    message is in flight when the handler returns.
+//! 4. A retriable failure of the cluster (brokers down, timeouts) stops its chain, and the first
+//!    such position is the batch's failure point: entries after it are not started (they will be
+//!    delivered again), and nothing at or after it is deleted.
+//! 5. A failure that concerns one key only — its topic refuses us (authorization), or the record
+//!    is stranded (the topic and the dead-letter topic both reject it) — **holds the key**: its
+//!    chain stops there, its items stay in the table in order, and the batch goes on for every
+//!    other key. The sweep retries held keys ([`crate::held`]).
+//! 6. Items done before the failure point are deleted in order, each once; a delete that fails
+//!    moves the failure point back to its entry.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
-use shared::classify::{Disposition, classify};
+use shared::classify::{self, Disposition, classify};
 use shared::record::StandbyRecord;
 
 use crate::dead_letter::{self, DeadLetter, ErrorClass};
-use crate::entry::{Entry, ItemKey, SkipReason, Work, chains};
+use crate::entry::{ChainKey, Entry, ItemKey, SkipReason, Work, chains};
 
 /// Publishes to Kafka; each future resolves when the broker acked or the delivery failed.
 pub trait Sink: Sync {
@@ -36,12 +47,22 @@ pub trait Sink: Sync {
         &self,
         letter: DeadLetter,
     ) -> impl Future<Output = Result<(), KafkaError>> + Send;
+    /// Whether a fresh metadata request confirms that `topic` does not exist; `false` when it
+    /// exists or the request fails, so a "missing topic" during a broker restart is retried.
+    fn topic_is_missing(&self, topic: &str) -> impl Future<Output = bool> + Send;
 }
 
-/// Deletes standby items.
+/// Reads and deletes standby items.
 pub trait Table: Sync {
     /// Deletes `keys`, earliest first; on failure says which is the first one not deleted.
     fn delete(&self, keys: &[ItemKey]) -> impl Future<Output = Result<(), DeleteFailure>> + Send;
+    /// The items of partition key `pk` whose event id sorts at or before `up_to`, oldest first,
+    /// read strongly consistent, as entries (their positions mean nothing).
+    fn backlog(
+        &self,
+        pk: &str,
+        up_to: &str,
+    ) -> impl Future<Output = Result<Vec<Entry>, String>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +100,13 @@ pub enum Outcome {
         reason: String,
     },
     /// Kafka rejects it and the dead-letter topic rejects it too: left in the table for an
-    /// operator (and the next sweep) rather than blocking its shard.
+    /// operator, and its key is held behind it.
     Stranded {
+        reason: String,
+    },
+    /// Its key is held (at this entry or an earlier one of the key) for a reason that concerns
+    /// the key only; it stays in the table and the batch goes on.
+    Held {
         reason: String,
     },
     /// Retriable: the batch is reported failed from the first such entry.
@@ -92,29 +118,47 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed { .. })
-    }
-
     fn needs_delete(&self) -> bool {
         matches!(self, Self::Republished { .. } | Self::DeadLettered { .. })
     }
 }
 
+/// A key held back, and the event it is held at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldKey {
+    pub pk: String,
+    pub event_id: String,
+    pub reason: String,
+}
+
 /// The result of one batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Report {
     /// By position.
     pub outcomes: Vec<Outcome>,
-    /// Position of the first entry that is not done; everything before it is done.
+    /// Position of the first entry that is not done; everything before it is done (or held).
     pub first_failure: Option<usize>,
     pub deleted: usize,
+    /// Events that were not in the batch but waited in the table ahead of a batch record of
+    /// their key, republished first by the order gate.
+    pub from_backlog: usize,
+    pub held: Vec<HeldKey>,
 }
 
 impl Report {
     pub fn count(&self, matches: impl Fn(&Outcome) -> bool) -> usize {
         self.outcomes.iter().filter(|o| matches(o)).count()
     }
+}
+
+/// What one chain did.
+#[derive(Default)]
+struct ChainRun {
+    outcomes: Vec<(usize, Outcome)>,
+    /// Items to delete, each with the batch position it is accounted to.
+    done: Vec<(usize, ItemKey)>,
+    from_backlog: usize,
+    held: Vec<HeldKey>,
 }
 
 /// Runs the rules above over `entries` (positions must be 0..n in order).
@@ -125,83 +169,245 @@ pub async fn process<S: Sink, T: Table>(
     budget: &Budget,
 ) -> Report {
     let first_failure = AtomicUsize::new(usize::MAX);
-    let chain_results = join_all(
+    let runs = join_all(
         chains(entries)
             .into_iter()
-            .map(|chain| run_chain(entries, chain, sink, budget, &first_failure)),
+            .map(|chain| run_chain(entries, chain, sink, table, budget, &first_failure)),
     )
     .await;
 
-    let mut outcomes = vec![Outcome::NotAttempted; entries.len()];
-    for (position, outcome) in chain_results.into_iter().flatten() {
-        outcomes[position] = outcome;
+    let mut report = Report {
+        outcomes: vec![Outcome::NotAttempted; entries.len()],
+        ..Report::default()
+    };
+    let mut done = Vec::new();
+    for run in runs {
+        for (position, outcome) in run.outcomes {
+            report.outcomes[position] = outcome;
+        }
+        done.extend(run.done);
+        report.from_backlog += run.from_backlog;
+        report.held.extend(run.held);
     }
     let mut first_failure = Some(first_failure.into_inner()).filter(|p| *p != usize::MAX);
 
-    let done = first_failure.unwrap_or(entries.len());
-    let (positions, keys): (Vec<usize>, Vec<ItemKey>) = entries[..done]
-        .iter()
-        .filter(|e| outcomes[e.position].needs_delete())
-        .filter_map(|e| e.key.clone().map(|k| (e.position, k)))
-        .unzip();
-    let mut deleted = keys.len();
+    // In batch order (a chain's items are already in event-id order and keep it), each item
+    // once: an INSERT and a MODIFY of one item must not put its key twice in one request.
+    let cut = first_failure.unwrap_or(entries.len());
+    done.retain(|(position, _)| *position < cut);
+    done.sort_by_key(|(position, _)| *position);
+    let mut seen = HashSet::new();
+    done.retain(|(_, key)| seen.insert(key.clone()));
+    let (positions, keys): (Vec<usize>, Vec<ItemKey>) = done.into_iter().unzip();
+
+    report.deleted = keys.len();
     if !keys.is_empty()
         && let Err(failure) = table.delete(&keys).await
     {
         let position = positions[failure.first_not_deleted];
-        tracing::warn!(event_id = entries[position].event_id(), reason = %failure.reason, "delete failed after publishing; the batch is retried from this record");
-        outcomes[position] = Outcome::Failed {
+        tracing::warn!(event_id = keys[failure.first_not_deleted].event_id, reason = %failure.reason, "delete failed after publishing; the batch is retried from this record");
+        report.outcomes[position] = Outcome::Failed {
             reason: format!(
                 "published, but deleting the item failed: {}",
                 failure.reason
             ),
         };
-        deleted = failure.first_not_deleted;
+        report.deleted = failure.first_not_deleted;
         first_failure = Some(first_failure.map_or(position, |f| f.min(position)));
     }
-    Report {
-        outcomes,
-        first_failure,
-        deleted,
-    }
+    report.first_failure = first_failure;
+    report
 }
 
-async fn run_chain<S: Sink>(
+async fn run_chain<S: Sink, T: Table>(
     entries: &[Entry],
     chain: Vec<usize>,
     sink: &S,
+    table: &T,
     budget: &Budget,
     first_failure: &AtomicUsize,
-) -> Vec<(usize, Outcome)> {
-    let mut results = Vec::with_capacity(chain.len());
-    let mut stopped = false;
-    for position in chain {
-        if stopped || position > first_failure.load(Ordering::Acquire) {
-            stopped = true;
-            results.push((position, Outcome::NotAttempted));
+) -> ChainRun {
+    match entries[chain[0]].chain_key() {
+        ChainKey::Partition(pk) => {
+            run_keyed(entries, &chain, &pk, sink, table, budget, first_failure).await
+        }
+        ChainKey::Alone(position) => {
+            run_alone(&entries[position], sink, budget, first_failure).await
+        }
+    }
+}
+
+/// An entry without order to keep (a null-key event, or one whose key is unreadable).
+async fn run_alone<S: Sink>(
+    entry: &Entry,
+    sink: &S,
+    budget: &Budget,
+    first_failure: &AtomicUsize,
+) -> ChainRun {
+    let mut run = ChainRun::default();
+    if entry.position > first_failure.load(Ordering::Acquire) {
+        run.outcomes.push((entry.position, Outcome::NotAttempted));
+        return run;
+    }
+    let outcome = run_entry(entry, sink, budget).await;
+    match (&outcome, &entry.key) {
+        (Outcome::Failed { .. }, _) => {
+            first_failure.fetch_min(entry.position, Ordering::AcqRel);
+        }
+        (o, Some(key)) if o.needs_delete() => run.done.push((entry.position, key.clone())),
+        (Outcome::Held { reason } | Outcome::Stranded { reason }, Some(key)) => {
+            run.held.push(HeldKey {
+                pk: key.pk.clone(),
+                event_id: key.event_id.clone(),
+                reason: reason.clone(),
+            });
+        }
+        _ => {}
+    }
+    run.outcomes.push((entry.position, outcome));
+    run
+}
+
+/// A key's chain through the order gate: the key's backlog up to the batch's latest record of
+/// it, read from the table and published oldest first.
+async fn run_keyed<S: Sink, T: Table>(
+    entries: &[Entry],
+    chain: &[usize],
+    pk: &str,
+    sink: &S,
+    table: &T,
+    budget: &Budget,
+    first_failure: &AtomicUsize,
+) -> ChainRun {
+    let mut run = ChainRun::default();
+    let mut triggers = Vec::new();
+    for &position in chain {
+        match &entries[position].work {
+            Work::Skip(reason) => {
+                log_skip(&entries[position], *reason);
+                run.outcomes.push((position, Outcome::Skipped(*reason)));
+            }
+            _ => triggers.push(position),
+        }
+    }
+    let Some(&first) = triggers.first() else {
+        return run;
+    };
+    let id_of = |position: usize| entries[position].event_id();
+    if first > first_failure.load(Ordering::Acquire) {
+        run.outcomes
+            .extend(triggers.iter().map(|&p| (p, Outcome::NotAttempted)));
+        return run;
+    }
+    let up_to = triggers
+        .iter()
+        .map(|&p| id_of(p))
+        .max()
+        .expect("triggers is not empty");
+    let items = match table.backlog(pk, up_to).await {
+        Ok(items) => items,
+        Err(reason) => {
+            tracing::warn!(partition_key = pk, %reason, "could not read the key's backlog; will retry");
+            first_failure.fetch_min(first, Ordering::AcqRel);
+            run.outcomes.push((
+                first,
+                Outcome::Failed {
+                    reason: format!("reading the key's backlog: {reason}"),
+                },
+            ));
+            run.outcomes
+                .extend(triggers[1..].iter().map(|&p| (p, Outcome::NotAttempted)));
+            return run;
+        }
+    };
+
+    let mut settled: HashSet<usize> = HashSet::new();
+    // Where the chain stopped, and what the batch records of that event and later become.
+    let mut stop: Option<(String, Outcome)> = None;
+    for item in &items {
+        let Some(key) = &item.key else { continue };
+        let id = key.event_id.as_str();
+        // The earliest batch record that cannot be done before this item is.
+        let accounted_to = triggers
+            .iter()
+            .copied()
+            .filter(|&p| id_of(p) >= id)
+            .min()
+            .expect("the backlog ends at the latest trigger's id");
+        if accounted_to > first_failure.load(Ordering::Acquire) {
+            stop = Some((id.to_string(), Outcome::NotAttempted));
+            break;
+        }
+        let same: Vec<usize> = triggers
+            .iter()
+            .copied()
+            .filter(|&p| id_of(p) == id)
+            .collect();
+        // A malformed record is dead-lettered as the stream delivered it.
+        let entry = same
+            .iter()
+            .map(|&p| &entries[p])
+            .find(|e| matches!(e.work, Work::Malformed { .. }))
+            .unwrap_or(item);
+        let outcome = run_entry(entry, sink, budget).await;
+        for &p in &same {
+            run.outcomes.push((p, outcome.clone()));
+            settled.insert(p);
+        }
+        match &outcome {
+            o if o.needs_delete() => {
+                run.done.push((accounted_to, key.clone()));
+                if same.is_empty() && matches!(o, Outcome::Republished { .. }) {
+                    run.from_backlog += 1;
+                }
+            }
+            Outcome::Failed { .. } => {
+                first_failure.fetch_min(accounted_to, Ordering::AcqRel);
+                stop = Some((id.to_string(), Outcome::NotAttempted));
+                break;
+            }
+            Outcome::Held { reason } | Outcome::Stranded { reason } => {
+                run.held.push(HeldKey {
+                    pk: pk.to_string(),
+                    event_id: id.to_string(),
+                    reason: reason.clone(),
+                });
+                let behind = Outcome::Held {
+                    reason: format!("held behind event {id}: {reason}"),
+                };
+                stop = Some((id.to_string(), behind));
+                break;
+            }
+            _ => {}
+        }
+    }
+    for &position in &triggers {
+        if settled.contains(&position) {
             continue;
         }
-        let entry = &entries[position];
-        let outcome = run_entry(entry, sink, budget).await;
-        if outcome.is_failure() {
-            first_failure.fetch_min(position, Ordering::AcqRel);
-            stopped = true;
-        }
-        results.push((position, outcome));
+        let outcome = match &stop {
+            Some((stopped_at, later)) if id_of(position) >= stopped_at.as_str() => later.clone(),
+            _ => Outcome::Skipped(SkipReason::AlreadyRepublished),
+        };
+        run.outcomes.push((position, outcome));
     }
-    results
+    run
+}
+
+fn log_skip(entry: &Entry, reason: SkipReason) {
+    if reason == SkipReason::ExpiredByTtl {
+        tracing::error!(
+            event_id = entry.event_id(),
+            "DynamoDB TTL removed an event that was never republished"
+        );
+    }
 }
 
 async fn run_entry<S: Sink>(entry: &Entry, sink: &S, budget: &Budget) -> Outcome {
     let event_id = entry.event_id();
     match &entry.work {
         Work::Skip(reason) => {
-            if *reason == SkipReason::ExpiredByTtl {
-                tracing::error!(
-                    event_id,
-                    "DynamoDB TTL removed an event that was never republished"
-                );
-            }
+            log_skip(entry, *reason);
             Outcome::Skipped(*reason)
         }
         _ if !budget.has_room() => {
@@ -219,22 +425,46 @@ async fn run_entry<S: Sink>(entry: &Entry, sink: &S, budget: &Budget) -> Outcome
                 Ok(()) => Outcome::Republished {
                     latency: started.elapsed(),
                 },
-                Err(error) => match classify(&error) {
-                    Disposition::Retriable => {
-                        tracing::warn!(event_id, topic = %record.topic, %error, "republish failed; will retry");
-                        Outcome::Failed {
-                            reason: error.to_string(),
-                        }
-                    }
-                    Disposition::NonRetriable => {
-                        send_dead_letter(entry, &error.to_string(), ErrorClass::NonRetriable, sink)
-                            .await
-                    }
-                },
+                Err(error) => on_publish_error(entry, record, error, sink).await,
             }
         }
         Work::Malformed { reason, .. } => {
             send_dead_letter(entry, reason, ErrorClass::Malformed, sink).await
+        }
+    }
+}
+
+async fn on_publish_error<S: Sink>(
+    entry: &Entry,
+    record: &StandbyRecord,
+    error: KafkaError,
+    sink: &S,
+) -> Outcome {
+    let event_id = entry.event_id();
+    let topic = record.topic.as_str();
+    if classify::concerns_topic_only(&error) {
+        tracing::error!(event_id, topic, %error, "the topic refuses the republisher; the key is held");
+        return Outcome::Held {
+            reason: error.to_string(),
+        };
+    }
+    match classify(&error) {
+        Disposition::Retriable => {
+            tracing::warn!(event_id, topic, %error, "republish failed; will retry");
+            Outcome::Failed {
+                reason: error.to_string(),
+            }
+        }
+        Disposition::NonRetriable
+            if classify::says_topic_missing(&error) && !sink.topic_is_missing(topic).await =>
+        {
+            tracing::warn!(event_id, topic, %error, "the broker says the topic is missing but fresh metadata does not confirm it; will retry");
+            Outcome::Failed {
+                reason: format!("{error} (not confirmed by fresh metadata)"),
+            }
+        }
+        Disposition::NonRetriable => {
+            send_dead_letter(entry, &error.to_string(), ErrorClass::NonRetriable, sink).await
         }
     }
 }
@@ -270,7 +500,7 @@ async fn send_dead_letter<S: Sink>(
             }
         }
         Err(error) => {
-            tracing::error!(event_id, topic, reason, %error, "the dead-letter topic rejects this record too; it stays in the standby table");
+            tracing::error!(event_id, topic, reason, %error, "the dead-letter topic rejects this record too; it stays in the standby table and holds its key");
             Outcome::Stranded {
                 reason: format!("{reason}; dead-letter topic: {error}"),
             }
@@ -280,7 +510,7 @@ async fn send_dead_letter<S: Sink>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{BTreeMap, HashMap};
     use std::sync::Mutex;
 
     use proptest::prelude::*;
@@ -297,6 +527,8 @@ mod tests {
         dead_letters: Mutex<Vec<DeadLetter>>,
         fail: HashMap<String, RDKafkaErrorCode>,
         dead_letter_fails: Option<RDKafkaErrorCode>,
+        /// Topics a metadata request confirms missing.
+        missing_topics: HashSet<String>,
     }
 
     impl Sink for FakeSink {
@@ -318,16 +550,49 @@ mod tests {
             self.dead_letters.lock().unwrap().push(letter);
             Ok(())
         }
+
+        async fn topic_is_missing(&self, topic: &str) -> bool {
+            self.missing_topics.contains(topic)
+        }
     }
 
+    /// The standby table: items by (partition key, event id), deleted ones gone.
     #[derive(Default)]
     struct FakeTable {
+        items: Mutex<BTreeMap<(String, String), Entry>>,
         deleted: Mutex<Vec<ItemKey>>,
         fail_at: Option<String>,
     }
 
+    impl FakeTable {
+        /// A table holding the items of `entries` (what the stream or a scan delivered).
+        fn holding<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Self {
+            let table = Self::default();
+            for entry in entries {
+                table.insert(entry);
+            }
+            table
+        }
+
+        fn insert(&self, entry: &Entry) {
+            if let Some(key) = &entry.key {
+                self.items
+                    .lock()
+                    .unwrap()
+                    .insert((key.pk.clone(), key.event_id.clone()), entry.clone());
+            }
+        }
+
+        fn deleted_ids(&self) -> Vec<String> {
+            let deleted = self.deleted.lock().unwrap();
+            deleted.iter().map(|k| k.event_id.clone()).collect()
+        }
+    }
+
     impl Table for FakeTable {
         async fn delete(&self, keys: &[ItemKey]) -> Result<(), DeleteFailure> {
+            let unique: HashSet<&ItemKey> = keys.iter().collect();
+            assert_eq!(unique.len(), keys.len(), "a key twice in one delete");
             for (i, key) in keys.iter().enumerate() {
                 if self.fail_at.as_deref() == Some(key.event_id.as_str()) {
                     return Err(DeleteFailure {
@@ -335,9 +600,23 @@ mod tests {
                         reason: "throttled".into(),
                     });
                 }
+                self.items
+                    .lock()
+                    .unwrap()
+                    .remove(&(key.pk.clone(), key.event_id.clone()));
                 self.deleted.lock().unwrap().push(key.clone());
             }
             Ok(())
+        }
+
+        async fn backlog(&self, pk: &str, up_to: &str) -> Result<Vec<Entry>, String> {
+            tokio::task::yield_now().await;
+            let items = self.items.lock().unwrap();
+            Ok(items
+                .iter()
+                .filter(|((p, id), _)| p == pk && id.as_str() <= up_to)
+                .map(|(_, entry)| entry.clone())
+                .collect())
         }
     }
 
@@ -378,7 +657,7 @@ mod tests {
     #[tokio::test]
     async fn all_good_everything_published_and_deleted_in_order() {
         let entries: Vec<Entry> = (0..6).map(|i| publish(i, ["a", "b"][i % 2])).collect();
-        let (sink, table) = (FakeSink::default(), FakeTable::default());
+        let (sink, table) = (FakeSink::default(), FakeTable::holding(&entries));
         let report = process(&entries, &sink, &table, &budget()).await;
         assert_eq!(report.first_failure, None);
         assert_eq!(report.deleted, 6);
@@ -408,7 +687,7 @@ mod tests {
             fail: HashMap::from([(id(&entries[2]), RDKafkaErrorCode::MessageTimedOut)]),
             ..Default::default()
         };
-        let table = FakeTable::default();
+        let table = FakeTable::holding(&entries);
         let report = process(&entries, &sink, &table, &budget()).await;
 
         assert_eq!(report.first_failure, Some(2));
@@ -435,7 +714,7 @@ mod tests {
             fail: HashMap::from([(id(&entries[1]), RDKafkaErrorCode::MessageSizeTooLarge)]),
             ..Default::default()
         };
-        let table = FakeTable::default();
+        let table = FakeTable::holding(&entries);
         let report = process(&entries, &sink, &table, &budget()).await;
         assert_eq!(report.first_failure, None);
         assert!(matches!(report.outcomes[1], Outcome::DeadLettered { .. }));
@@ -461,7 +740,7 @@ mod tests {
                 reason: "attribute `topic` is missing".into(),
             },
         });
-        let (sink, table) = (FakeSink::default(), FakeTable::default());
+        let (sink, table) = (FakeSink::default(), FakeTable::holding(&entries));
         let report = process(&entries, &sink, &table, &budget()).await;
         assert_eq!(report.first_failure, None);
         assert_eq!(report.deleted, 2);
@@ -472,21 +751,151 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn when_the_dead_letter_topic_refuses_the_record_stays_in_the_table() {
-        let entries: Vec<Entry> = (0..2).map(|i| publish(i, "a")).collect();
+    async fn a_stranded_record_stays_in_the_table_and_holds_its_key_only() {
+        let entries: Vec<Entry> = (0..3).map(|i| publish(i, ["a", "a", "b"][i])).collect();
         let sink = FakeSink {
-            fail: HashMap::from([(id(&entries[0]), RDKafkaErrorCode::UnknownTopicOrPartition)]),
-            dead_letter_fails: Some(RDKafkaErrorCode::UnknownTopicOrPartition),
+            fail: HashMap::from([(id(&entries[0]), RDKafkaErrorCode::MessageSizeTooLarge)]),
+            dead_letter_fails: Some(RDKafkaErrorCode::MessageSizeTooLarge),
             ..Default::default()
         };
-        let table = FakeTable::default();
+        let table = FakeTable::holding(&entries);
         let report = process(&entries, &sink, &table, &budget()).await;
         assert_eq!(
             report.first_failure, None,
             "a poison record never blocks the shard"
         );
         assert!(matches!(report.outcomes[0], Outcome::Stranded { .. }));
-        assert_eq!(report.deleted, 1, "only the republished one is deleted");
+        assert!(
+            matches!(report.outcomes[1], Outcome::Held { .. }),
+            "a's later event waits behind the stranded one: {:?}",
+            report.outcomes[1]
+        );
+        assert_eq!(*sink.published.lock().unwrap(), vec![id(&entries[2])]);
+        assert_eq!(table.deleted_ids(), vec![id(&entries[2])]);
+        assert_eq!(report.held.len(), 1);
+        assert_eq!(report.held[0].event_id, id(&entries[0]));
+    }
+
+    #[tokio::test]
+    async fn a_topic_that_refuses_us_holds_its_keys_while_other_keys_flow() {
+        let mut entries: Vec<Entry> = (0..4)
+            .map(|i| publish(i, ["a", "b", "a", "b"][i]))
+            .collect();
+        let Work::Publish(record) = &mut entries[1].work else {
+            unreachable!()
+        };
+        record.topic = "denied".into();
+        let sink = FakeSink {
+            fail: HashMap::from([(id(&entries[1]), RDKafkaErrorCode::TopicAuthorizationFailed)]),
+            ..Default::default()
+        };
+        let table = FakeTable::holding(&entries);
+        let report = process(&entries, &sink, &table, &budget()).await;
+        assert_eq!(report.first_failure, None, "the shard is not blocked");
+        assert!(matches!(report.outcomes[1], Outcome::Held { .. }));
+        assert!(matches!(report.outcomes[3], Outcome::Held { .. }));
+        assert_eq!(
+            *sink.published.lock().unwrap(),
+            vec![id(&entries[0]), id(&entries[2])]
+        );
+        assert_eq!(table.deleted_ids(), vec![id(&entries[0]), id(&entries[2])]);
+        assert_eq!(report.held[0].event_id, id(&entries[1]));
+    }
+
+    #[tokio::test]
+    async fn a_missing_topic_is_dead_lettered_only_when_metadata_confirms_it() {
+        let entries: Vec<Entry> = (0..2).map(|i| publish(i, "a")).collect();
+        let fail = HashMap::from([(id(&entries[0]), RDKafkaErrorCode::UnknownTopicOrPartition)]);
+        let unconfirmed = FakeSink {
+            fail: fail.clone(),
+            ..Default::default()
+        };
+        let report = process(
+            &entries,
+            &unconfirmed,
+            &FakeTable::holding(&entries),
+            &budget(),
+        )
+        .await;
+        assert_eq!(report.first_failure, Some(0), "transient: retried");
+        assert!(unconfirmed.dead_letters.lock().unwrap().is_empty());
+
+        let confirmed = FakeSink {
+            fail,
+            missing_topics: HashSet::from(["t".to_string()]),
+            ..Default::default()
+        };
+        let report = process(
+            &entries,
+            &confirmed,
+            &FakeTable::holding(&entries),
+            &budget(),
+        )
+        .await;
+        assert_eq!(report.first_failure, None);
+        assert!(matches!(report.outcomes[0], Outcome::DeadLettered { .. }));
+    }
+
+    #[tokio::test]
+    async fn earlier_events_waiting_in_the_table_are_published_first() {
+        // The mapping gave up on a's first two events (or they are on another shard): the
+        // batch holds only a's third, but the table still holds all three.
+        let all: Vec<Entry> = (0..3).map(|i| publish(i, "a")).collect();
+        let mut batch = vec![all[2].clone(), publish(1, "b")];
+        batch[0].position = 0;
+        let table = FakeTable::holding(all.iter().chain(&batch));
+        let sink = FakeSink::default();
+        let report = process(&batch, &sink, &table, &budget()).await;
+        assert_eq!(report.first_failure, None);
+        let published = sink.published.lock().unwrap().clone();
+        let a: Vec<String> = published
+            .iter()
+            .filter(|p| **p != id(&batch[1]))
+            .cloned()
+            .collect();
+        assert_eq!(a, all.iter().map(id).collect::<Vec<_>>());
+        assert_eq!(report.from_backlog, 2);
+        assert!(table.items.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_whose_item_is_gone_is_not_published_again() {
+        let entries: Vec<Entry> = (0..2).map(|i| publish(i, "a")).collect();
+        // Another path published and deleted the first one already.
+        let table = FakeTable::holding(&entries[1..]);
+        let sink = FakeSink::default();
+        let report = process(&entries, &sink, &table, &budget()).await;
+        assert_eq!(
+            report.outcomes[0],
+            Outcome::Skipped(SkipReason::AlreadyRepublished)
+        );
+        assert_eq!(*sink.published.lock().unwrap(), vec![id(&entries[1])]);
+    }
+
+    #[tokio::test]
+    async fn an_insert_and_a_modify_of_one_item_publish_and_delete_it_once() {
+        let insert = publish(0, "a");
+        let mut modify = insert.clone();
+        modify.position = 1;
+        let mut null_key = publish(2, "n");
+        if let Work::Publish(record) = &mut null_key.work {
+            record.key = None;
+        }
+        null_key.key.as_mut().unwrap().pk = "t#n#03".into();
+        let mut null_modify = null_key.clone();
+        null_modify.position = 3;
+        let entries = vec![insert, modify, null_key, null_modify];
+        let table = FakeTable::holding(&entries);
+        let sink = FakeSink::default();
+        let report = process(&entries, &sink, &table, &budget()).await;
+        assert_eq!(report.first_failure, None);
+        assert_eq!(
+            sink.published.lock().unwrap().len(),
+            3,
+            "the null-key one has no gate"
+        );
+        // FakeTable::delete asserts that no key appears twice in one call.
+        assert_eq!(report.deleted, 2);
     }
 
     #[tokio::test]
@@ -497,7 +906,7 @@ mod tests {
             dead_letter_fails: Some(RDKafkaErrorCode::MessageTimedOut),
             ..Default::default()
         };
-        let report = process(&entries, &sink, &FakeTable::default(), &budget()).await;
+        let report = process(&entries, &sink, &FakeTable::holding(&entries), &budget()).await;
         assert_eq!(report.first_failure, Some(0));
     }
 
@@ -509,7 +918,7 @@ mod tests {
             ..budget()
         };
         let sink = FakeSink::default();
-        let report = process(&entries, &sink, &FakeTable::default(), &tight).await;
+        let report = process(&entries, &sink, &FakeTable::holding(&entries), &tight).await;
         assert_eq!(report.first_failure, Some(0));
         assert!(sink.published.lock().unwrap().is_empty());
     }
@@ -520,7 +929,7 @@ mod tests {
         let sink = FakeSink::default();
         let table = FakeTable {
             fail_at: Some(id(&entries[1])),
-            ..Default::default()
+            ..FakeTable::holding(&entries)
         };
         let report = process(&entries, &sink, &table, &budget()).await;
         assert_eq!(report.first_failure, Some(1));
@@ -545,7 +954,7 @@ mod tests {
                 .map(|(e, _)| (id(e), RDKafkaErrorCode::MessageTimedOut))
                 .collect();
             let sink = FakeSink { fail: fail.clone(), ..Default::default() };
-            let table = FakeTable::default();
+            let table = FakeTable::holding(&entries);
             let report = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap()
@@ -565,6 +974,65 @@ mod tests {
             let deleted: Vec<String> = table.deleted.lock().unwrap().iter().map(|k| k.event_id.clone()).collect();
             let before_cut: Vec<String> = entries[..cut].iter().map(id).collect();
             prop_assert_eq!(deleted, before_cut);
+        }
+
+        /// The batch carries any subset of the table's items in any order (records the mapping
+        /// dropped, records of one key on other shards): per key, what reaches Kafka is the
+        /// key's events in event-id order, stopping at the first failure or hold, and only
+        /// published or dead-lettered items are deleted.
+        #[test]
+        fn the_gate_keeps_event_order_whatever_the_batch_holds(
+            keys in prop::collection::vec(0u8..4, 1..40),
+            carried in prop::collection::vec(prop::bool::weighted(0.6), 40),
+            order in prop::collection::vec(any::<u32>(), 40),
+            failures in prop::collection::vec(0u8..20, 40),
+        ) {
+            let items: Vec<Entry> = keys.iter().enumerate().map(|(i, k)| publish(i, &k.to_string())).collect();
+            let mut batch: Vec<Entry> = items.iter().enumerate().filter(|(i, _)| carried[*i]).map(|(_, e)| e.clone()).collect();
+            batch.sort_by_key(|e| order[e.position]);
+            for (position, entry) in batch.iter_mut().enumerate() {
+                entry.position = position;
+            }
+            let fail: HashMap<String, RDKafkaErrorCode> = items
+                .iter()
+                .zip(&failures)
+                .filter_map(|(e, f)| match f {
+                    0 => Some((id(e), RDKafkaErrorCode::MessageTimedOut)),
+                    1 => Some((id(e), RDKafkaErrorCode::TopicAuthorizationFailed)),
+                    _ => None,
+                })
+                .collect();
+            let sink = FakeSink { fail: fail.clone(), ..Default::default() };
+            let table = FakeTable::holding(&items);
+            let report = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(process(&batch, &sink, &table, &budget()));
+
+            let published = sink.published.lock().unwrap().clone();
+            let deleted: HashSet<String> = table.deleted_ids().into_iter().collect();
+            for key in 0u8..4 {
+                let of_key: Vec<String> = items.iter().filter(|e| keys[e.position] == key).map(id).collect();
+                let got: Vec<String> = published.iter().filter(|p| of_key.contains(p)).cloned().collect();
+                prop_assert_eq!(&got[..], &of_key[..got.len()], "key {} out of event order", key);
+                let stop = of_key.iter().position(|i| fail.contains_key(i)).unwrap_or(of_key.len());
+                prop_assert!(got.len() <= stop);
+                let latest_carried = batch.iter().filter(|e| keys_of(e) == key.to_string()).map(id).max();
+                if report.first_failure.is_none() {
+                    let due: Vec<&String> = of_key.iter().filter(|i| Some(*i) <= latest_carried.as_ref()).collect();
+                    prop_assert_eq!(got.len(), due.len().min(stop), "key {} not drained up to its latest record", key);
+                }
+            }
+            for gone in &deleted {
+                prop_assert!(published.contains(gone));
+            }
+        }
+    }
+
+    fn keys_of(entry: &Entry) -> String {
+        match &entry.work {
+            Work::Publish(record) => String::from_utf8(record.key.clone().unwrap()).unwrap(),
+            _ => unreachable!(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use serde_json::Value;
-use shared::record::{StandbyRecord, attr};
+use shared::record::{StandbyRecord, attr, marker};
 
 /// Principal that DynamoDB's TTL process deletes items as.
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -21,6 +21,11 @@ pub struct ItemKey {
 }
 
 impl ItemKey {
+    /// Whether this is a topic's backlog marker rather than an event.
+    pub fn is_marker(&self) -> bool {
+        marker::marker_topic(&self.pk).is_some()
+    }
+
     fn from_image(image: &serde_dynamo::Item) -> Option<Self> {
         let text = |name: &str| match image.get(name) {
             Some(serde_dynamo::AttributeValue::S(s)) => Some(s.clone()),
@@ -40,6 +45,11 @@ pub enum SkipReason {
     Removed,
     /// DynamoDB's TTL removed an event that was never republished: it is lost, loudly.
     ExpiredByTtl,
+    /// A topic's backlog marker ([`shared::record::marker`]), not an event.
+    Marker,
+    /// The item was no longer in the table when its key's backlog was read: another path (the
+    /// sweep, an operator's replay, an earlier delivery) published and deleted it already.
+    AlreadyRepublished,
 }
 
 /// What to do with one entry.
@@ -164,6 +174,14 @@ fn from_stream_record(position: usize, raw: &Value) -> Entry {
         }
     };
     let keys = ItemKey::from_image(&record.change.keys);
+    if keys.as_ref().is_some_and(ItemKey::is_marker) {
+        return Entry {
+            position,
+            sequence_number,
+            key: None,
+            work: Work::Skip(SkipReason::Marker),
+        };
+    }
     let work = match record.event_name.as_str() {
         "REMOVE" => {
             let by_ttl = record
@@ -206,6 +224,14 @@ pub fn from_items(
         .map(|(position, item)| {
             let image = serde_dynamo::Item::from(item);
             let key = ItemKey::from_image(&image);
+            if key.as_ref().is_some_and(ItemKey::is_marker) {
+                return Entry {
+                    position,
+                    sequence_number: None,
+                    key: None,
+                    work: Work::Skip(SkipReason::Marker),
+                };
+            }
             let work = match StandbyRecord::from_image(image.clone()) {
                 Ok(record) => Work::Publish(Box::new(record)),
                 Err(e) => Work::Malformed {

@@ -16,6 +16,7 @@ use shared::telemetry::Metrics;
 use crate::adapters::{DynamoTable, KafkaSink};
 use crate::engine::{self, Budget, Outcome, Report, Sink, Table};
 use crate::entry::{self, Entry, SkipReason, Work};
+use crate::held;
 use crate::settings::Settings;
 use crate::sweep::{self, SweepSettings};
 
@@ -46,11 +47,7 @@ impl App<KafkaSink, DynamoTable> {
 
     /// Builds the app with a given DynamoDB client (tests point it at the local stack).
     pub fn new(settings: Settings, dynamodb: aws_sdk_dynamodb::Client) -> Result<Self, InitError> {
-        let producer = settings
-            .kafka
-            .producer_config()
-            .set("linger.ms", "1")
-            .create_with_context(settings.kafka.context())?;
+        let producer = settings.kafka.renewing_producer(&[("linger.ms", "1")])?;
         Ok(Self {
             sink: KafkaSink::new(producer, settings.dead_letter_topic.clone()),
             table: DynamoTable::new(dynamodb.clone(), settings.standby_table.clone()),
@@ -116,6 +113,7 @@ pub async fn handle<S: Sink, T: Table>(
         let settings = SweepSettings {
             min_age: app.settings.sweep_min_age,
             page_size: app.settings.sweep_page_size,
+            marker_grace: app.settings.marker_grace,
         };
         let report = sweep::run(
             &app.standby,
@@ -132,6 +130,9 @@ pub async fn handle<S: Sink, T: Table>(
         metrics.count("DeadLettered", report.dead_lettered as u64);
         metrics.count("Failed", report.failed as u64);
         metrics.count("SweepScanned", report.scanned as u64);
+        metrics.count("RepublishedFromBacklog", report.from_backlog as u64);
+        metrics.count("HeldKeys", report.held_remaining as u64);
+        metrics.count("HeldReleased", report.held_released as u64);
         metrics.millis("OldestRecordAge", report.oldest_age_ms as f64);
         metrics.emit();
         return Ok(serde_json::to_value(report).expect("report serializes"));
@@ -155,6 +156,11 @@ async fn handle_stream<S: Sink, T: Table>(
 ) -> Result<DynamoDbEventResponse, HandlerError> {
     let report = engine::process(entries, &app.sink, &app.table, budget).await;
     emit_stream_metrics(entries, &report);
+    if let Err(error) = held::record(&app.state, app.standby.name(), &report.held).await {
+        // The held items stay in the table either way; the sweep finds them once they are old
+        // enough, so this costs time, not events.
+        tracing::error!(%error, held = report.held.len(), "could not record held keys in the state table");
+    }
 
     let mut response = DynamoDbEventResponse::default();
     if let Some(position) = report.first_failure {
@@ -221,6 +227,8 @@ fn emit_stream_metrics(entries: &[Entry], report: &Report) {
         "Failed",
         report.count(|o| matches!(o, Outcome::Failed { .. })) as u64,
     );
+    metrics.count("HeldKeys", report.held.len() as u64);
+    metrics.count("RepublishedFromBacklog", report.from_backlog as u64);
     metrics.count(
         "ExpiredByTtl",
         report.count(|o| *o == Outcome::Skipped(SkipReason::ExpiredByTtl)) as u64,

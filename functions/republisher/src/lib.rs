@@ -7,7 +7,8 @@
 //!   poison dead-lettered — over the [`engine::Sink`] and [`engine::Table`] ports;
 //! - [`dead_letter`]: the message a poison record becomes (pure);
 //! - [`adapters`]: the ports over rdkafka and DynamoDB;
-//! - [`sweep`]: the scheduled scan with its resume point;
+//! - [`sweep`]: the scheduled scan with its resume point, held keys, backlog markers;
+//! - [`held`]: keys held back (their topic refuses us, or a record is stranded);
 //! - [`handler`]: trigger dispatch, the Lambda response, metrics; [`settings`]: configuration.
 
 pub mod adapters;
@@ -15,6 +16,7 @@ pub mod dead_letter;
 pub mod engine;
 pub mod entry;
 pub mod handler;
+pub mod held;
 pub mod settings;
 pub mod sweep;
 

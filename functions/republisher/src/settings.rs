@@ -9,6 +9,7 @@
 //! | `REPUBLISH_MARGIN_MS` | 3000 | time kept free before the deadline for deletes and the response |
 //! | `SWEEP_MIN_AGE_SECONDS` | 3600 | the sweep takes items older than this (keep it ≥ the event source mapping's `MaximumRecordAgeInSeconds`) |
 //! | `SWEEP_PAGE_SIZE` | 500 | items per `Scan` page (1..1000) |
+//! | `SWEEP_MARKER_GRACE_SECONDS` | 60 | a topic's backlog marker is removed only if last raised this long before the sweep pass began (≥ producers' `STANDBY_SIGNAL_INTERVAL_MS` + clock skew) |
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ pub const DEAD_LETTER_TOPIC: &str = "STANDBY_DEAD_LETTER_TOPIC";
 pub const MARGIN_MS: &str = "REPUBLISH_MARGIN_MS";
 pub const SWEEP_MIN_AGE_SECONDS: &str = "SWEEP_MIN_AGE_SECONDS";
 pub const SWEEP_PAGE_SIZE: &str = "SWEEP_PAGE_SIZE";
+pub const SWEEP_MARKER_GRACE_SECONDS: &str = "SWEEP_MARKER_GRACE_SECONDS";
 
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -33,6 +35,7 @@ pub struct Settings {
     pub margin: Duration,
     pub sweep_min_age: Duration,
     pub sweep_page_size: i32,
+    pub marker_grace: Duration,
 }
 
 impl Settings {
@@ -66,6 +69,11 @@ impl Settings {
             margin: config::millis(env, MARGIN_MS, Duration::from_secs(3))?,
             sweep_min_age: config::seconds(env, SWEEP_MIN_AGE_SECONDS, Duration::from_secs(3600))?,
             sweep_page_size,
+            marker_grace: config::seconds(
+                env,
+                SWEEP_MARKER_GRACE_SECONDS,
+                Duration::from_secs(60),
+            )?,
         })
     }
 }

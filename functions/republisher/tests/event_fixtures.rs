@@ -32,6 +32,8 @@ fn kinds(name: &str) -> Vec<String> {
             Work::Publish(record) => format!("publish {}", record.topic),
             Work::Skip(SkipReason::Removed) => "skip removed".into(),
             Work::Skip(SkipReason::ExpiredByTtl) => "skip ttl".into(),
+            Work::Skip(SkipReason::Marker) => "skip marker".into(),
+            Work::Skip(SkipReason::AlreadyRepublished) => "skip done".into(),
             Work::Malformed { kind, .. } => format!("malformed {kind}"),
         })
         .collect()

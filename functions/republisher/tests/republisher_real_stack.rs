@@ -350,6 +350,10 @@ impl<S: Sink + Send> Sink for FailOnce<S> {
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), KafkaError> {
         self.inner.dead_letter(letter).await
     }
+
+    async fn topic_is_missing(&self, topic: &str) -> bool {
+        self.inner.topic_is_missing(topic).await
+    }
 }
 
 fn failing_once(

@@ -17,7 +17,7 @@ use demo::outage::{self, Plan};
 use devstack::{Stack, testkit};
 use republisher::adapters::DynamoTable;
 use republisher::engine::{DeleteFailure, Table};
-use republisher::entry::ItemKey;
+use republisher::entry::{Entry, ItemKey};
 use republisher::{App, handle};
 use serde_json::Value;
 use shared::headers;
@@ -41,6 +41,10 @@ impl Table for FlakyDeletes {
             });
         }
         self.inner.delete(keys).await
+    }
+
+    async fn backlog(&self, pk: &str, up_to: &str) -> Result<Vec<Entry>, String> {
+        self.inner.backlog(pk, up_to).await
     }
 }
 

@@ -117,6 +117,7 @@ fn default_for(var: &str) -> String {
         ("REPUBLISH_MARGIN_MS", "3000"),
         ("SWEEP_MIN_AGE_SECONDS", "3600"),
         ("SWEEP_PAGE_SIZE", "500"),
+        ("SWEEP_MARKER_GRACE_SECONDS", "60"),
         ("CPU_THRESHOLD_PERCENT", "60"),
         ("TOO_HOT_PERCENT", "70"),
         ("BROKERS_PER_AZ_STEP", "1"),

@@ -112,7 +112,7 @@ async fn standby_command(command: StandbyCommand, output: Output) -> Result<Fini
                 return Ok(Finish::Done);
             }
             let kafka = kafka()?;
-            let producer = kafka.producer()?;
+            let producer = kafka.renewing_producer(&[])?;
             let sink = KafkaSink::new(producer, dead_letter_topic);
             let deleter = DynamoTable::new(dynamodb, table.name);
             let progress =

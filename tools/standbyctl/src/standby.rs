@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use indicatif::{ProgressBar, ProgressStyle};
 use republisher::adapters::{DynamoTable, KafkaSink};
 use republisher::engine::{self, Budget, Outcome, Table};
-use republisher::entry::{self, Entry, Work};
+use republisher::entry::{self, Entry, SkipReason, Work};
 use serde::Serialize;
 use shared::record::attr;
 use shared::standby_table::{StandbyTable, TableError};
@@ -89,6 +89,8 @@ pub async fn select(
     }
     let mut selected: Vec<Entry> = entry::from_items(items)
         .into_iter()
+        // Topic backlog markers are the producers' signal, not events.
+        .filter(|e| e.work != Work::Skip(SkipReason::Marker))
         .filter(|e| filter.matches(e, now_ms))
         .collect();
     selected.sort_by(|a, b| a.event_id().cmp(b.event_id()));
@@ -519,6 +521,10 @@ pub async fn replay(
                 Outcome::Failed { reason } => {
                     report.left_in_table += 1;
                     Some(("failed", reason))
+                }
+                Outcome::Held { reason } => {
+                    report.left_in_table += 1;
+                    Some(("held", reason))
                 }
                 Outcome::NotAttempted => {
                     report.left_in_table += 1;
