@@ -7,31 +7,44 @@
 //! dead-letter topic with headers saying why. Either way the caller learns where the event went,
 //! or gets an error that still leaves the event in its hands.
 //!
-//! # Per-key order across an outage
-//! Once an event of a key has gone to the standby table, the producer *diverts* that key: its
-//! later events go to the standby table too, behind the first, until a strongly consistent Query
-//! finds no item of the key's partition key left (the republisher deletes each item only after
-//! Kafka acked it). The check backs off ([`crate::retry::standby_recheck`]) so a long outage
-//! costs one Query per key every few seconds, not one per event. Then the key returns to Kafka,
-//! after all of its earlier events. Events without a key have no order to keep and are never
-//! diverted.
+//! # Per-key order across an outage, across instances
+//! Plain Kafka keeps causal order across producer instances: an event sent after another was
+//! acked lands after it. The fallback keeps it too, with two signals:
+//! - **In this instance**, once an event of a key has gone to the standby table the key is
+//!   *diverted*: its later events go to the table too, behind the first, until a strongly
+//!   consistent Query finds none of the key's items left (the republisher deletes each only
+//!   after Kafka acked it). Checks back off ([`crate::retry::standby_recheck`]).
+//! - **Across instances** (many instances behind a load balancer, an instance restarted
+//!   mid-outage), before any event of a topic goes to the table its *backlog marker* is raised
+//!   ([`crate::record::marker`]). Every instance reads the marker of a topic it sends to at most
+//!   once per signal interval; while it is up, a keyed send first checks its key (at most once
+//!   per signal interval per key) and goes to the table behind any event waiting there.
 //!
-//! The guarantee covers events of one key sent one after another (each `send` awaited before
-//! the next of the same key) by one `FallbackProducer`; the diverted keys live in its memory.
+//! The guarantee: an event sent more than one signal interval after an earlier event of its key
+//! was written to the standby table — by any instance whose clock is within one signal interval
+//! of the writer's — reaches Kafka after it. Within one instance the interval does not apply:
+//! an event sent after `send` returned for an earlier event of its key always lands after it.
+//! Events without a key have no order to keep and are never diverted.
+//!
+//! # Retries by the caller
+//! [`FallbackProducer::send_with_id`] takes the event id from the caller: a caller that retries
+//! after an ambiguous error (a timeout that may have been written; a standby put that failed)
+//! keeps the id, so the event is at most duplicated under one id, which consumers drop.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use crate::classify::{Disposition, classify};
 use crate::config::{self, Env};
 use crate::error::{ConfigError, FallbackError};
 use crate::headers;
-use crate::kafka::KafkaContext;
+use crate::kafka::{KafkaSettings, RenewingProducer};
 use crate::record::{self, DYNAMODB_MAX_ITEM_BYTES, EventId, Header, StandbyRecord};
 use crate::retry;
 use crate::standby_table::{PutOutcome, StandbyTable};
@@ -40,12 +53,16 @@ pub const PRODUCER_ID: &str = "STANDBY_PRODUCER_ID";
 pub const DEAD_LETTER_TOPIC: &str = "STANDBY_DEAD_LETTER_TOPIC";
 pub const RETENTION_SECONDS: &str = "STANDBY_RETENTION_SECONDS";
 pub const RECHECK_MAX_MS: &str = "STANDBY_RECHECK_MAX_MS";
+pub const SIGNAL_INTERVAL_MS: &str = "STANDBY_SIGNAL_INTERVAL_MS";
 
 /// Default longest wait between two checks of a diverted key.
 pub const DEFAULT_RECHECK_MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// Default time an event may wait in the standby table before DynamoDB's TTL removes it.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Default age after which a topic's marker or a key's "nothing waiting" is read again.
+pub const DEFAULT_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// An event as the application hands it over: value already framed and schema-validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +89,7 @@ impl Event {
 pub enum Outcome {
     /// Acked by Kafka.
     Kafka { partition: i32, offset: i64 },
-    /// Waiting in the standby table; `reason` is the Kafka error, or the diverted key.
+    /// Waiting in the standby table; `reason` is the Kafka error, or why the key is diverted.
     Standby { reason: String },
     /// Rejected by Kafka for good and written to the dead-letter topic.
     DeadLettered { reason: String },
@@ -95,6 +112,10 @@ pub struct FallbackSettings {
     /// Longest wait between two checks of whether a diverted key's events have left the standby
     /// table (one strongly consistent Query per diverted key per check).
     pub recheck_max_delay: Duration,
+    /// How stale this instance's view of a topic's backlog marker, or of a key found with
+    /// nothing waiting, may be; also how often it refreshes a marker while writing to the table.
+    /// The cross-instance order guarantee holds for events sent more than this apart.
+    pub signal_interval: Duration,
 }
 
 impl FallbackSettings {
@@ -112,30 +133,73 @@ impl FallbackSettings {
             )?,
             retention: config::seconds(env, RETENTION_SECONDS, DEFAULT_RETENTION)?,
             recheck_max_delay: config::millis(env, RECHECK_MAX_MS, DEFAULT_RECHECK_MAX_DELAY)?,
+            signal_interval: config::millis(env, SIGNAL_INTERVAL_MS, DEFAULT_SIGNAL_INTERVAL)?,
         })
     }
 }
 
-/// A key whose events currently go to the standby table, and when to look again.
-struct Diversion {
-    next_check: Instant,
-    delays: Box<dyn Iterator<Item = Duration> + Send>,
+/// What this instance knows about one key.
+enum KeyState {
+    /// Events go to the standby table until a check finds the key's backlog gone.
+    Diverted {
+        next_check: Instant,
+        delays: Box<dyn Iterator<Item = Duration> + Send>,
+        /// Standby writes of the key started so far: a check that raced one is not trusted.
+        writes: u64,
+    },
+    /// A check found nothing of the key waiting.
+    Clear { checked_at: Instant },
+}
+
+/// What this instance knows about one topic's backlog marker.
+#[derive(Default)]
+struct TopicState {
+    /// When the marker was last read, and whether it was up.
+    read: Option<(Instant, bool)>,
+    /// When this instance last raised it.
+    raised: Option<Instant>,
+}
+
+/// DynamoDB reads and writes the fallback made to keep order, for measuring its cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignalStats {
+    /// Reads of a topic's backlog marker (`GetItem`).
+    pub marker_reads: u64,
+    /// Marker raises and refreshes (`UpdateItem`).
+    pub marker_writes: u64,
+    /// Checks of a key for waiting events (`Query`, one item).
+    pub key_checks: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    marker_reads: AtomicU64,
+    marker_writes: AtomicU64,
+    key_checks: AtomicU64,
+}
+
+/// Where a keyed event must go before Kafka is even tried.
+enum Route {
+    Kafka,
+    Standby(String),
 }
 
 /// Publishes to Kafka, falling back to the standby table or the dead-letter topic.
 pub struct FallbackProducer {
-    kafka: FutureProducer<KafkaContext>,
+    kafka: RenewingProducer,
     delivery_timeout: Duration,
     table: StandbyTable,
     settings: FallbackSettings,
-    diverted: Mutex<HashMap<String, Diversion>>,
+    keys: Mutex<HashMap<String, KeyState>>,
+    topics: Mutex<HashMap<String, TopicState>>,
+    counters: Counters,
 }
 
 impl FallbackProducer {
     /// `delivery_timeout` must match the producer's `message.timeout.ms`; it also bounds the
     /// wait for room in librdkafka's local queue.
     pub fn new(
-        kafka: FutureProducer<KafkaContext>,
+        kafka: RenewingProducer,
         delivery_timeout: Duration,
         table: StandbyTable,
         settings: FallbackSettings,
@@ -145,27 +209,68 @@ impl FallbackProducer {
             delivery_timeout,
             table,
             settings,
-            diverted: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            topics: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
         }
+    }
+
+    /// A fallback producer over an idempotent producer built from `kafka`.
+    pub fn from_settings(
+        kafka: &KafkaSettings,
+        table: StandbyTable,
+        settings: FallbackSettings,
+    ) -> Result<Self, KafkaError> {
+        Ok(Self::new(
+            kafka.renewing_producer(&[])?,
+            kafka.delivery_timeout,
+            table,
+            settings,
+        ))
+    }
+
+    /// The Kafka producer in use.
+    pub fn kafka(&self) -> &RenewingProducer {
+        &self.kafka
     }
 
     /// Number of keys currently diverted to the standby table.
     pub fn diverted_keys(&self) -> usize {
-        self.lock_diverted().len()
+        self.lock_keys()
+            .values()
+            .filter(|k| matches!(k, KeyState::Diverted { .. }))
+            .count()
     }
 
-    /// Publishes `event` and reports where it went.
+    /// DynamoDB calls made so far to keep order.
+    pub fn signal_stats(&self) -> SignalStats {
+        SignalStats {
+            marker_reads: self.counters.marker_reads.load(Ordering::Relaxed),
+            marker_writes: self.counters.marker_writes.load(Ordering::Relaxed),
+            key_checks: self.counters.key_checks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Publishes `event` under a new event id and reports where it went.
     pub async fn send(&self, event: Event) -> Result<Delivery, FallbackError> {
-        let event_id = EventId::new();
+        self.send_with_id(event, EventId::new()).await
+    }
+
+    /// Publishes `event` under `event_id`. A caller retrying after an error passes the id of the
+    /// first attempt, so the event exists at most once per id (in Kafka and the standby table).
+    pub async fn send_with_id(
+        &self,
+        event: Event,
+        event_id: EventId,
+    ) -> Result<Delivery, FallbackError> {
         let partition_key = event
             .key
             .as_deref()
             .map(|key| record::partition_key(&event.topic, Some(key), event_id));
 
         if let Some(pk) = &partition_key
-            && self.must_stay_diverted(pk, event_id).await
+            && let Route::Standby(reason) = self.route(&event.topic, pk, event_id).await
         {
-            let reason = "earlier events of this key are still in the standby table".to_string();
             return self.to_standby(event_id, event, reason, None).await;
         }
 
@@ -180,23 +285,17 @@ impl FallbackProducer {
             headers: Some(kafka_headers),
         };
         let error = match self.kafka.send(record, self.delivery_timeout).await {
-            Ok(delivery) => {
+            Ok((partition, offset)) => {
                 return Ok(Delivery {
                     event_id,
-                    outcome: Outcome::Kafka {
-                        partition: delivery.partition,
-                        offset: delivery.offset,
-                    },
+                    outcome: Outcome::Kafka { partition, offset },
                 });
             }
-            Err((error, _message)) => error,
+            Err(error) => error,
         };
 
         match classify(&error) {
             Disposition::Retriable => {
-                if let Some(pk) = partition_key {
-                    self.divert(pk);
-                }
                 let reason = error.to_string();
                 self.to_standby(event_id, event, reason, Some(&error)).await
             }
@@ -204,46 +303,137 @@ impl FallbackProducer {
         }
     }
 
-    /// Whether a key diverted earlier must keep going to the standby table. Queries the table
-    /// once its back-off has elapsed; a failed Query keeps the key diverted (order first).
-    async fn must_stay_diverted(&self, partition_key: &str, event_id: EventId) -> bool {
-        {
-            let diverted = self.lock_diverted();
-            match diverted.get(partition_key) {
-                None => return false,
-                Some(diversion) if Instant::now() < diversion.next_check => return true,
-                Some(_) => {}
+    /// Whether a keyed event may be tried on Kafka, or must queue behind its key's events in the
+    /// standby table. Any doubt (a failed read) sends it to the table: order first.
+    async fn route(&self, topic: &str, partition_key: &str, event_id: EventId) -> Route {
+        let interval = self.settings.signal_interval;
+        let writes_seen = {
+            let keys = self.lock_keys();
+            match keys.get(partition_key) {
+                Some(KeyState::Diverted { next_check, .. }) if Instant::now() < *next_check => {
+                    return Route::Standby(
+                        "earlier events of this key are still in the standby table".into(),
+                    );
+                }
+                Some(KeyState::Diverted { writes, .. }) => Some(*writes),
+                Some(KeyState::Clear { checked_at }) if checked_at.elapsed() < interval => {
+                    return Route::Kafka;
+                }
+                _ => None,
             }
+        };
+        if writes_seen.is_none() && !self.topic_has_backlog(topic).await {
+            return Route::Kafka;
         }
-        let still_waiting = match self.table.holds_partition(partition_key).await {
-            Ok(holds) => holds,
+
+        let checked_at = Instant::now();
+        self.counters.key_checks.fetch_add(1, Ordering::Relaxed);
+        let waiting = match self.table.holds_partition(partition_key).await {
+            Ok(waiting) => waiting,
             Err(error) => {
-                tracing::warn!(%event_id, partition_key, %error, "could not check the standby table; key stays diverted");
+                tracing::warn!(%event_id, partition_key, %error, "could not check the standby table; the event queues behind the key");
                 true
             }
         };
-        let mut diverted = self.lock_diverted();
-        if still_waiting {
-            if let Some(diversion) = diverted.get_mut(partition_key) {
-                let delay = diversion.delays.next().unwrap_or(Duration::from_secs(5));
-                diversion.next_check = Instant::now() + delay;
+        let mut keys = self.lock_keys();
+        if waiting {
+            match keys.get_mut(partition_key) {
+                Some(KeyState::Diverted {
+                    next_check, delays, ..
+                }) => {
+                    *next_check = Instant::now() + delays.next().unwrap_or(Duration::from_secs(5));
+                }
+                _ => {
+                    keys.insert(partition_key.to_string(), self.diversion(0));
+                }
             }
-        } else {
-            diverted.remove(partition_key);
+            return Route::Standby(
+                "earlier events of this key are still in the standby table".into(),
+            );
+        }
+        // Trust "nothing waiting" only if no standby write of the key started meanwhile (its
+        // item may not have been visible to the Query).
+        let current_writes = match keys.get(partition_key) {
+            Some(KeyState::Diverted { writes, .. }) => Some(*writes),
+            _ => None,
+        };
+        if current_writes != writes_seen {
+            return Route::Standby("an event of this key was just written to the standby table".into());
+        }
+        if writes_seen.is_some() {
             tracing::info!(%event_id, partition_key, "standby drained for key; back to Kafka");
         }
-        still_waiting
+        keys.insert(partition_key.to_string(), KeyState::Clear { checked_at });
+        Route::Kafka
     }
 
-    fn divert(&self, partition_key: String) {
+    /// Whether `topic`'s backlog marker is up, as read at most one signal interval ago.
+    async fn topic_has_backlog(&self, topic: &str) -> bool {
+        let interval = self.settings.signal_interval;
+        if let Some((read_at, up)) = self.lock_topics().get(topic).and_then(|t| t.read)
+            && read_at.elapsed() < interval
+        {
+            return up;
+        }
+        let read_at = Instant::now();
+        self.counters.marker_reads.fetch_add(1, Ordering::Relaxed);
+        let up = match self.table.marker_raised_at(topic).await {
+            Ok(raised) => raised.is_some(),
+            Err(error) => {
+                tracing::warn!(topic, %error, "could not read the topic's backlog marker; taking it as up");
+                true
+            }
+        };
+        let mut topics = self.lock_topics();
+        let state = topics.entry(topic.to_string()).or_default();
+        // A raise by this instance since the read began wins over what the read saw.
+        if !state.read.is_some_and(|(at, up)| up && at > read_at) {
+            state.read = Some((read_at, up));
+        }
+        state.read.is_some_and(|(_, up)| up)
+    }
+
+    fn diversion(&self, writes: u64) -> KeyState {
         let mut delays = retry::standby_recheck(self.settings.recheck_max_delay);
         let first = delays.next().unwrap_or_default();
-        self.lock_diverted()
-            .entry(partition_key)
-            .or_insert_with(|| Diversion {
-                next_check: Instant::now() + first,
-                delays: Box::new(delays),
-            });
+        KeyState::Diverted {
+            next_check: Instant::now() + first,
+            delays: Box::new(delays),
+            writes,
+        }
+    }
+
+    /// Marks the key diverted (before its write, so no check racing the write trusts a miss).
+    fn divert(&self, partition_key: &str) {
+        let mut keys = self.lock_keys();
+        match keys.get_mut(partition_key) {
+            Some(KeyState::Diverted { writes, .. }) => *writes += 1,
+            _ => {
+                let diversion = self.diversion(1);
+                keys.insert(partition_key.to_string(), diversion);
+            }
+        }
+    }
+
+    /// Raises the topic's marker unless this instance did so within the signal interval.
+    async fn raise_marker(&self, topic: &str, now_ms: u64) -> Result<(), crate::standby_table::TableError> {
+        let interval = self.settings.signal_interval;
+        let fresh = self
+            .lock_topics()
+            .get(topic)
+            .and_then(|t| t.raised)
+            .is_some_and(|at| at.elapsed() < interval);
+        if fresh {
+            return Ok(());
+        }
+        let raised = Instant::now();
+        self.counters.marker_writes.fetch_add(1, Ordering::Relaxed);
+        self.table.raise_marker(topic, now_ms).await?;
+        let mut topics = self.lock_topics();
+        let state = topics.entry(topic.to_string()).or_default();
+        state.raised = Some(raised);
+        state.read = Some((raised, true));
+        Ok(())
     }
 
     async fn to_standby(
@@ -275,6 +465,18 @@ impl FallbackProducer {
                 kafka_error: kafka_error.map_or_else(|| reason.clone(), ToString::to_string),
             });
         }
+        let standby_error = |source| FallbackError::Standby {
+            event_id,
+            source: Box::new(source),
+        };
+        if record.key.is_some() {
+            self.divert(&record.partition_key());
+        }
+        // Every instance must be able to see that the topic has events waiting before this one
+        // is in the table.
+        self.raise_marker(&record.topic, now.as_millis() as u64)
+            .await
+            .map_err(standby_error)?;
         match self.table.put_new(&record).await {
             Ok(PutOutcome::Written) => {
                 tracing::warn!(%event_id, topic = %record.topic, %reason, "event written to the standby table");
@@ -282,12 +484,7 @@ impl FallbackProducer {
             Ok(PutOutcome::AlreadyPresent) => {
                 tracing::warn!(%event_id, topic = %record.topic, "event already in the standby table; left as it was");
             }
-            Err(source) => {
-                return Err(FallbackError::Standby {
-                    event_id,
-                    source: Box::new(source),
-                });
-            }
+            Err(source) => return Err(standby_error(source)),
         }
         Ok(Delivery {
             event_id,
@@ -329,7 +526,7 @@ impl FallbackProducer {
                     outcome: Outcome::DeadLettered { reason },
                 })
             }
-            Err((source, _message)) => Err(FallbackError::DeadLetter {
+            Err(source) => Err(FallbackError::DeadLetter {
                 event_id,
                 dead_letter_topic: self.settings.dead_letter_topic.clone(),
                 kafka_error: reason,
@@ -338,10 +535,14 @@ impl FallbackProducer {
         }
     }
 
-    fn lock_diverted(&self) -> std::sync::MutexGuard<'_, HashMap<String, Diversion>> {
-        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
-        // removes), so a poisoned lock is still usable.
-        self.diverted.lock().unwrap_or_else(|e| e.into_inner())
+    // A panic while holding these locks cannot leave a map inconsistent (single inserts and
+    // updates), so a poisoned lock is still usable.
+    fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyState>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_topics(&self) -> std::sync::MutexGuard<'_, HashMap<String, TopicState>> {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -8,11 +8,11 @@ use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devstack::Stack;
 use devstack::testkit::{self, Consumed};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureRecord, Producer};
 use shared::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
 use shared::headers;
 use shared::kafka::KafkaSettings;
-use shared::record::{Header, StandbyRecord};
+use shared::record::{EventId, Header, StandbyRecord, marker};
 use shared::standby_table::StandbyTable;
 use tokio::sync::RwLock;
 
@@ -20,6 +20,8 @@ use tokio::sync::RwLock;
 static CLUSTER: RwLock<()> = RwLock::const_new(());
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
+/// The signal interval of the instances in the cross-instance tests.
+const SIGNAL_INTERVAL: Duration = Duration::from_millis(300);
 
 struct Fixture {
     stack: Stack,
@@ -54,13 +56,9 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
         dead_letter_topic: dead_letter_topic.clone(),
         retention: Duration::from_secs(3600),
         recheck_max_delay: shared::fallback::DEFAULT_RECHECK_MAX_DELAY,
+        signal_interval: shared::fallback::DEFAULT_SIGNAL_INTERVAL,
     };
-    let producer = FallbackProducer::new(
-        kafka.producer()?,
-        kafka.delivery_timeout,
-        table.clone(),
-        settings,
-    );
+    let producer = FallbackProducer::from_settings(&kafka, table.clone(), settings)?;
     Ok(Fixture {
         stack,
         producer,
@@ -100,7 +98,10 @@ async fn table_records(table: &StandbyTable) -> Result<Vec<StandbyRecord>> {
             .send()
             .await?;
         for item in page.items() {
-            records.push(StandbyRecord::from_item(item.clone())?);
+            let is_marker = matches!(item.get("pk"), Some(AttributeValue::S(pk)) if marker::marker_topic(pk).is_some());
+            if !is_marker {
+                records.push(StandbyRecord::from_item(item.clone())?);
+            }
         }
         start = page.last_evaluated_key().cloned();
         if start.is_none() {
@@ -356,5 +357,148 @@ async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Res
         order,
         "per-key order across the outage"
     );
+    Ok(())
+}
+
+/// Another producer instance on the same table: its own memory, its own Kafka client. With
+/// `kafka_reachable == false` its brokers are a closed port, so its sends time out and divert,
+/// as for an instance cut off from the cluster (or one that saw the outage first).
+fn instance(fixture: &Fixture, name: &str, kafka_reachable: bool) -> Result<FallbackProducer> {
+    let bootstrap = if kafka_reachable {
+        fixture.stack.bootstrap_servers()
+    } else {
+        "127.0.0.1:1".to_string()
+    };
+    let env = HashMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+    ]);
+    let kafka = KafkaSettings::from_env(&env, name, Duration::from_millis(1500))?;
+    Ok(FallbackProducer::from_settings(
+        &kafka,
+        fixture.table.clone(),
+        FallbackSettings {
+            producer_id: name.into(),
+            dead_letter_topic: fixture.dead_letter_topic.clone(),
+            retention: Duration::from_secs(3600),
+            recheck_max_delay: shared::fallback::DEFAULT_RECHECK_MAX_DELAY,
+            signal_interval: SIGNAL_INTERVAL,
+        },
+    )?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_diverted_by_one_instance_queues_on_every_other_instance() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let fixture = fixture(&[]).await?;
+    let busy = instance(&fixture, "busy", true)?;
+    let cut_off = instance(&fixture, "cut-off", false)?;
+
+    // `busy` has just seen the key clear (it sent straight to Kafka) and caches that.
+    let first = busy.send(event(&fixture.topic, "k", 0)).await?;
+    assert!(matches!(first.outcome, Outcome::Kafka { .. }), "{first:?}");
+    // Another instance cannot reach the brokers: the key's next event waits in the table.
+    let second = cut_off.send(event(&fixture.topic, "k", 1)).await?;
+    assert!(matches!(second.outcome, Outcome::Standby { .. }), "{second:?}");
+
+    // One signal interval later, the busy instance and a freshly started one (a restart
+    // mid-outage) both queue the key's later events behind it, though Kafka is fine for them.
+    tokio::time::sleep(SIGNAL_INTERVAL).await;
+    let third = busy.send(event(&fixture.topic, "k", 2)).await?;
+    assert!(
+        matches!(third.outcome, Outcome::Standby { .. }),
+        "went around the waiting event: {third:?}"
+    );
+    let restarted = instance(&fixture, "restarted", true)?;
+    let fourth = restarted.send(event(&fixture.topic, "k", 3)).await?;
+    assert!(matches!(fourth.outcome, Outcome::Standby { .. }), "{fourth:?}");
+    // Keys with nothing waiting still go straight to Kafka, after one Query each.
+    let other = restarted.send(event(&fixture.topic, "other", 0)).await?;
+    assert!(matches!(other.outcome, Outcome::Kafka { .. }), "{other:?}");
+
+    let waiting: Vec<EventId> = table_records(&fixture.table)
+        .await?
+        .iter()
+        .map(|r| r.event_id)
+        .collect();
+    assert_eq!(
+        waiting,
+        vec![second.event_id, third.event_id, fourth.event_id],
+        "the key's events wait in the table in the order they were sent"
+    );
+    let stats = restarted.signal_stats();
+    assert_eq!(stats.key_checks, 2, "one Query per key: {stats:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_retrying_with_its_event_id_makes_no_second_event() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let fixture = fixture(&[]).await?;
+    // Kafka reachable: both attempts reach Kafka under the one id consumers dedupe on.
+    let id = EventId::new();
+    for _ in 0..2 {
+        let delivery = fixture
+            .producer
+            .send_with_id(event(&fixture.topic, "k", 0), id)
+            .await?;
+        assert_eq!(delivery.event_id, id);
+    }
+    let bootstrap = fixture.stack.bootstrap_servers();
+    let topic = fixture.topic.clone();
+    let consumed = tokio::task::spawn_blocking(move || {
+        testkit::consume(&bootstrap, &topic, 2, Duration::from_secs(30))
+    })
+    .await??;
+    assert!(
+        consumed
+            .iter()
+            .all(|m| m.header(headers::EVENT_ID) == Some(id.to_string()))
+    );
+
+    // Kafka unreachable: the retry finds its first attempt in the table and leaves it alone.
+    let cut_off = instance(&fixture, "cut-off", false)?;
+    let id = EventId::new();
+    for _ in 0..2 {
+        let delivery = cut_off
+            .send_with_id(event(&fixture.topic, "j", 0), id)
+            .await?;
+        assert!(matches!(delivery.outcome, Outcome::Standby { .. }));
+    }
+    let waiting = table_records(&fixture.table).await?;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].event_id, id);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_producer_in_librdkafkas_fatal_state_is_replaced() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let fixture = fixture(&[]).await?;
+    let before = fixture.producer.send(event(&fixture.topic, "k", 0)).await?;
+    assert!(matches!(before.outcome, Outcome::Kafka { .. }));
+
+    // librdkafka's own fault injection: the idempotent producer enters its fatal state, after
+    // which that instance refuses every produce.
+    let broken = fixture.producer.kafka().current();
+    let reason = std::ffi::CString::new("injected by the test")?;
+    // SAFETY: the client pointer is valid while `broken` is alive; librdkafka copies `reason`.
+    let code = unsafe {
+        rdkafka::bindings::rd_kafka_test_fatal_error(
+            rdkafka::client::Client::native_ptr(broken.client()),
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            reason.as_ptr(),
+        )
+    };
+    assert_eq!(code, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    drop(broken);
+
+    // The send that meets the fatal state keeps its event (it waits in the table, to be
+    // republished); the next one goes through a new producer.
+    let during = fixture.producer.send(event(&fixture.topic, "j", 0)).await?;
+    assert!(matches!(during.outcome, Outcome::Standby { .. }), "{during:?}");
+    assert_eq!(fixture.producer.kafka().renewals(), 1);
+    let after = fixture.producer.send(event(&fixture.topic, "other", 0)).await?;
+    assert!(matches!(after.outcome, Outcome::Kafka { .. }), "{after:?}");
     Ok(())
 }

@@ -343,12 +343,21 @@ async fn run_keyed<S: Sink, T: Table>(
             .copied()
             .filter(|&p| id_of(p) == id)
             .collect();
-        // A malformed record is dead-lettered as the stream delivered it.
-        let entry = same
-            .iter()
-            .map(|&p| &entries[p])
-            .find(|e| matches!(e.work, Work::Malformed { .. }))
-            .unwrap_or(item);
+        // A malformed record is dead-lettered as the stream delivered it; any record keeps its
+        // stream sequence number for the dead-letter context.
+        let delivered = same.first().map(|&p| &entries[p]);
+        let with_sequence;
+        let entry = match delivered {
+            Some(record) if matches!(record.work, Work::Malformed { .. }) => record,
+            Some(record) => {
+                with_sequence = Entry {
+                    sequence_number: record.sequence_number.clone(),
+                    ..item.clone()
+                };
+                &with_sequence
+            }
+            None => item,
+        };
         let outcome = run_entry(entry, sink, budget).await;
         for &p in &same {
             run.outcomes.push((p, outcome.clone()));

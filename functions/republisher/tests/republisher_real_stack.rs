@@ -597,3 +597,163 @@ async fn sweep_republishes_what_the_stream_never_delivered_and_resumes() -> Resu
     }
     Ok(())
 }
+
+fn sweep_event() -> Value {
+    json!({
+        "version": "0", "id": "sweep", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-30T00:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/republisher-sweep"], "detail": {}
+    })
+}
+
+/// Records `n` events per key, keys written in parallel, each key in order.
+fn records_for(topic: &str, keys: &[&str], per_key: usize, age: Duration) -> Vec<StandbyRecord> {
+    (0..per_key)
+        .flat_map(|n| keys.iter().map(move |k| (n, *k)))
+        .map(|(n, k)| record(topic, Some(k), n, age))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_of_one_key_on_different_shards_reach_kafka_in_event_order() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("10000", &[]).await?;
+    let keys = ["a", "b", "c", "d", "e", "f", "g"];
+    let records = records_for(&fixture.topic, &keys, 40, Duration::ZERO);
+    write(&fixture.standby, &records).await?;
+    // Four lanes, each item's records in one of them: a key's records arrive interleaved
+    // across lanes, as items of one partition key can across a real stream's shards.
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name())
+        .await?
+        .with_lanes(4);
+    driver.batch_size = 25;
+    drain(&fixture, &app, &mut driver).await?;
+
+    let messages = consume_all(&fixture, &fixture.topic).await?;
+    assert_eq!(per_key_order(&messages), expected_order(&records));
+    assert_duplicates_are_identical(&messages);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_mapping_gave_up_on_is_published_before_later_events_of_its_key() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("10000", &[]).await?;
+    let keys = ["a", "b", "c"];
+    let early = records_for(&fixture.topic, &keys, 5, Duration::ZERO);
+    write(&fixture.standby, &early).await?;
+    // The mapping's record-age limit passes while nothing is delivered (a long outage)…
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let late = records_for(&fixture.topic, &keys, 5, Duration::ZERO);
+    write(&fixture.standby, &late).await?;
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+    driver.max_record_age = Some(Duration::from_secs(2));
+    // …so it gives up on the early records and delivers only the late ones.
+    drain(&fixture, &app, &mut driver).await?;
+    assert_eq!(driver.stats.expired, early.len(), "{:?}", driver.stats);
+    assert_eq!(driver.on_failure.len(), early.len());
+
+    let messages = consume_all(&fixture, &fixture.topic).await?;
+    let all: Vec<StandbyRecord> = early.iter().chain(&late).cloned().collect();
+    assert_eq!(per_key_order(&messages), expected_order(&all));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_that_refuses_writes_holds_only_its_keys_until_the_sweep_releases_them()
+-> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("5000", &[]).await?;
+    let denied = testkit::unique_name("denied");
+    testkit::create_topic(&fixture.stack.bootstrap_servers(), &denied, 3, 3, &[]).await?;
+    let held = records_for(&denied, &["h1", "h2"], 5, Duration::ZERO);
+    let flowing = records_for(&fixture.topic, &["f1", "f2"], 5, Duration::ZERO);
+    let mut all = held.clone();
+    all.extend(flowing.iter().cloned());
+    write(&fixture.standby, &all).await?;
+
+    fixture.stack.deny_writes(&denied, true)?;
+    let result = async {
+        let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+        while driver.step(|event| handle(&app, event, deadline())).await? > 0 {}
+        assert_eq!(
+            driver.stats.partial_failures, 0,
+            "the shard is not blocked: {:?}",
+            driver.stats
+        );
+        assert_eq!(
+            per_key_order(&consume(&fixture, &fixture.topic, flowing.len()).await?),
+            expected_order(&flowing),
+            "other keys flow"
+        );
+        assert_eq!(
+            table_len(&fixture.standby).await?,
+            held.len(),
+            "the held keys' events wait in the table"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.stack.deny_writes(&denied, false)?;
+    result?;
+
+    // Once the topic takes writes again, the sweep releases the held keys, in order.
+    let report: Value = handle(&app, sweep_event(), deadline()).await?;
+    assert_eq!(report["held_released"], json!(2), "{report}");
+    assert_eq!(table_len(&fixture.standby).await?, 0);
+    let messages = consume(&fixture, &denied, held.len()).await?;
+    assert_eq!(per_key_order(&messages), expected_order(&held));
+    let again: Value = handle(&app, sweep_event(), deadline()).await?;
+    assert_eq!(again["held_released"], json!(0), "released keys are forgotten: {again}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_insert_and_a_modify_of_one_item_in_one_batch_make_one_event() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("5000", &[]).await?;
+    let records = records_for(&fixture.topic, &["a"], 3, Duration::ZERO);
+    write(&fixture.standby, &records).await?;
+    // Someone touches an item before the stream is read (an operator's edit, a retried write
+    // of another attribute): its INSERT and MODIFY are in the same batch.
+    fixture
+        .standby
+        .client()
+        .update_item()
+        .table_name(fixture.standby.name())
+        .key("pk", AttributeValue::S(records[1].partition_key()))
+        .key("event_id", AttributeValue::S(records[1].event_id.to_string()))
+        .update_expression("SET touched = :t")
+        .expression_attribute_values(":t", AttributeValue::Bool(true))
+        .send()
+        .await?;
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+    drain(&fixture, &app, &mut driver).await?;
+    assert_eq!(driver.stats.partial_failures, 0, "{:?}", driver.stats);
+    assert_eq!(driver.stats.invocations, 1, "{:?}", driver.stats);
+    let messages = consume_all(&fixture, &fixture.topic).await?;
+    assert_eq!(messages.len(), 3, "each event once");
+    assert_eq!(per_key_order(&messages), expected_order(&records));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_publishes_a_keys_earlier_events_before_an_old_one_it_selected() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture(
+        "5000",
+        &[("SWEEP_PAGE_SIZE", "2"), ("SWEEP_MIN_AGE_SECONDS", "3600")],
+    )
+    .await?;
+    // The key's first event is recent by its producer's clock, its second one old by another
+    // producer's (or past the cut-off of an earlier sweep): only the second is selected.
+    let first = record(&fixture.topic, Some("k"), 0, Duration::ZERO);
+    let second = record(&fixture.topic, Some("k"), 1, Duration::from_secs(7200));
+    let records = vec![first, second];
+    write(&fixture.standby, &records).await?;
+    let report: Value = handle(&app, sweep_event(), deadline()).await?;
+    assert_eq!(report["from_backlog"], json!(1), "{report}");
+    let messages = consume_all(&fixture, &fixture.topic).await?;
+    assert_eq!(per_key_order(&messages), expected_order(&records));
+    Ok(())
+}

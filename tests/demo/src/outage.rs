@@ -68,17 +68,17 @@ impl Rig {
         ]);
         let producer_id = format!("{prefix}-producer");
         let kafka = KafkaSettings::from_env(&env, &producer_id, Duration::from_secs(2))?;
-        let producer = Arc::new(FallbackProducer::new(
-            kafka.producer()?,
-            kafka.delivery_timeout,
+        let producer = Arc::new(FallbackProducer::from_settings(
+            &kafka,
             standby.clone(),
             FallbackSettings {
                 producer_id,
                 dead_letter_topic: dead_letter_topic.clone(),
                 retention: Duration::from_secs(3600),
                 recheck_max_delay,
+                signal_interval: shared::fallback::DEFAULT_SIGNAL_INTERVAL,
             },
-        ));
+        )?);
         Ok(Self {
             republisher: republisher::settings::Settings::from_env(&env)?,
             dynamodb,

@@ -84,8 +84,15 @@ broker.rack={rack}
 controller.quorum.voters={voters}
 listeners={listeners}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
 controller.listener.names=CONTROLLER
+# The quorum talks as User:controller (SASL PLAIN, a throwaway local secret), the one super user:
+# an ACL authorizer answers nobody else before it has loaded the ACLs, and clients must not be
+# super users (super users bypass ACLs).
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"controller\" password=\"{secret}\" user_controller=\"{secret}\";
+super.users=User:controller
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
 auto.create.topics.enable=false
@@ -104,11 +111,16 @@ background.threads=2
 num.recovery.threads.per.data.dir=1
 # Fast leader failover when a node is stopped in a test.
 controlled.shutdown.enable=true
+# ACLs for fault injection (a DENY on one topic): with no ACL on a resource everyone is allowed,
+# so nothing changes until a test adds one. Nobody is a super user (super users bypass ACLs).
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=true
 ",
             id = self.id,
             rack = self.rack,
             port = self.broker_port,
             data = self.dir.join("data").display(),
+            secret = CLUSTER_ID,
         );
         std::fs::write(self.config_path(), config)?;
         let log4j = format!(

@@ -445,6 +445,28 @@ impl Stack {
         })
     }
 
+    /// Denies (or, with `deny == false`, allows again) writes to `topic` for the anonymous
+    /// principal every local client uses, through Kafka's own ACL tool: produce requests then
+    /// fail with `TopicAuthorizationFailed` on that topic only.
+    pub fn deny_writes(&self, topic: &str, deny: bool) -> Result<()> {
+        let classpath = format!("{}/*", self.tools.kafka_libs.display());
+        let output = std::process::Command::new("java")
+            .args(["-Xmx128m", "-cp", &classpath, "org.apache.kafka.tools.AclCommand"])
+            .args(["--bootstrap-server", &self.bootstrap_servers()])
+            .arg(if deny { "--add" } else { "--remove" })
+            .args(["--force", "--deny-principal", "User:ANONYMOUS"])
+            .args(["--operation", "Write", "--topic", topic])
+            .output()
+            .context("running Kafka's AclCommand")?;
+        if !output.status.success() {
+            bail!(
+                "AclCommand failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// Adds and starts a broker-only node in `rack`, joining the existing quorum (a scale-out).
     pub fn add_broker(&mut self, id: i32, rack: &str) -> Result<()> {
         if self.nodes.iter().any(|n| n.id == id) {

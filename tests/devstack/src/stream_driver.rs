@@ -4,9 +4,17 @@
 //! turns each batch into exactly the JSON document Lambda sends a function, invokes the handler
 //! with it and honours the answer the way the event source mapping does:
 //! - a `batchItemFailures` entry → the next batch starts at that sequence number;
-//! - a function error → the same batch again, up to `max_retries`, then the batch is discarded
-//!   (counted in [`DriverStats::discarded`]; in AWS it would go to the on-failure destination);
+//! - a function error → the same batch again;
+//! - after `max_retries` failed attempts at the same point (`MaximumRetryAttempts`), the rest of
+//!   the batch is given up on, and records older than `max_record_age`
+//!   (`MaximumRecordAgeInSeconds`) are never delivered; both go to
+//!   [`StreamDriver::on_failure`] (the mapping's on-failure destination) and the driver moves on;
 //! - otherwise → the next records.
+//!
+//! moto's stream has one shard. AWS orders a stream per *item* only: items of one partition key
+//! can be on different shards. `lanes` > 1 splits the stream by item (a hash of its keys) into
+//! that many lanes, each delivered and retried on its own like a shard, so a key's records can
+//! arrive in any interleaving across lanes while each item's records keep their order.
 //!
 //! Tests and `make demo` share it.
 
@@ -27,25 +35,39 @@ pub struct DriverStats {
     pub records_delivered: usize,
     pub partial_failures: usize,
     pub function_errors: usize,
-    /// Records given up on after `max_retries` function errors.
+    /// Records given up on after `max_retries` failed attempts.
     pub discarded: usize,
+    /// Records never delivered because they were older than `max_record_age`.
+    pub expired: usize,
 }
 
 struct Shard {
     id: String,
     iterator: Option<String>,
-    /// Fetched but not yet acknowledged by the function, in stream order.
+}
+
+/// What one lane has fetched but the function has not yet acknowledged, in stream order.
+#[derive(Default)]
+struct Lane {
     buffer: VecDeque<Record>,
+    /// Failed attempts at the current failure point, and that point's sequence number.
     attempts: usize,
+    failed_at: Option<String>,
 }
 
 pub struct StreamDriver {
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     shards: Vec<Shard>,
+    lanes: Vec<Lane>,
     pub batch_size: usize,
+    /// Failed attempts at one point before the rest of the batch is given up on.
     pub max_retries: usize,
+    /// Records older than this are given up on without delivery (`None`: no limit).
+    pub max_record_age: Option<Duration>,
     pub stats: DriverStats,
+    /// What the mapping gave up on, as Lambda would send it to the on-failure destination.
+    pub on_failure: Vec<Value>,
 }
 
 impl StreamDriver {
@@ -79,49 +101,116 @@ impl StreamDriver {
                 .send()
                 .await?
                 .shard_iterator;
-            shards.push(Shard {
-                id,
-                iterator,
-                buffer: VecDeque::new(),
-                attempts: 0,
-            });
+            shards.push(Shard { id, iterator });
         }
         Ok(Self {
             client,
             stream_arn,
             shards,
+            lanes: vec![Lane::default()],
             batch_size: 1000,
-            max_retries: 10,
+            max_retries: usize::MAX,
+            max_record_age: None,
             stats: DriverStats::default(),
+            on_failure: Vec::new(),
         })
     }
 
-    /// Tops up each shard's buffer to a full batch from the stream.
+    /// Splits the stream into `lanes` independently delivered lanes (see the module doc). Call
+    /// before the first step.
+    pub fn with_lanes(mut self, lanes: usize) -> Self {
+        self.lanes = (0..lanes.max(1)).map(|_| Lane::default()).collect();
+        self
+    }
+
+    fn lane_of(&self, record: &Record) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        format!("{:?}", record.dynamodb().and_then(|d| d.keys())).hash(&mut hasher);
+        (hasher.finish() % self.lanes.len() as u64) as usize
+    }
+
+    /// Reads what the shards have until every lane holds a full batch or the stream is idle.
     async fn fetch(&mut self) -> Result<()> {
-        for shard in &mut self.shards {
-            while shard.buffer.len() < self.batch_size {
-                let Some(iterator) = shard.iterator.clone() else {
+        for index in 0..self.shards.len() {
+            while self.lanes.iter().any(|l| l.buffer.len() < self.batch_size) {
+                let Some(iterator) = self.shards[index].iterator.clone() else {
                     break;
                 };
                 let page = self
                     .client
                     .get_records()
                     .shard_iterator(iterator)
-                    .limit((self.batch_size - shard.buffer.len()).min(1000) as i32)
+                    .limit(1000)
                     .send()
                     .await?;
-                shard.iterator = page.next_shard_iterator;
+                self.shards[index].iterator = page.next_shard_iterator;
                 let records = page.records.unwrap_or_default();
                 if records.is_empty() {
                     break;
                 }
-                shard.buffer.extend(records);
+                for record in records {
+                    let lane = self.lane_of(&record);
+                    self.lanes[lane].buffer.push_back(record);
+                }
             }
         }
         Ok(())
     }
 
-    /// Delivers at most one batch per shard. Returns the number of records delivered.
+    /// Gives up on records older than `max_record_age`, wherever they are in a lane.
+    fn expire(&mut self) -> Result<()> {
+        let Some(max_age) = self.max_record_age else {
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64();
+        for index in 0..self.lanes.len() {
+            let (expired, kept): (Vec<Record>, Vec<Record>) =
+                self.lanes[index].buffer.drain(..).partition(|r| {
+                    r.dynamodb()
+                        .and_then(|d| d.approximate_creation_date_time())
+                        .is_some_and(|t| now - t.as_secs_f64() > max_age.as_secs_f64())
+                });
+            self.lanes[index].buffer = kept.into();
+            self.stats.expired += expired.len();
+            for record in &expired {
+                self.on_failure.push(lambda_record(record, &self.stream_arn)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt at `position` of `lane`'s current batch; past `max_retries`
+    /// gives up on the batch from there and returns how many records were given up on.
+    fn failed_attempt(&mut self, lane: usize, position: usize, batch_len: usize) -> Result<usize> {
+        let sequence = self.lanes[lane]
+            .buffer
+            .get(position)
+            .and_then(|r| r.dynamodb().and_then(|d| d.sequence_number()))
+            .map(str::to_string);
+        let state = &mut self.lanes[lane];
+        if state.failed_at == sequence {
+            state.attempts += 1;
+        } else {
+            state.failed_at = sequence;
+            state.attempts = 1;
+        }
+        if state.attempts <= self.max_retries {
+            return Ok(0);
+        }
+        let given_up: Vec<Record> = state.buffer.drain(position..batch_len).collect();
+        state.attempts = 0;
+        state.failed_at = None;
+        self.stats.discarded += given_up.len();
+        for record in &given_up {
+            self.on_failure.push(lambda_record(record, &self.stream_arn)?);
+        }
+        Ok(given_up.len())
+    }
+
+    /// Delivers at most one batch per lane. Returns the number of records delivered.
     pub async fn step<F, Fut, E>(&mut self, mut invoke: F) -> Result<usize>
     where
         F: FnMut(Value) -> Fut,
@@ -129,12 +218,15 @@ impl StreamDriver {
         E: std::fmt::Display,
     {
         self.fetch().await?;
+        self.expire()?;
         let mut delivered = 0;
-        for index in 0..self.shards.len() {
-            let batch: Vec<Record> = {
-                let shard = &self.shards[index];
-                shard.buffer.iter().take(self.batch_size).cloned().collect()
-            };
+        for index in 0..self.lanes.len() {
+            let batch: Vec<Record> = self.lanes[index]
+                .buffer
+                .iter()
+                .take(self.batch_size)
+                .cloned()
+                .collect();
             if batch.is_empty() {
                 continue;
             }
@@ -144,38 +236,37 @@ impl StreamDriver {
             self.stats.invocations += 1;
             self.stats.records_delivered += batch.len();
             delivered += batch.len();
-            let shard = &mut self.shards[index];
             match invoke(event).await {
                 Ok(response) => {
-                    shard.attempts = 0;
                     let failed_at = response
                         .pointer("/batchItemFailures/0/itemIdentifier")
                         .and_then(Value::as_str)
                         .map(str::to_string);
-                    let done = match &failed_at {
-                        None => batch.len(),
+                    match &failed_at {
+                        None => {
+                            let lane = &mut self.lanes[index];
+                            lane.buffer.drain(..batch.len());
+                            lane.attempts = 0;
+                            lane.failed_at = None;
+                        }
                         Some(sequence) => {
                             self.stats.partial_failures += 1;
-                            batch
+                            let done = batch
                                 .iter()
                                 .position(|r| r.dynamodb().and_then(|d| d.sequence_number()) == Some(sequence))
-                                .with_context(|| format!("batchItemFailures names {sequence}, which is not in the batch"))?
+                                .with_context(|| format!("batchItemFailures names {sequence}, which is not in the batch"))?;
+                            self.lanes[index].buffer.drain(..done);
+                            self.failed_attempt(index, 0, batch.len() - done)?;
                         }
-                    };
-                    shard.buffer.drain(..done);
+                    }
                 }
                 Err(error) => {
                     self.stats.function_errors += 1;
-                    shard.attempts += 1;
                     eprintln!(
-                        "stream driver: shard {} function error (attempt {}): {error}",
-                        shard.id, shard.attempts
+                        "stream driver: lane {index} of {} function error: {error}",
+                        self.shards.first().map_or("?", |s| s.id.as_str())
                     );
-                    if shard.attempts > self.max_retries {
-                        self.stats.discarded += batch.len();
-                        shard.buffer.drain(..batch.len());
-                        shard.attempts = 0;
-                    }
+                    self.failed_attempt(index, 0, batch.len())?;
                 }
             }
         }
