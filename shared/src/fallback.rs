@@ -358,7 +358,9 @@ impl FallbackProducer {
             _ => None,
         };
         if current_writes != writes_seen {
-            return Route::Standby("an event of this key was just written to the standby table".into());
+            return Route::Standby(
+                "an event of this key was just written to the standby table".into(),
+            );
         }
         if writes_seen.is_some() {
             tracing::info!(%event_id, partition_key, "standby drained for key; back to Kafka");
@@ -416,7 +418,11 @@ impl FallbackProducer {
     }
 
     /// Raises the topic's marker unless this instance did so within the signal interval.
-    async fn raise_marker(&self, topic: &str, now_ms: u64) -> Result<(), crate::standby_table::TableError> {
+    async fn raise_marker(
+        &self,
+        topic: &str,
+        now_ms: u64,
+    ) -> Result<(), crate::standby_table::TableError> {
         let interval = self.settings.signal_interval;
         let fresh = self
             .lock_topics()

@@ -399,7 +399,10 @@ async fn a_key_diverted_by_one_instance_queues_on_every_other_instance() -> Resu
     assert!(matches!(first.outcome, Outcome::Kafka { .. }), "{first:?}");
     // Another instance cannot reach the brokers: the key's next event waits in the table.
     let second = cut_off.send(event(&fixture.topic, "k", 1)).await?;
-    assert!(matches!(second.outcome, Outcome::Standby { .. }), "{second:?}");
+    assert!(
+        matches!(second.outcome, Outcome::Standby { .. }),
+        "{second:?}"
+    );
 
     // One signal interval later, the busy instance and a freshly started one (a restart
     // mid-outage) both queue the key's later events behind it, though Kafka is fine for them.
@@ -411,7 +414,10 @@ async fn a_key_diverted_by_one_instance_queues_on_every_other_instance() -> Resu
     );
     let restarted = instance(&fixture, "restarted", true)?;
     let fourth = restarted.send(event(&fixture.topic, "k", 3)).await?;
-    assert!(matches!(fourth.outcome, Outcome::Standby { .. }), "{fourth:?}");
+    assert!(
+        matches!(fourth.outcome, Outcome::Standby { .. }),
+        "{fourth:?}"
+    );
     // Keys with nothing waiting still go straight to Kafka, after one Query each.
     let other = restarted.send(event(&fixture.topic, "other", 0)).await?;
     assert!(matches!(other.outcome, Outcome::Kafka { .. }), "{other:?}");
@@ -490,15 +496,24 @@ async fn a_producer_in_librdkafkas_fatal_state_is_replaced() -> Result<()> {
             reason.as_ptr(),
         )
     };
-    assert_eq!(code, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_eq!(
+        code,
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+    );
     drop(broken);
 
     // The send that meets the fatal state keeps its event (it waits in the table, to be
     // republished); the next one goes through a new producer.
     let during = fixture.producer.send(event(&fixture.topic, "j", 0)).await?;
-    assert!(matches!(during.outcome, Outcome::Standby { .. }), "{during:?}");
+    assert!(
+        matches!(during.outcome, Outcome::Standby { .. }),
+        "{during:?}"
+    );
     assert_eq!(fixture.producer.kafka().renewals(), 1);
-    let after = fixture.producer.send(event(&fixture.topic, "other", 0)).await?;
+    let after = fixture
+        .producer
+        .send(event(&fixture.topic, "other", 0))
+        .await?;
     assert!(matches!(after.outcome, Outcome::Kafka { .. }), "{after:?}");
     Ok(())
 }

@@ -79,10 +79,14 @@ pub struct Entry {
 
 impl Entry {
     /// Entries of one key must be handled one after another, in position order; entries with
-    /// different chain keys are independent. Events without a Kafka key have no order.
+    /// different chain keys are independent. Events without a Kafka key have no order: only the
+    /// records of one such item (an INSERT and a MODIFY) share a chain, handled once.
     pub fn chain_key(&self) -> ChainKey {
         match (&self.work, &self.key) {
-            (Work::Publish(record), _) if record.key.is_none() => ChainKey::Alone(self.position),
+            (Work::Publish(record), Some(key)) if record.key.is_none() => {
+                ChainKey::Item(key.clone())
+            }
+            (Work::Publish(record), None) if record.key.is_none() => ChainKey::Alone(self.position),
             (_, Some(key)) => ChainKey::Partition(key.pk.clone()),
             (_, None) => ChainKey::Alone(self.position),
         }
@@ -113,6 +117,8 @@ impl Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ChainKey {
     Partition(String),
+    /// The records of one null-key event.
+    Item(ItemKey),
     Alone(usize),
 }
 
@@ -353,7 +359,17 @@ mod tests {
         let entries = from_stream_event(&event).unwrap();
         assert_eq!(
             chains(&entries),
-            vec![vec![0, 3], vec![1], vec![2], vec![4]]
+            vec![vec![0, 3], vec![1, 4], vec![2]],
+            "the two records of the null-key item share a chain"
+        );
+        let other_null = record(None);
+        let event = json!({"Records": [
+            stream_record("INSERT", &n, "1"),
+            stream_record("INSERT", &other_null, "2"),
+        ]});
+        assert_eq!(
+            chains(&from_stream_event(&event).unwrap()),
+            vec![vec![0], vec![1]]
         );
     }
 }

@@ -451,7 +451,12 @@ impl Stack {
     pub fn deny_writes(&self, topic: &str, deny: bool) -> Result<()> {
         let classpath = format!("{}/*", self.tools.kafka_libs.display());
         let output = std::process::Command::new("java")
-            .args(["-Xmx128m", "-cp", &classpath, "org.apache.kafka.tools.AclCommand"])
+            .args([
+                "-Xmx128m",
+                "-cp",
+                &classpath,
+                "org.apache.kafka.tools.AclCommand",
+            ])
             .args(["--bootstrap-server", &self.bootstrap_servers()])
             .arg(if deny { "--add" } else { "--remove" })
             .args(["--force", "--deny-principal", "User:ANONYMOUS"])

@@ -176,7 +176,8 @@ impl StreamDriver {
             self.lanes[index].buffer = kept.into();
             self.stats.expired += expired.len();
             for record in &expired {
-                self.on_failure.push(lambda_record(record, &self.stream_arn)?);
+                self.on_failure
+                    .push(lambda_record(record, &self.stream_arn)?);
             }
         }
         Ok(())
@@ -205,7 +206,8 @@ impl StreamDriver {
         state.failed_at = None;
         self.stats.discarded += given_up.len();
         for record in &given_up {
-            self.on_failure.push(lambda_record(record, &self.stream_arn)?);
+            self.on_failure
+                .push(lambda_record(record, &self.stream_arn)?);
         }
         Ok(given_up.len())
     }
