@@ -2,5 +2,6 @@
 //! [`outage`] (produce through a broker outage, drain, verify nothing was lost) and [`scaling`]
 //! (CPU alarm → autoscaler → new brokers → rebalancer).
 
+pub mod fleet;
 pub mod outage;
 pub mod scaling;

@@ -79,7 +79,7 @@ async fn run() -> Result<bool> {
         republisher: settings,
         producer,
         ..
-    } = outage::Rig::new(&stack, &aws, "demo", Duration::from_secs(10)).await?;
+    } = outage::Rig::new(&stack, &aws, "demo", Duration::from_secs(10), &[]).await?;
 
     shared::telemetry::emit_metrics_to_stdout(false);
     println!(
@@ -104,10 +104,16 @@ async fn run() -> Result<bool> {
     let producers_done = AtomicBool::new(false);
     let (produced, drained) = tokio::join!(
         async {
-            let produced = outage::produce(&mut stack, producer, &topic, &plan, |sent, phase| {
-                producing.set_position(sent as u64);
-                producing.set_message(phase.to_string());
-            })
+            let produced = outage::produce(
+                &mut stack,
+                producer.clone(),
+                &topic,
+                &plan,
+                |sent, phase| {
+                    producing.set_position(sent as u64);
+                    producing.set_message(phase.to_string());
+                },
+            )
             .await;
             producers_done.store(true, Ordering::Relaxed);
             produced
@@ -116,7 +122,7 @@ async fn run() -> Result<bool> {
         outage::drain(
             &aws,
             &standby,
-            1000,
+            outage::Mapping::batches_of(1000),
             |event| republisher::handle(&app, event, Instant::now() + Duration::from_secs(60)),
             || producers_done.load(Ordering::Relaxed),
             Duration::from_secs(1200),
@@ -125,6 +131,8 @@ async fn run() -> Result<bool> {
     );
     let (produced, drained) = (produced?, drained?);
     producing.finish_with_message("done");
+    // The topic's backlog marker goes with the sweep pass that finds the topic empty.
+    outage::sweep_until_empty(&app, Duration::from_secs(60)).await?;
     draining.finish_with_message("standby table empty");
     let standby_count = produced.count(|o| matches!(o, Outcome::Standby { .. }));
     let verdict = outage::verify(&bootstrap, &topic, &produced).await?;
@@ -198,6 +206,14 @@ async fn run() -> Result<bool> {
         drained.invocations,
         drained.partial_failures,
         produced.errors.len()
+    );
+    let signals = producer.signal_stats();
+    println!(
+        "    keeping order across instances cost the producers {} marker reads, {} marker writes and {} key checks for {} events",
+        signals.marker_reads,
+        signals.marker_writes,
+        signals.key_checks,
+        produced.sent.len()
     );
     for lost in verdict.lost.iter().take(10) {
         println!("    lost: {lost}");

@@ -12,6 +12,7 @@ use devstack::Stack;
 use devstack::testkit::{self, Consumed};
 use futures::StreamExt;
 use serde::Deserialize;
+use shared::config;
 use shared::envelope::Envelope;
 use shared::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
 use shared::headers;
@@ -30,15 +31,20 @@ pub struct Rig {
     pub state: StateTable,
     pub republisher: republisher::settings::Settings,
     pub producer: Arc<FallbackProducer>,
+    /// The environment a producer process of this rig is configured from (the stack's
+    /// endpoints, the tables, the topics), as a service's deployment would set it.
+    pub producer_env: Vec<(String, String)>,
 }
 
 impl Rig {
-    /// Names start with `prefix`; `recheck_max_delay` is the fallback's (see `FallbackSettings`).
+    /// Names start with `prefix`; `recheck_max_delay` is the fallback's (see `FallbackSettings`);
+    /// `extra_env` adds to or overrides the republisher's and the producers' environment.
     pub async fn new(
         stack: &Stack,
         aws: &aws_config::SdkConfig,
         prefix: &str,
         recheck_max_delay: Duration,
+        extra_env: &[(&str, &str)],
     ) -> Result<Self> {
         let bootstrap = stack.bootstrap_servers();
         let dynamodb = aws_sdk_dynamodb::Client::new(aws);
@@ -57,7 +63,7 @@ impl Rig {
         );
         state.create().await?;
 
-        let env = HashMap::from([
+        let mut env = HashMap::from([
             ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
             ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
             ("KAFKA_DELIVERY_TIMEOUT_MS", "2000"),
@@ -65,7 +71,20 @@ impl Rig {
             ("STATE_TABLE_NAME", state.name()),
             ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
             ("REPUBLISH_MARGIN_MS", "500"),
+            // Markers may go as soon as a pass finds their topic empty (the demo's producers
+            // refresh them every second; one clock).
+            ("SWEEP_MARKER_GRACE_SECONDS", "2"),
         ]);
+        env.extend(extra_env.iter().copied());
+        let recheck_ms = recheck_max_delay.as_millis().to_string();
+        let stack_env = stack.env_file();
+        let mut producer_env: Vec<(String, String)> = stack_env
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        producer_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        producer_env.push(("STANDBY_RECHECK_MAX_MS".into(), recheck_ms));
         let producer_id = format!("{prefix}-producer");
         let kafka = KafkaSettings::from_env(&env, &producer_id, Duration::from_secs(2))?;
         let producer = Arc::new(FallbackProducer::from_settings(
@@ -76,10 +95,15 @@ impl Rig {
                 dead_letter_topic: dead_letter_topic.clone(),
                 retention: Duration::from_secs(3600),
                 recheck_max_delay,
-                signal_interval: shared::fallback::DEFAULT_SIGNAL_INTERVAL,
+                signal_interval: config::millis(
+                    &env,
+                    shared::fallback::SIGNAL_INTERVAL_MS,
+                    shared::fallback::DEFAULT_SIGNAL_INTERVAL,
+                )?,
             },
         )?);
         Ok(Self {
+            producer_env,
             republisher: republisher::settings::Settings::from_env(&env)?,
             dynamodb,
             topic,
@@ -110,6 +134,7 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub event_id: EventId,
+    pub topic: String,
     pub key: usize,
     pub seq: usize,
     pub outcome: Outcome,
@@ -123,6 +148,8 @@ pub struct Produced {
     pub recovered_at: Option<Instant>,
     /// Events the fallback could not take at all (returned to the caller as errors).
     pub errors: Vec<String>,
+    /// Sends retried with their event id because the producer process died unanswered.
+    pub retried_after_restart: usize,
     pub elapsed: Duration,
 }
 
@@ -187,6 +214,7 @@ pub async fn produce(
                         match producer.send(event).await {
                             Ok(delivery) => sent.push(Sent {
                                 event_id: delivery.event_id,
+                                topic: topic.clone(),
                                 key,
                                 seq,
                                 outcome: delivery.outcome,
@@ -245,11 +273,16 @@ pub struct Verdict {
     pub dead_lettered: usize,
     pub lost: Vec<String>,
     pub order_violations: usize,
+    /// Delivered event ids that no producer sent (must be zero).
+    pub unknown_ids: usize,
 }
 
 impl Verdict {
     pub fn is_clean(&self) -> bool {
-        self.lost.is_empty() && self.order_violations == 0 && self.differing_duplicates == 0
+        self.lost.is_empty()
+            && self.order_violations == 0
+            && self.differing_duplicates == 0
+            && self.unknown_ids == 0
     }
 }
 
@@ -263,8 +296,9 @@ pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result
         .await??
     };
     let mut first: HashMap<String, &Consumed> = HashMap::new();
+    let sent: Vec<&Sent> = produced.sent.iter().filter(|s| s.topic == topic).collect();
     let mut verdict = Verdict {
-        produced: produced.sent.len(),
+        produced: sent.len(),
         ..Verdict::default()
     };
     // Per key, the sequence numbers in the order their first copy appears.
@@ -275,7 +309,18 @@ pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result
             .context("message without an event-id header")?;
         if let Some(original) = first.get(&id) {
             verdict.duplicates += 1;
-            if (&original.key, &original.value) != (&message.key, &message.value) {
+            // Identical means the key, the value and every header — but the one that says the
+            // copy came through the standby table.
+            let headers = |m: &Consumed| {
+                m.headers
+                    .iter()
+                    .filter(|(name, _)| name != headers::REPUBLISHED)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            if (&original.key, &original.value, headers(original))
+                != (&message.key, &message.value, headers(message))
+            {
                 verdict.differing_duplicates += 1;
             }
             continue;
@@ -290,8 +335,13 @@ pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result
         .values()
         .map(|seqs| seqs.windows(2).filter(|w| w[0] > w[1]).count())
         .sum();
+    let produced_ids: HashSet<String> = sent.iter().map(|s| s.event_id.to_string()).collect();
+    verdict.unknown_ids = first
+        .keys()
+        .filter(|id| !produced_ids.contains(*id))
+        .count();
     let delivered: HashSet<&String> = first.keys().collect();
-    for sent in &produced.sent {
+    for sent in sent {
         match &sent.outcome {
             Outcome::DeadLettered { .. } => verdict.dead_lettered += 1,
             _ if !delivered.contains(&sent.event_id.to_string()) => {
@@ -330,17 +380,41 @@ pub struct Drained {
     pub records_delivered: usize,
     pub partial_failures: usize,
     pub function_errors: usize,
+    /// Records the mapping gave up on (retry or record-age limit); the sweep and the order gate
+    /// deliver their events.
+    pub given_up: usize,
     pub elapsed: Duration,
 }
 
+/// How the stand-in event source mapping delivers (see `devstack::stream_driver`).
+#[derive(Debug, Clone, Copy)]
+pub struct Mapping {
+    pub batch_size: usize,
+    pub lanes: usize,
+    pub max_record_age: Option<Duration>,
+    pub max_retries: usize,
+}
+
+impl Mapping {
+    /// Batches of `batch_size`, one lane, no limits.
+    pub fn batches_of(batch_size: usize) -> Self {
+        Self {
+            batch_size,
+            lanes: 1,
+            max_record_age: None,
+            max_retries: usize::MAX,
+        }
+    }
+}
+
 /// Delivers the standby table's stream to `invoke` (the republisher's handler, or a wrapper
-/// around it) in batches of up to `batch_size` records — as the event source mapping does while
-/// producers keep writing — until `producers_done()` and the table is empty. `progress` gets the
+/// around it) as `mapping` says — as the event source mapping does while producers keep
+/// writing — until `producers_done()` and no event is left in the table. `progress` gets the
 /// records delivered so far.
 pub async fn drain<F, Fut, E>(
     aws: &aws_config::SdkConfig,
     standby: &shared::standby_table::StandbyTable,
-    batch_size: usize,
+    mapping: Mapping,
     mut invoke: F,
     producers_done: impl Fn() -> bool,
     timeout: Duration,
@@ -352,14 +426,18 @@ where
     E: std::fmt::Display,
 {
     let started = Instant::now();
-    let mut driver = devstack::stream_driver::StreamDriver::new(aws, standby.name()).await?;
-    driver.batch_size = batch_size;
+    let mut driver = devstack::stream_driver::StreamDriver::new(aws, standby.name())
+        .await?
+        .with_lanes(mapping.lanes);
+    driver.batch_size = mapping.batch_size;
+    driver.max_record_age = mapping.max_record_age;
+    driver.max_retries = mapping.max_retries;
     let deadline = started + timeout;
     loop {
         let delivered = driver.step(&mut invoke).await?;
         progress(driver.stats.records_delivered);
         if delivered == 0 {
-            if producers_done() && table_is_empty(standby).await? {
+            if producers_done() && !events_waiting(standby).await? {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -377,11 +455,60 @@ where
         records_delivered: driver.stats.records_delivered,
         partial_failures: driver.stats.partial_failures,
         function_errors: driver.stats.function_errors,
+        given_up: driver.stats.discarded + driver.stats.expired,
         elapsed: started.elapsed(),
     })
 }
 
-/// Whether the standby table holds no item (a one-item consistent scan).
+/// Whether any event (not a topic's backlog marker) is in the standby table.
+pub async fn events_waiting(standby: &shared::standby_table::StandbyTable) -> Result<bool> {
+    let mut start = None;
+    loop {
+        let (items, next) = standby.scan_page(start, 1000).await?;
+        let event = items.iter().any(|item| {
+            !matches!(item.get("pk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(pk))
+                if shared::record::marker::marker_topic(pk).is_some())
+        });
+        if event {
+            return Ok(true);
+        }
+        start = next;
+        if start.is_none() {
+            return Ok(false);
+        }
+    }
+}
+
+/// The scheduled sweep event, as EventBridge sends it.
+pub fn sweep_event() -> serde_json::Value {
+    serde_json::json!({
+        "version": "0", "id": "sweep", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-30T00:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/republisher-sweep"], "detail": {}
+    })
+}
+
+/// Runs sweeps until a pass completes with the table empty, markers included (they go once
+/// they are older than the grace), failing after `timeout`.
+pub async fn sweep_until_empty<S, T>(app: &republisher::App<S, T>, timeout: Duration) -> Result<()>
+where
+    S: republisher::engine::Sink,
+    T: republisher::engine::Table,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        republisher::handle(app, sweep_event(), Instant::now() + Duration::from_secs(60)).await?;
+        if table_is_empty(&app.standby).await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the standby table still holds items after sweeping for {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Whether the standby table holds no item at all (a one-item consistent scan).
 pub async fn table_is_empty(standby: &shared::standby_table::StandbyTable) -> Result<bool> {
     let page = standby
         .client()

@@ -1,9 +1,23 @@
-//! The chaos test: everything that can go wrong between a producer and Kafka, at once, on the
-//! local stack — the brokers crash mid-stream, republisher invocations are killed mid-batch,
-//! stream batches are delivered twice, malformed items appear in the standby table, and
-//! DynamoDB deletes fail between the handler and the table. Then: zero events lost, per-key
-//! order kept, every duplicate identical to its original (same event id), every malformed item
-//! in the dead-letter topic with its reason, and the table empty.
+//! The chaos test: everything that can go wrong between producers and Kafka, at once, on the
+//! local stack.
+//!
+//! - Three producer **processes** share the keys (a key moves between them every few events,
+//!   one signal interval apart), and one is killed (SIGKILL) and replaced mid-outage; its
+//!   unanswered sends are retried with their event ids on the replacement.
+//! - Every broker crashes (SIGKILL) for longer than the stream mapping's record-age limit, so the
+//!   mapping gives up on records (as Lambda's does after `MaximumRecordAgeInSeconds`) and their
+//!   events must come through the order gate and the sweep.
+//! - The stream is read in three lanes (items of one key on different shards), with a retry
+//!   limit; republisher invocations are killed mid-batch, batches delivered twice, and DynamoDB
+//!   deletes fail between the handler and the table.
+//! - One topic refuses writes for a while (a Kafka ACL denying the anonymous principal): its keys
+//!   are held, the others flow, and the sweep — running alongside the stream all along —
+//!   releases them once the ACL is gone.
+//! - Malformed items appear in the standby table.
+//!
+//! Then: zero events lost, no per-key order violation by first occurrence, every delivered id
+//! produced, every duplicate identical to its original (headers included), every malformed item
+//! in the dead-letter topic with its reason, and the table empty (markers included).
 //!
 //! `make test` runs it with `CHAOS_EVENTS` = 3000; `make chaos` with 100,000.
 
@@ -13,13 +27,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
-use demo::outage::{self, Plan};
+use demo::fleet::{Fleet, FleetPlan};
+use demo::outage::{self, Mapping};
 use devstack::{Stack, testkit};
 use republisher::adapters::DynamoTable;
 use republisher::engine::{DeleteFailure, Table};
 use republisher::entry::{Entry, ItemKey};
 use republisher::{App, handle};
 use serde_json::Value;
+use shared::fallback::Outcome;
 use shared::headers;
 use shared::record::{EventId, StandbyRecord};
 
@@ -82,147 +98,225 @@ fn malformed_items(topic: &str) -> Vec<(String, HashMap<String, AttributeValue>)
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
-    let events: usize = std::env::var("CHAOS_EVENTS")
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
-    let plan = Plan {
-        events,
-        keys: (events / 30).clamp(10, 2000),
-        workers: 32,
-        outage_at: 0.3,
-        outage_for: Duration::from_secs(5),
-        crash: true,
-    };
+        .unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
+    shared::telemetry::emit_metrics_to_stdout(false);
+    let events = env_number("CHAOS_EVENTS", 3000);
+    let outage_for = Duration::from_secs(env_number("CHAOS_OUTAGE_SECONDS", 8) as u64);
+    let record_age_limit = Duration::from_secs(5);
+    let signal_interval = Duration::from_millis(200);
+    let key_count = (events / 30).clamp(10, 2000);
+    let per_key = (events / key_count).max(1);
+
     let mut stack = Stack::attach()?;
     let bootstrap = stack.bootstrap_servers();
     let aws = testkit::aws_config(&stack.aws_endpoint()).await;
-    let outage::Rig {
-        dynamodb,
-        topic,
-        dead_letter_topic,
-        standby,
-        republisher: settings,
-        producer,
-        ..
-    } = outage::Rig::new(
+    let interval_ms = signal_interval.as_millis().to_string();
+    let rig = outage::Rig::new(
         &stack,
         &aws,
         "chaos",
         shared::fallback::DEFAULT_RECHECK_MAX_DELAY,
+        &[
+            ("SWEEP_MIN_AGE_SECONDS", "3"),
+            ("SWEEP_PAGE_SIZE", "200"),
+            ("STANDBY_SIGNAL_INTERVAL_MS", interval_ms.as_str()),
+        ],
+    )
+    .await?;
+    let refused_topic = testkit::unique_name("chaos-refused");
+    testkit::create_topic(&bootstrap, &refused_topic, 12, 3, &[]).await?;
+    let topic_of = |key: usize| {
+        if key % 10 == 3 {
+            refused_topic.clone()
+        } else {
+            rig.topic.clone()
+        }
+    };
+    let plan = FleetPlan {
+        per_key,
+        keys: (0..key_count).map(|k| (topic_of(k), k)).collect(),
+        switch_every: 4,
+        signal_interval,
+    };
+    let total = per_key * key_count;
+    let fleet = Fleet::start(
+        env!("CARGO_BIN_EXE_chaos-producer").into(),
+        rig.producer_env.clone(),
+        3,
     )
     .await?;
 
-    // 1. Produce through a crash of every broker, with malformed items slipped into the table.
-    let malformed = malformed_items(&topic);
+    let malformed = malformed_items(&rig.topic);
     for (_, item) in &malformed {
-        dynamodb
+        rig.dynamodb
             .put_item()
-            .table_name(standby.name())
+            .table_name(rig.standby.name())
             .set_item(Some(item.clone()))
             .send()
             .await?;
     }
-    // 2. Meanwhile drain — as the stream-triggered Lambda would — through killed invocations,
-    //    duplicated deliveries and failing deletes.
-    let app = App::new(settings, dynamodb.clone())?;
-    let flaky = FlakyDeletes {
-        inner: app.table,
-        every: 4,
-        calls: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-    };
+    let app = App::new(rig.republisher.clone(), rig.dynamodb.clone())?;
     let app = App {
+        table: FlakyDeletes {
+            inner: app.table,
+            every: 4,
+            calls: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+        },
         sink: app.sink,
-        table: flaky,
         standby: app.standby,
         state: app.state,
         settings: app.settings,
     };
+
+    let sent_count = AtomicUsize::new(0);
+    let (producers_done, drained_flag) = (AtomicBool::new(false), AtomicBool::new(false));
     let invocation = AtomicUsize::new(0);
     let (killed, duplicated) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let producers_done = AtomicBool::new(false);
-    let (produced, drained) = tokio::join!(
+    let (sweeps, held_released) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let mapping = Mapping {
+        batch_size: 100,
+        lanes: 3,
+        max_record_age: Some(record_age_limit),
+        max_retries: 5,
+    };
+    let at = |fraction: f64| (total as f64 * fraction) as usize;
+    let wait_until = |count: usize| {
+        let sent_count = &sent_count;
+        async move {
+            while sent_count.load(Ordering::Relaxed) < count {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let (produced, control, drained, ()) = tokio::join!(
         async {
-            let produced = outage::produce(&mut stack, producer, &topic, &plan, |_, _| {}).await;
+            let produced = fleet.produce(&plan, &sent_count).await;
             producers_done.store(true, Ordering::Relaxed);
             produced
         },
-        outage::drain(
-            &aws,
-            &standby,
-            // Small batches: many invocations, so every kind of trouble happens often.
-            100,
-            |event: Value| {
-                let n = invocation.fetch_add(1, Ordering::Relaxed);
-                let (app, killed, duplicated) = (&app, &killed, &duplicated);
-                async move {
-                    let deadline = Instant::now() + Duration::from_secs(60);
-                    if n % 5 == 1 {
-                        // Lambda kills the invocation mid-batch: the handler is dropped wherever it is.
-                        killed.fetch_add(1, Ordering::Relaxed);
-                        let _ = tokio::time::timeout(
-                            Duration::from_millis(40),
-                            handle(app, event, deadline),
-                        )
-                        .await;
-                        return Err("invocation killed mid-batch".to_string());
-                    }
-                    if n % 5 == 3 {
-                        // The same batch delivered twice.
-                        duplicated.fetch_add(1, Ordering::Relaxed);
-                        handle(app, event.clone(), deadline)
+        // The faults, in the order a bad day brings them.
+        async {
+            wait_until(at(0.2)).await;
+            stack.deny_writes(&refused_topic, true)?;
+            wait_until(at(0.3)).await;
+            let outage = tokio::task::block_in_place(|| stack.kafka_outage(true))?;
+            tokio::time::sleep(outage_for / 2).await;
+            fleet.restart(0).await?;
+            tokio::time::sleep(outage_for / 2).await;
+            tokio::task::block_in_place(|| outage.end())?;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            stack.deny_writes(&refused_topic, false)?;
+            anyhow::Ok(())
+        },
+        async {
+            let drained = outage::drain(
+                &aws,
+                &rig.standby,
+                mapping,
+                |event: Value| {
+                    let n = invocation.fetch_add(1, Ordering::Relaxed);
+                    let (app, killed, duplicated) = (&app, &killed, &duplicated);
+                    async move {
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        if n % 5 == 1 {
+                            // Lambda kills the invocation mid-batch: the handler is dropped wherever it is.
+                            killed.fetch_add(1, Ordering::Relaxed);
+                            let _ = tokio::time::timeout(
+                                Duration::from_millis(40),
+                                handle(app, event, deadline),
+                            )
+                            .await;
+                            return Err("invocation killed mid-batch".to_string());
+                        }
+                        if n % 5 == 3 {
+                            duplicated.fetch_add(1, Ordering::Relaxed);
+                            handle(app, event.clone(), deadline)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                        handle(app, event, deadline)
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| e.to_string())
                     }
-                    handle(app, event, deadline)
-                        .await
-                        .map_err(|e| e.to_string())
+                },
+                || producers_done.load(Ordering::Relaxed),
+                Duration::from_secs(3600),
+                |_| {},
+            )
+            .await;
+            drained_flag.store(true, Ordering::Relaxed);
+            drained
+        },
+        // The scheduled sweep, alongside the stream all along.
+        async {
+            while !drained_flag.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                if let Ok(report) = handle(&app, outage::sweep_event(), deadline).await {
+                    sweeps.fetch_add(1, Ordering::Relaxed);
+                    let released = report["held_released"].as_u64().unwrap_or(0);
+                    held_released.fetch_add(released as usize, Ordering::Relaxed);
                 }
-            },
-            || producers_done.load(Ordering::Relaxed),
-            Duration::from_secs(1800),
-            |_| {},
-        )
+            }
+        },
     );
     let (produced, drained) = (produced?, drained?);
+    control?;
+    let spawned = fleet.spawned();
+    fleet.stop().await?;
+    // Held keys whose topic took writes again late, and the markers: the sweep finishes them.
+    outage::sweep_until_empty(&app, Duration::from_secs(300)).await?;
+
     ensure!(
         produced.errors.is_empty(),
         "the fallback refused events: {:?}",
         &produced.errors[..3.min(produced.errors.len())]
     );
-    let standby_count = produced.count(|o| matches!(o, shared::fallback::Outcome::Standby { .. }));
+    let standby_count = produced.count(|o| matches!(o, Outcome::Standby { .. }));
     ensure!(
         standby_count > 0,
         "the outage sent nothing to the standby table"
     );
 
-    // 3. Nothing lost, order kept, duplicates identical, poison where it belongs, table empty.
-    let verdict = outage::verify(&bootstrap, &topic, &produced).await?;
+    for topic in [&rig.topic, &refused_topic] {
+        let verdict = outage::verify(&bootstrap, topic, &produced).await?;
+        ensure!(
+            verdict.lost.is_empty(),
+            "{topic}: {} events lost, e.g. {:?}",
+            verdict.lost.len(),
+            &verdict.lost[..3.min(verdict.lost.len())]
+        );
+        ensure!(
+            verdict.order_violations == 0,
+            "{topic}: {} per-key order violations",
+            verdict.order_violations
+        );
+        ensure!(
+            verdict.differing_duplicates == 0,
+            "{topic}: duplicates that differ from their original"
+        );
+        ensure!(
+            verdict.unknown_ids == 0,
+            "{topic}: {} delivered event ids were never produced",
+            verdict.unknown_ids
+        );
+    }
     ensure!(
-        verdict.lost.is_empty(),
-        "{} events lost, e.g. {:?}",
-        verdict.lost.len(),
-        &verdict.lost[..3.min(verdict.lost.len())]
-    );
-    ensure!(
-        verdict.order_violations == 0,
-        "{} per-key order violations",
-        verdict.order_violations
-    );
-    ensure!(
-        verdict.differing_duplicates == 0,
-        "duplicates that differ from their original"
-    );
-    ensure!(
-        outage::table_is_empty(&standby).await?,
+        outage::table_is_empty(&rig.standby).await?,
         "the standby table is not empty"
     );
 
     let letters = {
-        let (bootstrap, dlt) = (bootstrap.clone(), dead_letter_topic.clone());
+        let (bootstrap, dlt) = (bootstrap.clone(), rig.dead_letter_topic.clone());
         tokio::task::spawn_blocking(move || {
             testkit::consume_all(&bootstrap, &dlt, Duration::from_secs(60))
         })
@@ -249,14 +343,23 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
         );
     }
 
+    let refused_count = produced
+        .sent
+        .iter()
+        .filter(|s| s.topic == refused_topic)
+        .count();
     println!(
-        "chaos: {} events ({} keys) · {} via the standby table · {} delivered once or more · {} duplicates (same event id) · \
-         {} malformed dead-lettered · drained in {:.1}s over {} invocations ({} killed, {} delivered twice, {} deletes failed, {} partial failures)",
+        "chaos: {} events ({} keys, {} on the refused topic) from {} producer processes ({} started, {} sends retried after a kill) · \
+         {} via the standby table ({:.0}%) · {} malformed dead-lettered · drained in {:.1}s over {} invocations ({} killed, {} delivered twice, \
+         {} deletes failed, {} partial failures, {} records given up by the mapping) · {} sweeps alongside, {} held keys released",
         produced.sent.len(),
-        plan.keys,
+        key_count,
+        refused_count,
+        3,
+        spawned,
+        produced.retried_after_restart,
         standby_count,
-        verdict.delivered_unique,
-        verdict.duplicates,
+        100.0 * standby_count as f64 / produced.sent.len().max(1) as f64,
         malformed.len(),
         drained.elapsed.as_secs_f64(),
         drained.invocations,
@@ -264,6 +367,9 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
         duplicated.load(Ordering::Relaxed),
         app.table.failed.load(Ordering::Relaxed),
         drained.partial_failures,
+        drained.given_up,
+        sweeps.load(Ordering::Relaxed),
+        held_released.load(Ordering::Relaxed),
     );
     Ok(())
 }
