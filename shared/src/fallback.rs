@@ -169,6 +169,8 @@ pub struct SignalStats {
     pub marker_writes: u64,
     /// Checks of a key for waiting events (`Query`, one item).
     pub key_checks: u64,
+    /// Time spent in those calls, summed over concurrent sends.
+    pub busy: Duration,
 }
 
 #[derive(Default)]
@@ -176,6 +178,14 @@ struct Counters {
     marker_reads: AtomicU64,
     marker_writes: AtomicU64,
     key_checks: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+impl Counters {
+    fn busy_since(&self, started: Instant) {
+        self.busy_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 /// Where a keyed event must go before Kafka is even tried.
@@ -248,6 +258,7 @@ impl FallbackProducer {
             marker_reads: self.counters.marker_reads.load(Ordering::Relaxed),
             marker_writes: self.counters.marker_writes.load(Ordering::Relaxed),
             key_checks: self.counters.key_checks.load(Ordering::Relaxed),
+            busy: Duration::from_micros(self.counters.busy_micros.load(Ordering::Relaxed)),
         }
     }
 
@@ -328,7 +339,9 @@ impl FallbackProducer {
 
         let checked_at = Instant::now();
         self.counters.key_checks.fetch_add(1, Ordering::Relaxed);
-        let waiting = match self.table.holds_partition(partition_key).await {
+        let result = self.table.holds_partition(partition_key).await;
+        self.counters.busy_since(checked_at);
+        let waiting = match result {
             Ok(waiting) => waiting,
             Err(error) => {
                 tracing::warn!(%event_id, partition_key, %error, "could not check the standby table; the event queues behind the key");
@@ -379,7 +392,9 @@ impl FallbackProducer {
         }
         let read_at = Instant::now();
         self.counters.marker_reads.fetch_add(1, Ordering::Relaxed);
-        let up = match self.table.marker_raised_at(topic).await {
+        let result = self.table.marker_raised_at(topic).await;
+        self.counters.busy_since(read_at);
+        let up = match result {
             Ok(raised) => raised.is_some(),
             Err(error) => {
                 tracing::warn!(topic, %error, "could not read the topic's backlog marker; taking it as up");
@@ -434,7 +449,9 @@ impl FallbackProducer {
         }
         let raised = Instant::now();
         self.counters.marker_writes.fetch_add(1, Ordering::Relaxed);
-        self.table.raise_marker(topic, now_ms).await?;
+        let result = self.table.raise_marker(topic, now_ms).await;
+        self.counters.busy_since(raised);
+        result?;
         let mut topics = self.lock_topics();
         let state = topics.entry(topic.to_string()).or_default();
         state.raised = Some(raised);

@@ -6,11 +6,12 @@
 //! producer writes, the stream image the republisher receives and the page a sweep scans all go
 //! through the same code. The attribute table in the README mirrors [`StandbyItem`].
 //!
-//! Ordering: every event of one (topic, Kafka key) shares a partition key, and DynamoDB Streams
-//! keeps the order of writes per partition key, so the republisher sees a key's events in the
-//! order the producer stored them. Events without a Kafka key have no order in Kafka either; they
-//! are spread over [`NULL_KEY_BUCKETS`] partition keys so one busy topic does not make a hot
-//! DynamoDB partition.
+//! Ordering: every event of one (topic, Kafka key) shares a partition key and sorts by event id
+//! (UUIDv7, time-ordered) within it, so one strongly consistent Query returns a key's waiting
+//! events oldest first; the republisher's order gate relies on that, not on DynamoDB Streams
+//! (which orders records per item only). Events without a Kafka key have no order in Kafka
+//! either; they are spread over [`NULL_KEY_BUCKETS`] partition keys so one busy topic does not
+//! make a hot DynamoDB partition.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -101,6 +101,14 @@ async fn run() -> Result<bool> {
         "    {spinner} republisher: {pos} stream records handled {msg}",
     ));
     let app = republisher::App::new(settings, dynamodb.clone())?;
+    // Every Kafka and DynamoDB call of the republisher timed, to show where the drain goes.
+    let app = republisher::App {
+        sink: outage::Timed::new(app.sink),
+        table: outage::Timed::new(app.table),
+        standby: app.standby,
+        state: app.state,
+        settings: app.settings,
+    };
     let producers_done = AtomicBool::new(false);
     let (produced, drained) = tokio::join!(
         async {
@@ -209,11 +217,22 @@ async fn run() -> Result<bool> {
     );
     let signals = producer.signal_stats();
     println!(
-        "    keeping order across instances cost the producers {} marker reads, {} marker writes and {} key checks for {} events",
+        "    keeping order across instances cost the producers {} marker reads, {} marker writes and {} key checks for {} events ({:.1}s of calls)",
         signals.marker_reads,
         signals.marker_writes,
         signals.key_checks,
-        produced.sent.len()
+        produced.sent.len(),
+        signals.busy.as_secs_f64()
+    );
+    println!(
+        "    where the drain's time went: reading the stream {:.1}s (moto) · in the handler {:.1}s, of which deletes {:.1}s \
+         (BatchWriteItem {}, moto); concurrently inside it, order-gate reads {} (Query, moto) and publishes {} (Kafka acks)",
+        drained.reading.as_secs_f64(),
+        drained.invoking.as_secs_f64(),
+        app.table.second.total().as_secs_f64(),
+        app.table.second.describe(),
+        app.table.first.describe(),
+        app.sink.first.describe(),
     );
     for lost in verdict.lost.iter().take(10) {
         println!("    lost: {lost}");

@@ -383,6 +383,9 @@ pub struct Drained {
     /// Records the mapping gave up on (retry or record-age limit); the sweep and the order gate
     /// deliver their events.
     pub given_up: usize,
+    /// Time spent reading the stream, and in the handler.
+    pub reading: Duration,
+    pub invoking: Duration,
     pub elapsed: Duration,
 }
 
@@ -456,6 +459,8 @@ where
         partial_failures: driver.stats.partial_failures,
         function_errors: driver.stats.function_errors,
         given_up: driver.stats.discarded + driver.stats.expired,
+        reading: driver.stats.reading,
+        invoking: driver.stats.invoking,
         elapsed: started.elapsed(),
     })
 }
@@ -519,4 +524,92 @@ pub async fn table_is_empty(standby: &shared::standby_table::StandbyTable) -> Re
         .send()
         .await?;
     Ok(page.count() == 0 && page.last_evaluated_key().is_none())
+}
+
+/// Calls of one kind and the time they took, summed over concurrent calls.
+#[derive(Debug, Default)]
+pub struct Meter {
+    calls: AtomicUsize,
+    micros: std::sync::atomic::AtomicU64,
+}
+
+impl Meter {
+    async fn time<R>(&self, call: impl std::future::Future<Output = R>) -> R {
+        let started = Instant::now();
+        let result = call.await;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub fn total(&self) -> Duration {
+        Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    }
+
+    /// "N× at M ms each".
+    pub fn describe(&self) -> String {
+        let each = self.total().as_secs_f64() * 1000.0 / self.calls().max(1) as f64;
+        format!("{}× at {each:.1} ms each", self.calls())
+    }
+}
+
+/// The republisher's ports with every call timed, to show where a drain's time goes.
+pub struct Timed<X> {
+    pub inner: X,
+    pub first: Meter,
+    pub second: Meter,
+}
+
+impl<X> Timed<X> {
+    pub fn new(inner: X) -> Self {
+        Self {
+            inner,
+            first: Meter::default(),
+            second: Meter::default(),
+        }
+    }
+}
+
+/// `first`: publishes; `second`: dead letters.
+impl<S: republisher::engine::Sink + Send> republisher::engine::Sink for Timed<S> {
+    async fn republish(
+        &self,
+        record: &shared::record::StandbyRecord,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        self.first.time(self.inner.republish(record)).await
+    }
+
+    async fn dead_letter(
+        &self,
+        letter: republisher::dead_letter::DeadLetter,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        self.second.time(self.inner.dead_letter(letter)).await
+    }
+
+    async fn topic_is_missing(&self, topic: &str) -> bool {
+        self.inner.topic_is_missing(topic).await
+    }
+}
+
+/// `first`: the order gate's backlog reads; `second`: deletes.
+impl<T: republisher::engine::Table + Send> republisher::engine::Table for Timed<T> {
+    async fn delete(
+        &self,
+        keys: &[republisher::entry::ItemKey],
+    ) -> Result<(), republisher::engine::DeleteFailure> {
+        self.second.time(self.inner.delete(keys)).await
+    }
+
+    async fn backlog(
+        &self,
+        pk: &str,
+        up_to: &str,
+    ) -> Result<Vec<republisher::entry::Entry>, String> {
+        self.first.time(self.inner.backlog(pk, up_to)).await
+    }
 }

@@ -39,6 +39,9 @@ pub struct DriverStats {
     pub discarded: usize,
     /// Records never delivered because they were older than `max_record_age`.
     pub expired: usize,
+    /// Time spent reading the stream (`GetRecords`) and in the function.
+    pub reading: Duration,
+    pub invoking: Duration,
 }
 
 struct Shard {
@@ -137,6 +140,7 @@ impl StreamDriver {
                 let Some(iterator) = self.shards[index].iterator.clone() else {
                     break;
                 };
+                let started = Instant::now();
                 let page = self
                     .client
                     .get_records()
@@ -144,6 +148,7 @@ impl StreamDriver {
                     .limit(1000)
                     .send()
                     .await?;
+                self.stats.reading += started.elapsed();
                 self.shards[index].iterator = page.next_shard_iterator;
                 let records = page.records.unwrap_or_default();
                 if records.is_empty() {
@@ -238,7 +243,10 @@ impl StreamDriver {
             self.stats.invocations += 1;
             self.stats.records_delivered += batch.len();
             delivered += batch.len();
-            match invoke(event).await {
+            let started = Instant::now();
+            let result = invoke(event).await;
+            self.stats.invoking += started.elapsed();
+            match result {
                 Ok(response) => {
                     let failed_at = response
                         .pointer("/batchItemFailures/0/itemIdentifier")
