@@ -139,17 +139,26 @@ impl FallbackSettings {
 }
 
 /// What this instance knows about one key.
+struct KeyEntry {
+    state: KeyState,
+    /// Stamp of the latest standby write of the key this instance started (0: none). Stamps
+    /// come from one counter and never repeat, so a check that raced a write always sees that
+    /// the stamp moved, whatever happened to the entry meanwhile.
+    last_write: u64,
+}
+
 enum KeyState {
     /// Events go to the standby table until a check finds the key's backlog gone.
     Diverted {
         next_check: Instant,
         delays: Box<dyn Iterator<Item = Duration> + Send>,
-        /// Standby writes of the key started so far: a check that raced one is not trusted.
-        writes: u64,
     },
     /// A check found nothing of the key waiting.
     Clear { checked_at: Instant },
 }
+
+/// Entries kept before stale "nothing waiting" ones are dropped (diverted keys always stay).
+const KEYS_REMEMBERED: usize = 100_000;
 
 /// What this instance knows about one topic's backlog marker.
 #[derive(Default)]
@@ -200,8 +209,9 @@ pub struct FallbackProducer {
     delivery_timeout: Duration,
     table: StandbyTable,
     settings: FallbackSettings,
-    keys: Mutex<HashMap<String, KeyState>>,
+    keys: Mutex<HashMap<String, KeyEntry>>,
     topics: Mutex<HashMap<String, TopicState>>,
+    write_stamps: AtomicU64,
     counters: Counters,
 }
 
@@ -221,6 +231,7 @@ impl FallbackProducer {
             settings,
             keys: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
+            write_stamps: AtomicU64::new(0),
             counters: Counters::default(),
         }
     }
@@ -248,7 +259,7 @@ impl FallbackProducer {
     pub fn diverted_keys(&self) -> usize {
         self.lock_keys()
             .values()
-            .filter(|k| matches!(k, KeyState::Diverted { .. }))
+            .filter(|k| matches!(k.state, KeyState::Diverted { .. }))
             .count()
     }
 
@@ -269,6 +280,10 @@ impl FallbackProducer {
 
     /// Publishes `event` under `event_id`. A caller retrying after an error passes the id of the
     /// first attempt, so the event exists at most once per id (in Kafka and the standby table).
+    ///
+    /// The id must come from [`EventId::new`] when the event was created: a key's events that
+    /// wait in the standby table are published in event-id order, so an id minted earlier than
+    /// the key's previous event (or not a UUIDv7) would be published before it.
     pub async fn send_with_id(
         &self,
         event: Event,
@@ -318,22 +333,25 @@ impl FallbackProducer {
     /// standby table. Any doubt (a failed read) sends it to the table: order first.
     async fn route(&self, topic: &str, partition_key: &str, event_id: EventId) -> Route {
         let interval = self.settings.signal_interval;
-        let writes_seen = {
+        let (diverted, stamp_seen) = {
             let keys = self.lock_keys();
             match keys.get(partition_key) {
-                Some(KeyState::Diverted { next_check, .. }) if Instant::now() < *next_check => {
-                    return Route::Standby(
-                        "earlier events of this key are still in the standby table".into(),
-                    );
-                }
-                Some(KeyState::Diverted { writes, .. }) => Some(*writes),
-                Some(KeyState::Clear { checked_at }) if checked_at.elapsed() < interval => {
-                    return Route::Kafka;
-                }
-                _ => None,
+                None => (false, 0),
+                Some(entry) => match &entry.state {
+                    KeyState::Diverted { next_check, .. } if Instant::now() < *next_check => {
+                        return Route::Standby(
+                            "earlier events of this key are still in the standby table".into(),
+                        );
+                    }
+                    KeyState::Diverted { .. } => (true, entry.last_write),
+                    KeyState::Clear { checked_at } if checked_at.elapsed() < interval => {
+                        return Route::Kafka;
+                    }
+                    KeyState::Clear { .. } => (false, entry.last_write),
+                },
             }
         };
-        if writes_seen.is_none() && !self.topic_has_backlog(topic).await {
+        if !diverted && !self.topic_has_backlog(topic).await {
             return Route::Kafka;
         }
 
@@ -350,15 +368,19 @@ impl FallbackProducer {
         };
         let mut keys = self.lock_keys();
         if waiting {
-            match keys.get_mut(partition_key) {
-                Some(KeyState::Diverted {
+            let entry = keys
+                .entry(partition_key.to_string())
+                .or_insert_with(|| KeyEntry {
+                    state: self.diversion(),
+                    last_write: 0,
+                });
+            match &mut entry.state {
+                KeyState::Diverted {
                     next_check, delays, ..
-                }) => {
+                } => {
                     *next_check = Instant::now() + delays.next().unwrap_or(Duration::from_secs(5));
                 }
-                _ => {
-                    keys.insert(partition_key.to_string(), self.diversion(0));
-                }
+                KeyState::Clear { .. } => entry.state = self.diversion(),
             }
             return Route::Standby(
                 "earlier events of this key are still in the standby table".into(),
@@ -366,19 +388,27 @@ impl FallbackProducer {
         }
         // Trust "nothing waiting" only if no standby write of the key started meanwhile (its
         // item may not have been visible to the Query).
-        let current_writes = match keys.get(partition_key) {
-            Some(KeyState::Diverted { writes, .. }) => Some(*writes),
-            _ => None,
-        };
-        if current_writes != writes_seen {
+        if keys.get(partition_key).map_or(0, |e| e.last_write) != stamp_seen {
             return Route::Standby(
                 "an event of this key was just written to the standby table".into(),
             );
         }
-        if writes_seen.is_some() {
+        if diverted {
             tracing::info!(%event_id, partition_key, "standby drained for key; back to Kafka");
         }
-        keys.insert(partition_key.to_string(), KeyState::Clear { checked_at });
+        if keys.len() >= KEYS_REMEMBERED {
+            keys.retain(|_, e| match e.state {
+                KeyState::Diverted { .. } => true,
+                KeyState::Clear { checked_at } => checked_at.elapsed() < interval,
+            });
+        }
+        let entry = keys
+            .entry(partition_key.to_string())
+            .or_insert_with(|| KeyEntry {
+                state: KeyState::Clear { checked_at },
+                last_write: 0,
+            });
+        entry.state = KeyState::Clear { checked_at };
         Route::Kafka
     }
 
@@ -410,26 +440,30 @@ impl FallbackProducer {
         state.read.is_some_and(|(_, up)| up)
     }
 
-    fn diversion(&self, writes: u64) -> KeyState {
+    fn diversion(&self) -> KeyState {
         let mut delays = retry::standby_recheck(self.settings.recheck_max_delay);
         let first = delays.next().unwrap_or_default();
         KeyState::Diverted {
             next_check: Instant::now() + first,
             delays: Box::new(delays),
-            writes,
         }
     }
 
-    /// Marks the key diverted (before its write, so no check racing the write trusts a miss).
+    /// Marks the key diverted and stamps a new write (before the write, so no check racing it
+    /// trusts a miss).
     fn divert(&self, partition_key: &str) {
+        let stamp = self.write_stamps.fetch_add(1, Ordering::Relaxed) + 1;
         let mut keys = self.lock_keys();
-        match keys.get_mut(partition_key) {
-            Some(KeyState::Diverted { writes, .. }) => *writes += 1,
-            _ => {
-                let diversion = self.diversion(1);
-                keys.insert(partition_key.to_string(), diversion);
-            }
+        let entry = keys
+            .entry(partition_key.to_string())
+            .or_insert_with(|| KeyEntry {
+                state: self.diversion(),
+                last_write: 0,
+            });
+        if matches!(entry.state, KeyState::Clear { .. }) {
+            entry.state = self.diversion();
         }
+        entry.last_write = stamp;
     }
 
     /// Raises the topic's marker unless this instance did so within the signal interval.
@@ -560,7 +594,7 @@ impl FallbackProducer {
 
     // A panic while holding these locks cannot leave a map inconsistent (single inserts and
     // updates), so a poisoned lock is still usable.
-    fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyState>> {
+    fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyEntry>> {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 

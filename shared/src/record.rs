@@ -262,6 +262,11 @@ pub mod marker {
     }
 }
 
+/// Whether `pk` is a null-key bucket (`{topic}#n#…`): its events share no order.
+pub fn is_null_key_partition(pk: &str) -> bool {
+    pk.split('#').nth(1) == Some("n")
+}
+
 /// The topic of an event's partition key (`{topic}#k#…` or `{topic}#n#…`).
 pub fn topic_of_partition_key(pk: &str) -> Option<&str> {
     pk.split_once('#').map(|(topic, _)| topic)
@@ -558,6 +563,8 @@ mod tests {
             topic_of_partition_key(&event.partition_key()),
             Some("orders")
         );
+        assert!(!is_null_key_partition(&event.partition_key()));
+        assert!(is_null_key_partition("orders#n#07"));
         // A key whose hash happened to end in "backlog" is still an event's key.
         assert_eq!(marker::marker_topic("orders#k#backlog"), None);
     }

@@ -23,6 +23,20 @@ pub const TABLE_NAME: &str = "STANDBY_TABLE_NAME";
 /// Errors from DynamoDB, as the SDK reports them (it has already retried throttling).
 pub type TableError = aws_sdk_dynamodb::Error;
 
+/// The primary key of `topic`'s backlog marker.
+fn marker_key(topic: &str) -> Item {
+    Item::from([
+        (
+            attr::PARTITION_KEY.to_string(),
+            AttributeValue::S(marker::partition_key(topic)),
+        ),
+        (
+            attr::EVENT_ID.to_string(),
+            AttributeValue::S(marker::SORT_KEY.into()),
+        ),
+    ])
+}
+
 /// Result of a conditional put.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -99,36 +113,49 @@ impl StandbyTable {
         Ok(page.count() > 0)
     }
 
-    /// The items of partition key `pk` whose event id sorts at or before `up_to` (all of them
-    /// when `None`), oldest first, read strongly consistent and across pages. This is the order
-    /// gate's read: whatever delivered a record (stream, sweep, operator), the key's earlier
-    /// events are published first.
-    pub async fn backlog(&self, pk: &str, up_to: Option<&str>) -> Result<Vec<Item>, TableError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.name)
-                .expression_attribute_names("#pk", attr::PARTITION_KEY)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start);
-            query = match up_to {
-                Some(up_to) => query
-                    .key_condition_expression("#pk = :pk AND #id <= :up_to")
-                    .expression_attribute_names("#id", attr::EVENT_ID)
-                    .expression_attribute_values(":up_to", AttributeValue::S(up_to.to_string())),
-                None => query.key_condition_expression("#pk = :pk"),
-            };
-            let page = query.send().await?;
-            items.extend(page.items.unwrap_or_default());
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
+    /// Up to `limit` items of partition key `pk` whose event id sorts after `after` (from the
+    /// first when `None`) and at or before `up_to` (no bound when `None`), oldest first, read
+    /// strongly consistent. This is the order gate's read: whatever delivered a record (stream,
+    /// sweep, operator), the key's earlier events are published first. Pages keep a huge
+    /// backlog (a key written to all through a long outage) from being held in memory at once.
+    /// Returns the page and whether more items may follow it (DynamoDB also ends a page at 1 MB).
+    pub async fn backlog(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool), TableError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .expression_attribute_names("#pk", attr::PARTITION_KEY)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+            .consistent_read(true)
+            .limit(limit.clamp(1, i32::MAX as usize) as i32);
+        if let Some(after) = after {
+            query = query.set_exclusive_start_key(Some(Item::from([
+                (
+                    attr::PARTITION_KEY.to_string(),
+                    AttributeValue::S(pk.to_string()),
+                ),
+                (
+                    attr::EVENT_ID.to_string(),
+                    AttributeValue::S(after.to_string()),
+                ),
+            ])));
         }
+        query = match up_to {
+            Some(up_to) => query
+                .key_condition_expression("#pk = :pk AND #id <= :up_to")
+                .expression_attribute_names("#id", attr::EVENT_ID)
+                .expression_attribute_values(":up_to", AttributeValue::S(up_to.to_string())),
+            None => query.key_condition_expression("#pk = :pk"),
+        };
+        let page = query.send().await?;
+        let more = page.last_evaluated_key.is_some();
+        Ok((page.items.unwrap_or_default(), more))
     }
 
     /// One page of a strongly consistent scan from `start`.
@@ -156,11 +183,7 @@ impl StandbyTable {
             .client
             .update_item()
             .table_name(&self.name)
-            .key(
-                attr::PARTITION_KEY,
-                AttributeValue::S(marker::partition_key(topic)),
-            )
-            .key(attr::EVENT_ID, AttributeValue::S(marker::SORT_KEY.into()))
+            .set_key(Some(marker_key(topic)))
             .update_expression("SET #at = :now")
             .condition_expression("attribute_not_exists(#at) OR #at < :now")
             .expression_attribute_names("#at", marker::RAISED_AT)
@@ -188,11 +211,7 @@ impl StandbyTable {
             .client
             .get_item()
             .table_name(&self.name)
-            .key(
-                attr::PARTITION_KEY,
-                AttributeValue::S(marker::partition_key(topic)),
-            )
-            .key(attr::EVENT_ID, AttributeValue::S(marker::SORT_KEY.into()))
+            .set_key(Some(marker_key(topic)))
             .consistent_read(true)
             .send()
             .await?
@@ -215,11 +234,7 @@ impl StandbyTable {
             .client
             .delete_item()
             .table_name(&self.name)
-            .key(
-                attr::PARTITION_KEY,
-                AttributeValue::S(marker::partition_key(topic)),
-            )
-            .key(attr::EVENT_ID, AttributeValue::S(marker::SORT_KEY.into()))
+            .set_key(Some(marker_key(topic)))
             .condition_expression("#at < :before")
             .expression_attribute_names("#at", marker::RAISED_AT)
             .expression_attribute_values(":before", AttributeValue::N(raised_before_ms.to_string()))

@@ -130,6 +130,56 @@ impl StateTable {
         }
     }
 
+    /// Deletes the item only if its `attribute` still equals `expected`; `false` when it did not
+    /// (or the item is gone), and nothing was deleted.
+    pub async fn delete_if(
+        &self,
+        pk: &str,
+        sk: &str,
+        attribute: &str,
+        expected: AttributeValue,
+    ) -> Result<bool, TableError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(Self::key(pk, sk)))
+            .condition_expression("#a = :expected")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":expected", expected)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
+                if e.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets one attribute of the item (creating the item if needed).
+    pub async fn set(
+        &self,
+        pk: &str,
+        sk: &str,
+        attribute: &str,
+        value: AttributeValue,
+    ) -> Result<(), TableError> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(Self::key(pk, sk)))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {
         self.client
             .delete_item()

@@ -87,17 +87,27 @@ impl Table for TrustTheBatch {
         self.inner.delete(keys).await
     }
 
-    async fn backlog(&self, pk: &str, up_to: &str) -> Result<Vec<Entry>, String> {
-        Ok(self
+    async fn backlog(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: &str,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool), String> {
+        let matching: Vec<Entry> = self
             .batch
             .iter()
             .filter(|e| {
-                e.key
-                    .as_ref()
-                    .is_some_and(|k| k.pk == pk && k.event_id.as_str() <= up_to)
+                e.key.as_ref().is_some_and(|k| {
+                    k.pk == pk
+                        && k.event_id.as_str() <= up_to
+                        && after.is_none_or(|a| k.event_id.as_str() > a)
+                })
             })
             .cloned()
-            .collect())
+            .collect();
+        let more = matching.len() > limit;
+        Ok((matching.into_iter().take(limit).collect(), more))
     }
 }
 

@@ -226,11 +226,17 @@ fn first_pending(chunk: &[ItemKey], pending: &[WriteRequest]) -> usize {
 }
 
 impl Table for DynamoTable {
-    async fn backlog(&self, pk: &str, up_to: &str) -> Result<Vec<Entry>, String> {
+    async fn backlog(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: &str,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool), String> {
         self.standby
-            .backlog(pk, Some(up_to))
+            .backlog(pk, after, Some(up_to), limit)
             .await
-            .map(entry::from_items)
+            .map(|(items, more)| (entry::from_items(items), more))
             .map_err(|e| e.to_string())
     }
 

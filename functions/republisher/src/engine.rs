@@ -16,13 +16,13 @@
 //!    message is in flight when the handler returns.
 //! 4. A retriable failure of the cluster (brokers down, timeouts) stops its chain, and the first
 //!    such position is the batch's failure point: entries after it are not started (they will be
-//!    delivered again), and nothing at or after it is deleted.
+//!    delivered again).
 //! 5. A failure that concerns one key only — its topic refuses us (authorization), or the record
 //!    is stranded (the topic and the dead-letter topic both reject it) — **holds the key**: its
 //!    chain stops there, its items stay in the table in order, and the batch goes on for every
 //!    other key. The sweep retries held keys ([`crate::held`]).
-//! 6. Items done before the failure point are deleted in order, each once; a delete that fails
-//!    moves the failure point back to its entry.
+//! 6. Every item published (acked) or dead-lettered is deleted, in order, each once; a delete
+//!    that fails moves the failure point back to its entry.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -56,13 +56,16 @@ pub trait Sink: Sync {
 pub trait Table: Sync {
     /// Deletes `keys`, earliest first; on failure says which is the first one not deleted.
     fn delete(&self, keys: &[ItemKey]) -> impl Future<Output = Result<(), DeleteFailure>> + Send;
-    /// The items of partition key `pk` whose event id sorts at or before `up_to`, oldest first,
-    /// read strongly consistent, as entries (their positions mean nothing).
+    /// Up to `limit` items of partition key `pk` whose event id sorts after `after` (from the
+    /// first when `None`) and at or before `up_to`, oldest first, read strongly consistent, as
+    /// entries (their positions mean nothing), and whether more may follow this page.
     fn backlog(
         &self,
         pk: &str,
+        after: Option<&str>,
         up_to: &str,
-    ) -> impl Future<Output = Result<Vec<Entry>, String>> + Send;
+        limit: usize,
+    ) -> impl Future<Output = Result<(Vec<Entry>, bool), String>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +154,9 @@ impl Report {
     }
 }
 
+/// Items read per backlog page: a key's backlog can be the whole of a long outage.
+const BACKLOG_PAGE: usize = 500;
+
 /// What one chain did.
 #[derive(Default)]
 struct ChainRun {
@@ -191,10 +197,11 @@ pub async fn process<S: Sink, T: Table>(
     }
     let mut first_failure = Some(first_failure.into_inner()).filter(|p| *p != usize::MAX);
 
-    // In batch order (a chain's items are already in event-id order and keep it), each item
-    // once: an INSERT and a MODIFY of one item must not put its key twice in one request.
-    let cut = first_failure.unwrap_or(entries.len());
-    done.retain(|(position, _)| *position < cut);
+    // Every item Kafka acked (or the dead-letter topic took) is deleted, also past the failure
+    // point: its record, delivered again, then finds it gone and is skipped, and a key's long
+    // backlog makes progress across invocations. In batch order (a chain's items are already in
+    // event-id order and keep it), each item once: an INSERT and a MODIFY of one item must not
+    // put its key twice in one request.
     done.sort_by_key(|(position, _)| *position);
     let mut seen = HashSet::new();
     done.retain(|(_, key)| seen.insert(key.clone()));
@@ -311,90 +318,103 @@ async fn run_keyed<S: Sink, T: Table>(
         .map(|&p| id_of(p))
         .max()
         .expect("triggers is not empty");
-    let items = match table.backlog(pk, up_to).await {
-        Ok(items) => items,
-        Err(reason) => {
-            tracing::warn!(partition_key = pk, %reason, "could not read the key's backlog; will retry");
-            first_failure.fetch_min(first, Ordering::AcqRel);
-            run.outcomes.push((
-                first,
-                Outcome::Failed {
-                    reason: format!("reading the key's backlog: {reason}"),
-                },
-            ));
-            run.outcomes
-                .extend(triggers[1..].iter().map(|&p| (p, Outcome::NotAttempted)));
-            return run;
-        }
-    };
-
     let mut settled: HashSet<usize> = HashSet::new();
     // Where the chain stopped, and what the batch records of that event and later become.
     let mut stop: Option<(String, Outcome)> = None;
-    for item in &items {
-        let Some(key) = &item.key else { continue };
-        let id = key.event_id.as_str();
-        // The earliest batch record that cannot be done before this item is.
-        let accounted_to = triggers
-            .iter()
-            .copied()
-            .filter(|&p| id_of(p) >= id)
-            .min()
-            .expect("the backlog ends at the latest trigger's id");
-        if accounted_to > first_failure.load(Ordering::Acquire) {
-            stop = Some((id.to_string(), Outcome::NotAttempted));
-            break;
-        }
-        let same: Vec<usize> = triggers
-            .iter()
-            .copied()
-            .filter(|&p| id_of(p) == id)
-            .collect();
-        // A malformed record is dead-lettered as the stream delivered it; any record keeps its
-        // stream sequence number for the dead-letter context.
-        let delivered = same.first().map(|&p| &entries[p]);
-        let with_sequence;
-        let entry = match delivered {
-            Some(record) if matches!(record.work, Work::Malformed { .. }) => record,
-            Some(record) => {
-                with_sequence = Entry {
-                    sequence_number: record.sequence_number.clone(),
-                    ..item.clone()
-                };
-                &with_sequence
+    let mut after: Option<String> = None;
+    'pages: loop {
+        let (items, more) = match table
+            .backlog(pk, after.as_deref(), up_to, BACKLOG_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(reason) => {
+                tracing::warn!(partition_key = pk, %reason, "could not read the key's backlog; will retry");
+                let pending = triggers
+                    .iter()
+                    .copied()
+                    .filter(|p| !settled.contains(p))
+                    .min()
+                    .unwrap_or(first);
+                first_failure.fetch_min(pending, Ordering::AcqRel);
+                run.outcomes.push((
+                    pending,
+                    Outcome::Failed {
+                        reason: format!("reading the key's backlog: {reason}"),
+                    },
+                ));
+                settled.insert(pending);
+                stop = Some((after.unwrap_or_default(), Outcome::NotAttempted));
+                break 'pages;
             }
-            None => item,
         };
-        let outcome = run_entry(entry, sink, budget).await;
-        for &p in &same {
-            run.outcomes.push((p, outcome.clone()));
-            settled.insert(p);
-        }
-        match &outcome {
-            o if o.needs_delete() => {
-                run.done.push((accounted_to, key.clone()));
-                if same.is_empty() && matches!(o, Outcome::Republished { .. }) {
-                    run.from_backlog += 1;
-                }
-            }
-            Outcome::Failed { .. } => {
-                first_failure.fetch_min(accounted_to, Ordering::AcqRel);
+        for item in &items {
+            let Some(key) = &item.key else { continue };
+            let id = key.event_id.as_str();
+            // The earliest batch record that cannot be done before this item is.
+            let Some(accounted_to) = triggers.iter().copied().filter(|&p| id_of(p) >= id).min()
+            else {
+                break 'pages;
+            };
+            if accounted_to > first_failure.load(Ordering::Acquire) {
                 stop = Some((id.to_string(), Outcome::NotAttempted));
-                break;
+                break 'pages;
             }
-            Outcome::Held { reason } | Outcome::Stranded { reason } => {
-                run.held.push(HeldKey {
-                    pk: pk.to_string(),
-                    event_id: id.to_string(),
-                    reason: reason.clone(),
-                });
-                let behind = Outcome::Held {
-                    reason: format!("held behind event {id}: {reason}"),
-                };
-                stop = Some((id.to_string(), behind));
-                break;
+            let same: Vec<usize> = triggers
+                .iter()
+                .copied()
+                .filter(|&p| id_of(p) == id)
+                .collect();
+            // A malformed record is dead-lettered as the stream delivered it; any record keeps
+            // its stream sequence number for the dead-letter context.
+            let delivered = same.first().map(|&p| &entries[p]);
+            let with_sequence;
+            let entry = match delivered {
+                Some(record) if matches!(record.work, Work::Malformed { .. }) => record,
+                Some(record) => {
+                    with_sequence = Entry {
+                        sequence_number: record.sequence_number.clone(),
+                        ..item.clone()
+                    };
+                    &with_sequence
+                }
+                None => item,
+            };
+            let outcome = run_entry(entry, sink, budget).await;
+            for &p in &same {
+                run.outcomes.push((p, outcome.clone()));
+                settled.insert(p);
             }
-            _ => {}
+            match &outcome {
+                o if o.needs_delete() => {
+                    run.done.push((accounted_to, key.clone()));
+                    if same.is_empty() && matches!(o, Outcome::Republished { .. }) {
+                        run.from_backlog += 1;
+                    }
+                }
+                Outcome::Failed { .. } => {
+                    first_failure.fetch_min(accounted_to, Ordering::AcqRel);
+                    stop = Some((id.to_string(), Outcome::NotAttempted));
+                    break 'pages;
+                }
+                Outcome::Held { reason } | Outcome::Stranded { reason } => {
+                    run.held.push(HeldKey {
+                        pk: pk.to_string(),
+                        event_id: id.to_string(),
+                        reason: reason.clone(),
+                    });
+                    let behind = Outcome::Held {
+                        reason: format!("held behind event {id}: {reason}"),
+                    };
+                    stop = Some((id.to_string(), behind));
+                    break 'pages;
+                }
+                _ => {}
+            }
+        }
+        match items.last().and_then(|i| i.key.as_ref()) {
+            Some(last) if more => after = Some(last.event_id.clone()),
+            _ => break 'pages,
         }
     }
     for &position in &triggers {
@@ -573,11 +593,23 @@ mod tests {
     }
 
     /// The standby table: items by (partition key, event id), deleted ones gone.
-    #[derive(Default)]
     struct FakeTable {
         items: Mutex<BTreeMap<(String, String), Entry>>,
         deleted: Mutex<Vec<ItemKey>>,
         fail_at: Option<String>,
+        /// Largest page a backlog read returns (small to exercise paging).
+        page: usize,
+    }
+
+    impl Default for FakeTable {
+        fn default() -> Self {
+            Self {
+                items: Mutex::default(),
+                deleted: Mutex::default(),
+                fail_at: None,
+                page: 2,
+            }
+        }
     }
 
     impl FakeTable {
@@ -625,14 +657,25 @@ mod tests {
             Ok(())
         }
 
-        async fn backlog(&self, pk: &str, up_to: &str) -> Result<Vec<Entry>, String> {
+        async fn backlog(
+            &self,
+            pk: &str,
+            after: Option<&str>,
+            up_to: &str,
+            limit: usize,
+        ) -> Result<(Vec<Entry>, bool), String> {
             tokio::task::yield_now().await;
             let items = self.items.lock().unwrap();
-            Ok(items
+            let matching: Vec<Entry> = items
                 .iter()
-                .filter(|((p, id), _)| p == pk && id.as_str() <= up_to)
+                .filter(|((p, id), _)| {
+                    p == pk && id.as_str() <= up_to && after.is_none_or(|a| id.as_str() > a)
+                })
                 .map(|(_, entry)| entry.clone())
-                .collect())
+                .collect();
+            let page = limit.min(self.page);
+            let more = matching.len() > page;
+            Ok((matching.into_iter().take(page).collect(), more))
         }
     }
 
@@ -720,7 +763,10 @@ mod tests {
             .iter()
             .map(|k| k.event_id.clone())
             .collect();
-        assert_eq!(deleted, HashSet::from([id(&entries[0]), id(&entries[1])]));
+        assert!(deleted.contains(&id(&entries[0])) && deleted.contains(&id(&entries[1])));
+        assert!(!deleted.contains(&id(&entries[2])) && !deleted.contains(&id(&entries[4])));
+        let published: HashSet<String> = published.into_iter().collect();
+        assert_eq!(deleted, published, "whatever was acked is deleted");
     }
 
     #[tokio::test]
@@ -983,9 +1029,12 @@ mod tests {
                 prop_assert!(got.len() <= stop);
                 prop_assert_eq!(&got[..], &of_key[..got.len()]);
             }
-            let deleted: Vec<String> = table.deleted.lock().unwrap().iter().map(|k| k.event_id.clone()).collect();
+            let deleted: Vec<String> = table.deleted_ids();
             let before_cut: Vec<String> = entries[..cut].iter().map(id).collect();
-            prop_assert_eq!(deleted, before_cut);
+            prop_assert_eq!(&deleted[..cut], &before_cut[..], "everything before the failure point, in order");
+            let deleted: HashSet<String> = deleted.into_iter().collect();
+            let published: HashSet<String> = published.into_iter().collect();
+            prop_assert_eq!(deleted, published, "exactly what was acked");
         }
 
         /// The batch carries any subset of the table's items in any order (records the mapping

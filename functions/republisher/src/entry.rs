@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use serde_json::Value;
-use shared::record::{StandbyRecord, attr, marker};
+use shared::record::{StandbyRecord, attr, is_null_key_partition, marker};
 
 /// Principal that DynamoDB's TTL process deletes items as.
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -87,6 +87,10 @@ impl Entry {
                 ChainKey::Item(key.clone())
             }
             (Work::Publish(record), None) if record.key.is_none() => ChainKey::Alone(self.position),
+            // A malformed item in a null-key bucket has no order to keep either.
+            (Work::Malformed { .. }, Some(key)) if is_null_key_partition(&key.pk) => {
+                ChainKey::Item(key.clone())
+            }
             (_, Some(key)) => ChainKey::Partition(key.pk.clone()),
             (_, None) => ChainKey::Alone(self.position),
         }

@@ -17,6 +17,8 @@ use shared::state_table::StateTable;
 
 use crate::engine::HeldKey;
 
+const HELD_AT: &str = "held_at";
+
 fn partition(standby_table: &str) -> String {
     format!("republisher#held#{standby_table}")
 }
@@ -27,10 +29,7 @@ pub async fn record(
     standby_table: &str,
     held: &[HeldKey],
 ) -> Result<(), TableError> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
+    let now_ms = now_ms();
     for key in held {
         state
             .put(
@@ -39,7 +38,7 @@ pub async fn record(
                 HashMap::from([
                     ("event_id".into(), AttributeValue::S(key.event_id.clone())),
                     ("reason".into(), AttributeValue::S(key.reason.clone())),
-                    ("held_at".into(), AttributeValue::N(now_ms.to_string())),
+                    (HELD_AT.into(), AttributeValue::N(now_ms.to_string())),
                 ]),
             )
             .await?;
@@ -47,20 +46,70 @@ pub async fn record(
     Ok(())
 }
 
-/// The standby partition keys currently held.
-pub async fn list(state: &StateTable, standby_table: &str) -> Result<Vec<String>, TableError> {
-    Ok(state
+/// A held key as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The standby partition key.
+    pub pk: String,
+    /// When it was last held or retried (ms since the epoch): the sweep retries the oldest first,
+    /// and releases a key only if nobody held it again since it was read.
+    pub held_at: u64,
+}
+
+/// The keys currently held, oldest-retried first.
+pub async fn list(state: &StateTable, standby_table: &str) -> Result<Vec<Held>, TableError> {
+    let mut held: Vec<Held> = state
         .list(&partition(standby_table))
         .await?
         .into_iter()
-        .filter_map(|mut item| match item.remove("sk") {
-            Some(AttributeValue::S(pk)) => Some(pk),
-            _ => None,
+        .filter_map(|item| {
+            let pk = match item.get("sk") {
+                Some(AttributeValue::S(pk)) => pk.clone(),
+                _ => return None,
+            };
+            let held_at = match item.get(HELD_AT) {
+                Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                _ => 0,
+            };
+            Some(Held { pk, held_at })
         })
-        .collect())
+        .collect();
+    held.sort_by_key(|h| h.held_at);
+    Ok(held)
 }
 
-/// Forgets a held key whose backlog went through.
-pub async fn release(state: &StateTable, standby_table: &str, pk: &str) -> Result<(), TableError> {
-    state.delete(&partition(standby_table), pk).await
+/// Forgets a held key whose backlog went through, unless it was held again since it was read
+/// (a stream batch running alongside); returns whether it was forgotten.
+pub async fn release(
+    state: &StateTable,
+    standby_table: &str,
+    held: &Held,
+) -> Result<bool, TableError> {
+    state
+        .delete_if(
+            &partition(standby_table),
+            &held.pk,
+            HELD_AT,
+            AttributeValue::N(held.held_at.to_string()),
+        )
+        .await
+}
+
+/// Moves a key that is still held to the back of the retry order.
+pub async fn touch(state: &StateTable, standby_table: &str, held: &Held) -> Result<(), TableError> {
+    state
+        .set(
+            &partition(standby_table),
+            &held.pk,
+            HELD_AT,
+            AttributeValue::N(now_ms().to_string()),
+        )
+        .await
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
 }

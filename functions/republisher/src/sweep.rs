@@ -17,7 +17,7 @@
 //!    refresh interval and clock skew between producers and the function.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
@@ -181,7 +181,9 @@ pub async fn run<S: Sink, T: Table>(
     Ok(report)
 }
 
-/// Republishes each held key's backlog; releases the keys that went through.
+/// Republishes held keys' backlogs, oldest-retried first, for at most half of the invocation's
+/// remaining time (the scan must get its turn even when a whole topic is held); releases the
+/// keys that went through.
 async fn release_held<S: Sink, T: Table>(
     standby: &StandbyTable,
     state: &StateTable,
@@ -190,25 +192,41 @@ async fn release_held<S: Sink, T: Table>(
     budget: &Budget,
     report: &mut SweepReport,
 ) -> Result<(), TableError> {
-    for pk in held::list(state, standby.name()).await? {
-        if !budget.has_room() {
+    let now = Instant::now();
+    let share = Budget {
+        deadline: now + budget.deadline.saturating_duration_since(now) / 2,
+        ..*budget
+    };
+    for held in held::list(state, standby.name()).await? {
+        if !share.has_room() {
             report.held_remaining += 1;
             continue;
         }
-        let entries = entry::from_items(standby.backlog(&pk, None).await?);
-        let outcome = engine::process(&entries, sink, table, budget).await;
+        // One page at a time: the next sweep goes on where this one stopped.
+        let (page, more) = standby.backlog(&held.pk, None, None, HELD_PAGE).await?;
+        let whole_backlog = !more;
+        let entries = entry::from_items(page);
+        let outcome = engine::process(&entries, sink, table, &share).await;
         tally(&outcome, report);
-        if outcome.first_failure.is_none() && outcome.held.is_empty() {
-            held::release(state, standby.name(), &pk).await?;
-            tracing::info!(partition_key = pk, "held key released");
-            report.held_released += 1;
+        if whole_backlog && outcome.first_failure.is_none() && outcome.held.is_empty() {
+            if held::release(state, standby.name(), &held).await? {
+                tracing::info!(partition_key = held.pk, "held key released");
+                report.held_released += 1;
+            } else {
+                // Held again meanwhile by a stream batch: its record stays.
+                report.held_remaining += 1;
+            }
         } else {
             held::record(state, standby.name(), &outcome.held).await?;
+            held::touch(state, standby.name(), &held).await?;
             report.held_remaining += 1;
         }
     }
     Ok(())
 }
+
+/// Items of a held key's backlog taken per sweep.
+const HELD_PAGE: usize = 1000;
 
 fn tally(outcome: &engine::Report, report: &mut SweepReport) {
     report.republished +=

@@ -543,11 +543,7 @@ async fn sweep_republishes_what_the_stream_never_delivered_and_resumes() -> Resu
     let young = record(&fixture.topic, Some("fresh"), 99, Duration::ZERO);
     write(standby, &old).await?;
     write(standby, std::slice::from_ref(&young)).await?;
-    let scheduled = json!({
-        "version": "0", "id": "sweep-1", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-11-24T00:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/republisher-sweep"], "detail": {}
-    });
+    let scheduled = sweep_event();
 
     // The sweep scans 10 raw items a page, in the table's scan order.
     let scan_order: Vec<StandbyRecord> = standby
@@ -773,5 +769,18 @@ async fn the_sweep_publishes_a_keys_earlier_events_before_an_old_one_it_selected
     assert_eq!(report["from_backlog"], json!(1), "{report}");
     let messages = consume_all(&fixture, &fixture.topic).await?;
     assert_eq!(per_key_order(&messages), expected_order(&records));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_is_taken_as_missing_only_when_fresh_metadata_says_so() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("5000", &[]).await?;
+    assert!(!app.sink.topic_is_missing(&fixture.topic).await);
+    assert!(
+        app.sink
+            .topic_is_missing(&testkit::unique_name("never-created"))
+            .await
+    );
     Ok(())
 }

@@ -608,8 +608,12 @@ impl<T: republisher::engine::Table + Send> republisher::engine::Table for Timed<
     async fn backlog(
         &self,
         pk: &str,
+        after: Option<&str>,
         up_to: &str,
-    ) -> Result<Vec<republisher::entry::Entry>, String> {
-        self.first.time(self.inner.backlog(pk, up_to)).await
+        limit: usize,
+    ) -> Result<(Vec<republisher::entry::Entry>, bool), String> {
+        self.first
+            .time(self.inner.backlog(pk, after, up_to, limit))
+            .await
     }
 }

@@ -59,8 +59,14 @@ impl Table for FlakyDeletes {
         self.inner.delete(keys).await
     }
 
-    async fn backlog(&self, pk: &str, up_to: &str) -> Result<Vec<Entry>, String> {
-        self.inner.backlog(pk, up_to).await
+    async fn backlog(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: &str,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool), String> {
+        self.inner.backlog(pk, after, up_to, limit).await
     }
 }
 

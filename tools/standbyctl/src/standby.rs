@@ -430,6 +430,9 @@ pub struct ReplayReport {
     pub dead_lettered: usize,
     /// Failed, or not attempted because an earlier event of the same run failed; still in the table.
     pub left_in_table: usize,
+    /// Earlier events of a selected event's key that were not selected but waited in the table
+    /// ahead of it: the order gate republishes them first (a key's events never overtake).
+    pub earlier_of_same_key: usize,
     pub troubles: Vec<Trouble>,
     /// With --dry-run: what would be replayed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -440,7 +443,7 @@ impl Report for ReplayReport {
     fn human(&self) -> String {
         if self.dry_run {
             let summary = format!(
-                "dry run: would replay {} item(s) (malformed ones to the dead-letter topic); nothing was sent or deleted",
+                "dry run: would replay {} item(s) (malformed ones to the dead-letter topic), and first any earlier events of their keys still in the table; nothing was sent or deleted",
                 self.selected
             );
             return render::listing(item_table(&self.items), &summary, 0, 0);
@@ -453,6 +456,12 @@ impl Report for ReplayReport {
             self.dead_lettered,
             self.left_in_table
         );
+        if self.earlier_of_same_key > 0 {
+            out.push_str(&format!(
+                "\n  also republished first, to keep each key in order: {} earlier event(s) of the selected keys",
+                self.earlier_of_same_key
+            ));
+        }
         for trouble in &self.troubles {
             out.push_str(&format!(
                 "\n  {} {}: {}",
@@ -504,6 +513,7 @@ pub async fn replay(
             entry.position = position;
         }
         let outcome = engine::process(&chunk, sink, table, &budget).await;
+        report.earlier_of_same_key += outcome.from_backlog;
         for (entry, result) in chunk.iter().zip(&outcome.outcomes) {
             let trouble = match result {
                 Outcome::Republished { .. } => {
