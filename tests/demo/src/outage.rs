@@ -275,6 +275,8 @@ pub struct Verdict {
     pub order_violations: usize,
     /// Delivered event ids that no producer sent (must be zero).
     pub unknown_ids: usize,
+    /// Each order violation, described (where each copy landed, how each event was sent).
+    pub violations: Vec<String>,
 }
 
 impl Verdict {
@@ -303,6 +305,7 @@ pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result
     };
     // Per key, the sequence numbers in the order their first copy appears.
     let mut order: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut arrivals: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for message in &messages {
         let id = message
             .header(headers::EVENT_ID)
@@ -329,12 +332,43 @@ pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result
         let value = message.value.as_deref().unwrap_or_default();
         let body: Body = serde_json::from_slice(Envelope::parse(value)?.payload)?;
         order.entry(body.key).or_default().push(body.seq);
+        let how = if message.header(headers::REPUBLISHED).is_some() {
+            "republished"
+        } else {
+            "direct"
+        };
+        arrivals
+            .entry(body.key)
+            .or_default()
+            .push(format!("#{}@{}:{} {how}", body.seq, message.partition, message.offset));
     }
     verdict.delivered_unique = first.len();
     verdict.order_violations = order
         .values()
         .map(|seqs| seqs.windows(2).filter(|w| w[0] > w[1]).count())
         .sum();
+    let outcome_of: HashMap<(usize, usize), &Sent> =
+        sent.iter().map(|s| ((s.key, s.seq), *s)).collect();
+    for (key, seqs) in &order {
+        for (i, pair) in seqs.windows(2).enumerate() {
+            if pair[0] > pair[1] {
+                let describe = |seq: usize| {
+                    outcome_of.get(&(*key, seq)).map_or("?".to_string(), |s| {
+                        format!("{} {:?}", s.event_id, s.outcome)
+                    })
+                };
+                verdict.violations.push(format!(
+                    "customer-{key}: {} then {} (sent: #{} {}; #{} {})",
+                    arrivals[key][i],
+                    arrivals[key][i + 1],
+                    pair[0],
+                    describe(pair[0]),
+                    pair[1],
+                    describe(pair[1]),
+                ));
+            }
+        }
+    }
     let produced_ids: HashSet<String> = sent.iter().map(|s| s.event_id.to_string()).collect();
     verdict.unknown_ids = first
         .keys()
@@ -346,8 +380,8 @@ pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result
             Outcome::DeadLettered { .. } => verdict.dead_lettered += 1,
             _ if !delivered.contains(&sent.event_id.to_string()) => {
                 verdict.lost.push(format!(
-                    "{} (customer-{} #{})",
-                    sent.event_id, sent.key, sent.seq
+                    "{} (customer-{} #{}, sent: {:?})",
+                    sent.event_id, sent.key, sent.seq, sent.outcome
                 ));
             }
             _ => {}
@@ -493,18 +527,25 @@ pub fn sweep_event() -> serde_json::Value {
     })
 }
 
-/// Runs sweeps until a pass completes with the table empty, markers included (they go once
-/// they are older than the grace), failing after `timeout`.
-pub async fn sweep_until_empty<S, T>(app: &republisher::App<S, T>, timeout: Duration) -> Result<()>
+/// Runs sweeps until the table is empty, markers included (they go once they are older than the
+/// grace), failing after `timeout`. Returns how many held keys the sweeps released.
+pub async fn sweep_until_empty<S, T>(
+    app: &republisher::App<S, T>,
+    timeout: Duration,
+) -> Result<usize>
 where
     S: republisher::engine::Sink,
     T: republisher::engine::Table,
 {
     let deadline = Instant::now() + timeout;
+    let mut released = 0;
     loop {
-        republisher::handle(app, sweep_event(), Instant::now() + Duration::from_secs(60)).await?;
+        let report =
+            republisher::handle(app, sweep_event(), Instant::now() + Duration::from_secs(60))
+                .await?;
+        released += report["held_released"].as_u64().unwrap_or(0) as usize;
         if table_is_empty(&app.standby).await? {
-            return Ok(());
+            return Ok(released);
         }
         if Instant::now() > deadline {
             bail!("the standby table still holds items after sweeping for {timeout:?}");

@@ -280,7 +280,7 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
     let spawned = fleet.spawned();
     fleet.stop().await?;
     // Held keys whose topic took writes again late, and the markers: the sweep finishes them.
-    outage::sweep_until_empty(&app, Duration::from_secs(300)).await?;
+    let released_at_the_end = outage::sweep_until_empty(&app, Duration::from_secs(300)).await?;
 
     ensure!(
         produced.errors.is_empty(),
@@ -303,8 +303,9 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
         );
         ensure!(
             verdict.order_violations == 0,
-            "{topic}: {} per-key order violations",
-            verdict.order_violations
+            "{topic}: {} per-key order violations:\n{}",
+            verdict.order_violations,
+            verdict.violations.join("\n")
         );
         ensure!(
             verdict.differing_duplicates == 0,
@@ -375,7 +376,7 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
         drained.partial_failures,
         drained.given_up,
         sweeps.load(Ordering::Relaxed),
-        held_released.load(Ordering::Relaxed),
+        held_released.load(Ordering::Relaxed) + released_at_the_end,
     );
     Ok(())
 }
