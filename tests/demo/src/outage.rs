@@ -337,10 +337,10 @@ pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result
         } else {
             "direct"
         };
-        arrivals
-            .entry(body.key)
-            .or_default()
-            .push(format!("#{}@{}:{} {how}", body.seq, message.partition, message.offset));
+        arrivals.entry(body.key).or_default().push(format!(
+            "#{}@{}:{} {how}",
+            body.seq, message.partition, message.offset
+        ));
     }
     verdict.delivered_unique = first.len();
     verdict.order_violations = order
