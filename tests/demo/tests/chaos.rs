@@ -350,6 +350,15 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
         );
     }
 
+    // Leave the cluster as healthy as it was found: the crash can leave followers catching up.
+    {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            testkit::wait_until_fully_replicated(&bootstrap, Duration::from_secs(180))
+        })
+        .await??;
+    }
+
     let refused_count = produced
         .sent
         .iter()

@@ -237,6 +237,41 @@ pub fn message_count(bootstrap: &str, topic: &str) -> Result<i64> {
     Ok(total)
 }
 
+/// Waits until every partition of every topic has all its replicas in sync, failing after
+/// `timeout`. A test that crashes brokers calls it before it ends, so the next test (the
+/// rebalancer's refuses to move anything while a partition is under-replicated) finds the
+/// cluster as healthy as it was.
+pub fn wait_until_fully_replicated(bootstrap: &str, timeout: Duration) -> Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+        let lagging: Vec<String> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| {
+                t.partitions()
+                    .iter()
+                    .filter(|p| p.isr().len() < p.replicas().len() || p.leader() < 0)
+                    .map(move |p| format!("{}-{}", t.name(), p.id()))
+            })
+            .collect();
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "{} partitions still under-replicated after {timeout:?}, e.g. {:?}",
+                lagging.len(),
+                &lagging[..3.min(lagging.len())]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Names of the resources `devstack provision` creates for `make invoke` and `make demo`.
 /// Pushes one `CpuUser` and one `CpuSystem` datapoint per broker into CloudWatch (moto), with
 /// MSK's dimensions, as the autoscaler reads them.
