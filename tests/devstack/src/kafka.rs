@@ -164,12 +164,7 @@ log4j.logger.org.apache.kafka.raft=WARN
         }
         let output = self
             .java(libs, "kafka.tools.StorageTool")
-            .args(["format", "--ignore-formatted", "-t", CLUSTER_ID])
-            // Kafka 4's Eligible Leader Replicas (KIP-966) let the controller elect the "last
-            // known ELR" member uncleanly after every broker crashed at once, which lost acked
-            // records in the chaos test; MSK runs Kafka 3.x without it. Off, a partition waits
-            // for its last in-sync leader, as on MSK.
-            .args(["--feature", "eligible.leader.replicas.version=0", "-c"])
+            .args(["format", "--ignore-formatted", "-t", CLUSTER_ID, "-c"])
             .arg(self.config_path())
             .output()
             .context("running java (is a JDK installed?)")?;
