@@ -1,6 +1,6 @@
 //! The invocation deadline Lambda gives a function, as an `Instant` to budget work against.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Any epoch-milliseconds deadline is far above this (2001-01-01); smaller values are a
 /// duration. cargo-lambda's emulator sends the remaining time rather than an epoch timestamp.
@@ -11,10 +11,7 @@ pub fn from_lambda_ms(deadline_ms: u64) -> Instant {
     let remaining = if deadline_ms < EPOCH_MS_FLOOR {
         Duration::from_millis(deadline_ms)
     } else {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let now_ms = wire::clock::now_ms();
         Duration::from_millis(deadline_ms.saturating_sub(now_ms))
     };
     Instant::now() + remaining
@@ -26,10 +23,7 @@ mod tests {
 
     #[test]
     fn epoch_and_relative_deadlines() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now_ms = wire::clock::now_ms();
         let in_a_minute = from_lambda_ms(now_ms + 60_000).saturating_duration_since(Instant::now());
         assert!(in_a_minute > Duration::from_secs(55) && in_a_minute <= Duration::from_secs(60));
         let relative = from_lambda_ms(600_000).saturating_duration_since(Instant::now());

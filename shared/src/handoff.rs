@@ -7,11 +7,10 @@
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
-use crate::standby_table::TableError;
 use crate::state_table::StateTable;
-
-/// State-table partition key of handoffs (sort key: the cluster ARN).
-pub const HANDOFF_PK: &str = "rebalancer#handoff";
+use sdk::standby_table::TableError;
+// Sort key: the cluster ARN.
+use crate::state_table::keys::REBALANCER_HANDOFF as HANDOFF_PK;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Handoff {

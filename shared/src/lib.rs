@@ -1,31 +1,17 @@
-//! What the standby-event functions and the producers that feed them share.
+//! What the platform's functions share and producer applications do not link: their own state,
+//! logs and metrics, and invocation deadlines.
 //!
-//! - [`record`]: the standby record, the one definition of the DynamoDB item's bytes;
-//!   [`envelope`]: the schema-version prefix inside every value.
-//! - [`fallback`]: the producer-side publisher that writes to the standby table when Kafka is
-//!   unavailable, and [`standby_table`], its DynamoDB adapter.
-//! - [`classify`]: which Kafka errors are retriable, used by every component that produces.
-//! - [`kafka`] and [`msk_iam`]: Kafka client configuration from the environment, TLS and MSK IAM.
-//! - [`state_table`]: the functions' own small state (sweep checkpoint, scale cooldown), and
-//!   [`handoff`]: new broker ids passed from the autoscaler to the rebalancer through it.
-//! - [`config`], [`error`], [`retry`], [`telemetry`], [`headers`]: environment parsing, error types,
-//!   back-off policies, JSON logs and EMF metrics, and the header names consumers rely on.
+//! - [`state_table`]: the functions' small state table (sweep checkpoint, held keys, scale
+//!   cooldown, rebalance handoff), with every key family declared in one place
+//!   ([`state_table::keys`]).
+//! - [`handoff`]: new broker ids passed from the autoscaler to the rebalancer through it.
+//! - [`telemetry`]: JSON logs and CloudWatch EMF metrics.
+//! - [`deadline`]: the time an invocation may still use.
+//!
+//! The wire formats are the `wire` crate's; Kafka, the standby table and the producer are the
+//! `sdk` crate's.
 
-pub mod classify;
-pub mod config;
 pub mod deadline;
-pub mod envelope;
-pub mod error;
-pub mod fallback;
 pub mod handoff;
-pub mod headers;
-pub mod kafka;
-pub mod msk_iam;
-pub mod record;
-pub mod retry;
-pub mod standby_table;
 pub mod state_table;
 pub mod telemetry;
-
-pub use error::{ConfigError, FallbackError, RecordError};
-pub use record::{EventId, Header, StandbyRecord};

@@ -1,6 +1,7 @@
-//! A small key-value table for the functions' own state: the sweep's resume point, the
-//! autoscaler's last scale action. Items are keyed by `pk` (what kind of state) and `sk` (whose),
-//! and carry whatever attributes the owner needs.
+//! A small key-value table for the functions' own state: the sweep's resume point, held keys,
+//! the autoscaler's last scale action, the rebalance handoff, the operators' redrive log. Items
+//! are keyed by `pk` (what kind of state, one of [`keys`]) and `sk` (whose), and carry whatever
+//! attributes the owner needs.
 
 use std::collections::HashMap;
 
@@ -10,11 +11,78 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
-use crate::config::{self, Env};
-use crate::error::ConfigError;
-use crate::standby_table::TableError;
+use sdk::ConfigError;
+use sdk::config::{self, Env};
+use sdk::standby_table::{TableError, condition_held};
 
 pub const STATE_TABLE_NAME: &str = "STATE_TABLE_NAME";
+
+/// Every partition-key family of the state table and who owns it. Each function's IAM policy
+/// in `template.yaml` grants `dynamodb:LeadingKeys` for exactly the families listed here with it
+/// among their users (`tests/deployment` checks).
+pub mod keys {
+    /// The autoscaler's claim on an alarm transition (one scale-out per alarm).
+    pub const AUTOSCALER_CLAIM: &str = "autoscaler#claim";
+    /// The autoscaler's last scale action (cooldown).
+    pub const AUTOSCALER_SCALE: &str = "autoscaler#scale";
+    /// New broker ids, written by the autoscaler, consumed by the rebalancer.
+    pub const REBALANCER_HANDOFF: &str = "rebalancer#handoff";
+    /// The republisher's sweep checkpoint and pass state.
+    pub const REPUBLISHER_SWEEP: &str = "republisher#sweep";
+    /// Keys the republisher holds back, one family per standby table: see [`republisher_held`].
+    pub const REPUBLISHER_HELD_PREFIX: &str = "republisher#held#";
+    /// `standbyctl dlt redrive`'s log of what went where.
+    pub const STANDBYCTL_REDRIVE: &str = "standbyctl#redrive";
+
+    /// The held-keys family of one standby table.
+    pub fn republisher_held(standby_table: &str) -> String {
+        format!("{REPUBLISHER_HELD_PREFIX}{standby_table}")
+    }
+
+    /// A family and the principals that read or write it (template resource names).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Family {
+        /// The partition key, or its prefix when it ends with `*` as in an IAM condition.
+        pub leading_key: &'static str,
+        /// The component whose code defines the items.
+        pub owner: &'static str,
+        /// The template resources whose policies grant it.
+        pub granted_to: &'static [&'static str],
+    }
+
+    pub const FAMILIES: &[Family] = &[
+        Family {
+            leading_key: AUTOSCALER_CLAIM,
+            owner: "autoscaler",
+            granted_to: &["AutoscalerFunction"],
+        },
+        Family {
+            leading_key: AUTOSCALER_SCALE,
+            owner: "autoscaler",
+            granted_to: &["AutoscalerFunction"],
+        },
+        Family {
+            leading_key: REBALANCER_HANDOFF,
+            owner: "shared::handoff",
+            granted_to: &["AutoscalerFunction", "RebalancerFunction"],
+        },
+        Family {
+            leading_key: REPUBLISHER_SWEEP,
+            owner: "republisher::sweep",
+            granted_to: &["RepublisherFunction"],
+        },
+        Family {
+            leading_key: "republisher#held#*",
+            owner: "republisher::held",
+            granted_to: &["RepublisherFunction"],
+        },
+        Family {
+            leading_key: STANDBYCTL_REDRIVE,
+            owner: "standbyctl::dlt",
+            granted_to: &["StandbyOperatorPolicy"],
+        },
+    ];
+}
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -96,19 +164,16 @@ impl StateTable {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
-                if e.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        condition_held(result)
     }
 
     /// Every item under partition key `pk`, strongly consistent, in sort-key order.
     pub async fn list(&self, pk: &str) -> Result<Vec<Item>, TableError> {
+        self.list_prefixed(pk, "").await
+    }
+
+    /// Every item under partition key `pk` whose sort key starts with `sk_prefix`.
+    pub async fn list_prefixed(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, TableError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -116,8 +181,9 @@ impl StateTable {
                 .client
                 .query()
                 .table_name(&self.name)
-                .key_condition_expression("pk = :pk")
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.to_string()))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -149,15 +215,7 @@ impl StateTable {
             .expression_attribute_values(":expected", expected)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
-                if e.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        condition_held(result)
     }
 
     /// Sets one attribute of the item (creating the item if needed).

@@ -11,7 +11,6 @@
 //! `metrics` recorder and pulls `lambda_http` into every binary.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use tracing_subscriber::EnvFilter;
@@ -130,9 +129,7 @@ impl Metrics {
 
     /// Prints the EMF line on stdout (where Lambda collects it) and clears the values.
     pub fn emit(&mut self) {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = wire::clock::now_ms();
         if let Some(document) = self.to_emf(now_ms)
             && EMF_ON_STDOUT.load(Ordering::Relaxed)
         {

@@ -5,8 +5,8 @@ use autoscaler::aws::{CloudWatch, Msk};
 use autoscaler::handler::{App, handle};
 use autoscaler::settings::Settings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use sdk::config::ProcessEnv;
 use serde_json::Value;
-use shared::config::ProcessEnv;
 use shared::state_table::StateTable;
 
 #[tokio::main]

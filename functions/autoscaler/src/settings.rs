@@ -15,8 +15,8 @@
 
 use std::time::Duration;
 
-use shared::config::{self, Env};
-use shared::error::ConfigError;
+use sdk::ConfigError;
+use sdk::config::{self, Env};
 
 use crate::decision::Policy;
 

@@ -6,13 +6,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sdk::standby_table::TableError;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
-use shared::standby_table::TableError;
 use shared::state_table::StateTable;
 
-const CLAIM: &str = "autoscaler#claim";
-const SCALE: &str = "autoscaler#scale";
+use shared::state_table::keys::{AUTOSCALER_CLAIM as CLAIM, AUTOSCALER_SCALE as SCALE};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScaleRecord {
@@ -45,10 +44,7 @@ pub enum StateError {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
+    wire::clock::now_ms() / 1000
 }
 
 /// Claims the scale-out of `cluster_arn` at `version`; false if already claimed.

@@ -3,7 +3,7 @@
 //! and ElectLeaders, on one connection to any broker (KRaft brokers forward controller requests).
 //!
 //! Transport: plaintext (local stack), or TLS with SASL/OAUTHBEARER carrying an MSK IAM token
-//! (`shared::msk_iam`). Versions are negotiated with ApiVersions first.
+//! (`sdk::msk_iam`). Versions are negotiated with ApiVersions first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -283,7 +283,7 @@ impl AdminClient {
                 response.error_code, response.mechanisms
             )));
         }
-        let source = shared::msk_iam::MskIamTokenSource::new(region.to_string());
+        let source = sdk::msk_iam::MskIamTokenSource::new(region.to_string());
         let token = tokio::task::spawn_blocking(move || source.token())
             .await
             .map_err(|e| AdminError::Authentication(e.to_string()))?

@@ -55,13 +55,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             region,
         } => {
             let mut env = std::collections::HashMap::from([
-                (shared::kafka::BOOTSTRAP_SERVERS, bootstrap_servers.as_str()),
-                (shared::kafka::SECURITY_PROTOCOL, security_protocol.as_str()),
+                (sdk::kafka::BOOTSTRAP_SERVERS, bootstrap_servers.as_str()),
+                (sdk::kafka::SECURITY_PROTOCOL, security_protocol.as_str()),
             ]);
             if let Some(region) = &region {
-                env.insert(shared::kafka::AWS_REGION, region);
+                env.insert(sdk::kafka::AWS_REGION, region);
             }
-            let kafka = shared::kafka::KafkaSettings::admin_from_env(&env, "rebalancer")?;
+            let kafka = sdk::kafka::KafkaSettings::admin_from_env(&env, "rebalancer")?;
             let transport = crate::settings::transport(&kafka.security);
             let mut client = AdminClient::connect(&kafka.bootstrap_servers, &transport).await?;
             let description = client.cluster_state().await?.description();

@@ -4,8 +4,8 @@ use clap::Parser;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use rebalancer::handler::{Handoffs, handle};
 use rebalancer::settings::Settings;
+use sdk::config::ProcessEnv;
 use serde_json::Value;
-use shared::config::ProcessEnv;
 use shared::state_table::StateTable;
 
 #[tokio::main]

@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_SECURITY_PROTOCOL`, `AWS_REGION` | see `shared::kafka` | brokers; `SASL_SSL` = TLS + MSK IAM |
+//! | `KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_SECURITY_PROTOCOL`, `AWS_REGION` | see `sdk::kafka` | brokers; `SASL_SSL` = TLS + MSK IAM |
 //! | `REBALANCE_MAX_PARTITIONS_IN_FLIGHT` | 50 | partitions being reassigned at once |
 //! | `REBALANCE_MAX_MOVES_PER_BROKER` | 10 | replica moves touching one broker at once |
 //! | `REBALANCE_THROTTLE_BYTES_PER_SEC` | 52428800 | replication throttle per broker while moving |
@@ -13,9 +13,9 @@
 
 use std::time::Duration;
 
-use shared::config::{self, Env};
-use shared::error::ConfigError;
-use shared::kafka::{KafkaSettings, Security};
+use sdk::ConfigError;
+use sdk::config::{self, Env};
+use sdk::kafka::{KafkaSettings, Security};
 
 use crate::admin::Transport;
 use crate::executor::Limits;

@@ -14,23 +14,22 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use aws_sdk_dynamodb::types::AttributeValue;
 use devstack::Stack;
 use devstack::stream_driver::StreamDriver;
 use devstack::testkit;
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use republisher::adapters::DynamoTable;
 use republisher::engine::{DeleteFailure, Table};
 use republisher::entry::{self, Entry, ItemKey};
 use republisher::settings::Settings;
 use republisher::{App, handle};
+use sdk::kafka::Message;
+use sdk::standby_table::StandbyTable;
 use serde_json::Value;
-use shared::envelope::Envelope;
-use shared::headers;
-use shared::record::{EventId, Header, StandbyRecord};
-use shared::standby_table::StandbyTable;
 use shared::state_table::StateTable;
+use wire::envelope::Envelope;
+use wire::headers;
+use wire::record::{EventId, Header, StandbyRecord};
 
 const BATCH: usize = 1000;
 const ROUNDS: usize = 3;
@@ -118,7 +117,10 @@ async fn republisher_round(setup: &Setup, keys: usize, gate: bool) -> Result<Dur
     let mut env: HashMap<&str, &str> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.insert("STANDBY_TABLE_NAME", table.name());
     env.insert("STATE_TABLE_NAME", &state);
-    let app = App::new(Settings::from_env(&env)?, table.client().clone())?;
+    let app = App::new(
+        Settings::from_env(&env)?,
+        aws_sdk_dynamodb::Client::new(&setup.aws),
+    )?;
     warm_up(&app, &setup.topic).await?;
     if gate {
         drain_once(&app, &setup.aws, &table).await
@@ -158,14 +160,8 @@ async fn drain_once<T: Table>(
         })
         .await?;
     let elapsed = elapsed.into_inner().unwrap();
-    let left = table
-        .client()
-        .scan()
-        .table_name(table.name())
-        .send()
-        .await?
-        .count();
-    anyhow::ensure!(left == 0, "republisher left {left} items");
+    let (left, _) = table.scan_page(None, 1000).await?;
+    anyhow::ensure!(left.is_empty(), "republisher left {} items", left.len());
     Ok(elapsed)
 }
 
@@ -195,38 +191,25 @@ async fn sequential_round(setup: &Setup, keys: usize) -> Result<Duration> {
 
     let started = Instant::now();
     for record in &records {
-        let event_id = record.event_id.to_string();
-        let mut kafka_headers = OwnedHeaders::new();
-        for header in &record.headers {
-            kafka_headers = kafka_headers.insert(KafkaHeader {
-                key: &header.name,
-                value: header.value.as_deref(),
-            });
-        }
-        kafka_headers = kafka_headers.insert(KafkaHeader {
-            key: headers::EVENT_ID,
-            value: Some(event_id.as_bytes()),
-        });
-        let message = FutureRecord {
+        let id_header = [Header::new(headers::EVENT_ID, record.event_id.to_string())];
+        let message = Message {
             topic: &record.topic,
-            partition: None,
-            payload: Some(&record.value),
-            key: record.key.as_ref(),
-            timestamp: None,
-            headers: Some(kafka_headers),
+            key: record.key.as_deref(),
+            value: &record.value,
+            headers: &record.headers,
+            extra: &id_header,
         };
         producer
-            .send(message, Duration::from_secs(5))
+            .send(message.record(), Duration::from_secs(5))
             .await
             .map_err(|(e, _)| e)?;
         table
-            .client()
-            .delete_item()
-            .table_name(table.name())
-            .key("pk", AttributeValue::S(record.partition_key()))
-            .key("event_id", AttributeValue::S(event_id))
-            .send()
-            .await?;
+            .delete_in_order(&[ItemKey {
+                pk: record.partition_key(),
+                event_id: record.event_id.to_string(),
+            }])
+            .await
+            .map_err(|stopped| anyhow::anyhow!(stopped.reason))?;
     }
     Ok(started.elapsed())
 }

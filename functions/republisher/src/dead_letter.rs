@@ -3,33 +3,13 @@
 //! A record Kafka rejects keeps its original key, value and headers, so an operator can redrive
 //! it unchanged; a malformed record is sent as the raw stream record (or scanned item) in JSON,
 //! since there is nothing decodable to resend. Both carry the context headers of
-//! [`shared::headers`].
+//! [`wire::dead_letter`].
 
-use shared::headers;
-use shared::record::Header;
+use wire::dead_letter::{Context, ErrorClass, PayloadFormat, Source};
+use wire::headers;
+use wire::record::Header;
 
 use crate::entry::{Entry, Work};
-
-/// Why an entry was dead-lettered (header `dlt-error-class`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Kafka rejects the event for good (too large for the topic, topic missing, invalid).
-    NonRetriable,
-    /// The item is not a valid standby record.
-    Malformed,
-}
-
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NonRetriable => "non_retriable",
-            Self::Malformed => "malformed",
-        }
-    }
-}
-
-/// Header naming the value's format on dead-lettered malformed records.
-pub const PAYLOAD_FORMAT: &str = "dlt-payload-format";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -40,30 +20,21 @@ pub struct DeadLetter {
 
 /// The dead-letter message for `entry`, failed with `reason`.
 pub fn for_entry(entry: &Entry, reason: &str, class: ErrorClass) -> DeadLetter {
-    let mut context = vec![
-        Header::new(headers::DLT_REASON, reason),
-        Header::new(headers::DLT_ERROR_CLASS, class.as_str()),
-        Header::new(headers::DLT_SOURCE, "republisher"),
-        // Poison is dead-lettered the first time it is seen; it never waits for retries.
-        Header::new(headers::DLT_ATTEMPT, "1"),
-    ];
-    if let Some(topic) = entry.topic() {
-        context.push(Header::new(headers::DLT_ORIGINAL_TOPIC, topic));
-    }
-    if let Some(sequence) = &entry.sequence_number {
-        context.push(Header::new(headers::DLT_STREAM_SEQUENCE, sequence.as_str()));
-    }
-    if let Some(key) = &entry.key {
-        context.push(Header::new(headers::EVENT_ID, key.event_id.as_str()));
-    }
+    let mut context = Context::new(reason, class, Source::Republisher);
+    context.original_topic = entry.topic().map(str::to_string);
+    context.stream_sequence = entry.sequence_number.clone();
+    // Poison is dead-lettered the first time it is seen; it never waits for retries.
+    context.attempt = Some(1);
+    let event_id = entry
+        .key
+        .as_ref()
+        .map(|key| Header::new(headers::EVENT_ID, key.event_id.as_str()));
     match &entry.work {
         Work::Publish(record) => {
-            context.push(Header::new(
-                headers::DLT_PRODUCER_ID,
-                record.producer_id.as_str(),
-            ));
+            context.producer_id = Some(record.producer_id.clone());
             let mut all = record.headers.clone();
-            all.extend(context);
+            all.extend(context.headers());
+            all.extend(event_id);
             DeadLetter {
                 key: record.key.clone(),
                 value: record.value.clone(),
@@ -71,36 +42,40 @@ pub fn for_entry(entry: &Entry, reason: &str, class: ErrorClass) -> DeadLetter {
             }
         }
         Work::Malformed { raw, kind, .. } => {
-            context.push(Header::new("dlt-malformed-kind", *kind));
-            context.push(Header::new(
-                PAYLOAD_FORMAT,
-                if entry.sequence_number.is_some() {
-                    "dynamodb-stream-record-json"
-                } else {
-                    "dynamodb-item-json"
-                },
-            ));
+            context.malformed_kind = Some(kind.to_string());
+            context.payload_format = Some(if entry.sequence_number.is_some() {
+                PayloadFormat::StreamRecordJson
+            } else {
+                PayloadFormat::ItemJson
+            });
+            let mut all = context.headers();
+            all.extend(event_id);
             DeadLetter {
                 key: entry.key.as_ref().map(|k| k.pk.as_bytes().to_vec()),
                 value: raw.to_string().into_bytes(),
-                headers: context,
+                headers: all,
             }
         }
-        Work::Skip(_) => DeadLetter {
-            key: None,
-            value: Vec::new(),
-            headers: context,
-        },
+        Work::Skip(_) => {
+            let mut all = context.headers();
+            all.extend(event_id);
+            DeadLetter {
+                key: None,
+                value: Vec::new(),
+                headers: all,
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use shared::record::{EventId, StandbyRecord};
+    use wire::record::{EventId, StandbyRecord};
 
     use super::*;
     use crate::entry::ItemKey;
+    use wire::dead_letter;
 
     fn header<'a>(letter: &'a DeadLetter, name: &str) -> Option<&'a [u8]> {
         letter
@@ -144,20 +119,20 @@ mod tests {
             "original headers first"
         );
         assert_eq!(
-            header(&letter, headers::DLT_ERROR_CLASS),
+            header(&letter, dead_letter::ERROR_CLASS),
             Some(&b"non_retriable"[..])
         );
         assert_eq!(
-            header(&letter, headers::DLT_ORIGINAL_TOPIC),
+            header(&letter, dead_letter::ORIGINAL_TOPIC),
             Some(&b"orders"[..])
         );
         assert_eq!(
-            header(&letter, headers::DLT_STREAM_SEQUENCE),
+            header(&letter, dead_letter::STREAM_SEQUENCE),
             Some(&b"42"[..])
         );
-        assert_eq!(header(&letter, headers::DLT_ATTEMPT), Some(&b"1"[..]));
+        assert_eq!(header(&letter, dead_letter::ATTEMPT), Some(&b"1"[..]));
         assert_eq!(
-            header(&letter, headers::DLT_PRODUCER_ID),
+            header(&letter, dead_letter::PRODUCER_ID),
             Some(&b"checkout"[..])
         );
         assert_eq!(
@@ -193,15 +168,15 @@ mod tests {
         );
         assert_eq!(letter.key.as_deref(), Some(&b"orders#k#ab"[..]));
         assert_eq!(
-            header(&letter, headers::DLT_ORIGINAL_TOPIC),
+            header(&letter, dead_letter::ORIGINAL_TOPIC),
             Some(&b"orders"[..])
         );
         assert_eq!(
-            header(&letter, "dlt-malformed-kind"),
+            header(&letter, dead_letter::MALFORMED_KIND),
             Some(&b"missing_attribute"[..])
         );
         assert_eq!(
-            header(&letter, PAYLOAD_FORMAT),
+            header(&letter, dead_letter::PAYLOAD_FORMAT),
             Some(&b"dynamodb-stream-record-json"[..])
         );
     }

@@ -31,10 +31,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
-use shared::classify::{self, Disposition, classify};
-use shared::record::StandbyRecord;
+use sdk::classify::{self, Disposition, classify};
+use wire::dead_letter::ErrorClass;
+use wire::record::StandbyRecord;
 
-use crate::dead_letter::{self, DeadLetter, ErrorClass};
+use crate::dead_letter::{self, DeadLetter};
 use crate::entry::{ChainKey, Entry, ItemKey, SkipReason, Work, chains};
 
 /// Publishes to Kafka; each future resolves when the broker acked or the delivery failed.
@@ -552,7 +553,7 @@ mod tests {
     use proptest::prelude::*;
     use rdkafka::types::RDKafkaErrorCode;
     use serde_json::json;
-    use shared::record::EventId;
+    use wire::record::EventId;
 
     use super::*;
 

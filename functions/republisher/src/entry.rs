@@ -8,34 +8,23 @@ use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use serde_json::Value;
-use shared::record::{StandbyRecord, attr, is_null_key_partition, marker};
+use wire::record::{StandbyRecord, attr, is_null_key_partition};
 
 /// Principal that DynamoDB's TTL process deletes items as.
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
-/// The primary key of a standby item.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ItemKey {
-    pub pk: String,
-    pub event_id: String,
-}
+pub use wire::record::ItemKey;
 
-impl ItemKey {
-    /// Whether this is a topic's backlog marker rather than an event.
-    pub fn is_marker(&self) -> bool {
-        marker::marker_topic(&self.pk).is_some()
-    }
-
-    fn from_image(image: &serde_dynamo::Item) -> Option<Self> {
-        let text = |name: &str| match image.get(name) {
-            Some(serde_dynamo::AttributeValue::S(s)) => Some(s.clone()),
-            _ => None,
-        };
-        Some(Self {
-            pk: text(attr::PARTITION_KEY)?,
-            event_id: text(attr::EVENT_ID)?,
-        })
-    }
+/// The item key in a stream image or scanned item.
+fn item_key(image: &serde_dynamo::Item) -> Option<ItemKey> {
+    let text = |name: &str| match image.get(name) {
+        Some(serde_dynamo::AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Some(ItemKey {
+        pk: text(attr::PARTITION_KEY)?,
+        event_id: text(attr::EVENT_ID)?,
+    })
 }
 
 /// Why an entry needs no publishing.
@@ -45,7 +34,7 @@ pub enum SkipReason {
     Removed,
     /// DynamoDB's TTL removed an event that was never republished: it is lost, loudly.
     ExpiredByTtl,
-    /// A topic's backlog marker ([`shared::record::marker`]), not an event.
+    /// A topic's backlog marker ([`wire::record::marker`]), not an event.
     Marker,
     /// The item was no longer in the table when its key's backlog was read: another path (the
     /// sweep, an operator's replay, an earlier delivery) published and deleted it already.
@@ -183,7 +172,7 @@ fn from_stream_record(position: usize, raw: &Value) -> Entry {
             );
         }
     };
-    let keys = ItemKey::from_image(&record.change.keys);
+    let keys = item_key(&record.change.keys);
     if keys.as_ref().is_some_and(ItemKey::is_marker) {
         return Entry {
             position,
@@ -233,7 +222,7 @@ pub fn from_items(
         .enumerate()
         .map(|(position, item)| {
             let image = serde_dynamo::Item::from(item);
-            let key = ItemKey::from_image(&image);
+            let key = item_key(&image);
             if key.as_ref().is_some_and(ItemKey::is_marker) {
                 return Entry {
                     position,
@@ -263,7 +252,7 @@ pub fn from_items(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use shared::record::{EventId, Header};
+    use wire::record::{EventId, Header};
 
     use super::*;
 

@@ -1,15 +1,15 @@
 //! The Lambda entry point's logic: recognise the trigger, run the stream batch or the sweep,
 //! answer Lambda, emit metrics. `main.rs` only builds an [`App`] and hands events here.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::Diagnostic;
 use rdkafka::error::KafkaError;
+use sdk::ConfigError;
+use sdk::config::Env;
+use sdk::standby_table::{StandbyTable, TableError};
 use serde_json::Value;
-use shared::config::Env;
-use shared::error::ConfigError;
-use shared::standby_table::{StandbyTable, TableError};
 use shared::state_table::StateTable;
 use shared::telemetry::Metrics;
 
@@ -50,7 +50,7 @@ impl App<KafkaSink, DynamoTable> {
         let producer = settings.kafka.renewing_producer(&[("linger.ms", "1")])?;
         Ok(Self {
             sink: KafkaSink::new(producer, settings.dead_letter_topic.clone()),
-            table: DynamoTable::new(dynamodb.clone(), settings.standby_table.clone()),
+            table: DynamoTable::new(StandbyTable::new(dynamodb.clone(), &settings.standby_table)),
             standby: StandbyTable::new(dynamodb.clone(), &settings.standby_table),
             state: StateTable::new(dynamodb, &settings.state_table),
             settings,
@@ -192,10 +192,7 @@ fn metrics(trigger: &str) -> Metrics {
 }
 
 fn emit_stream_metrics(entries: &[Entry], report: &Report) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
+    let now_ms = wire::clock::now_ms();
     let oldest_age_ms = entries
         .iter()
         .filter_map(|e| match &e.work {

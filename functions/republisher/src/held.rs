@@ -9,18 +9,18 @@
 //! forgets a key once nothing holds it any more.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use shared::standby_table::TableError;
-use shared::state_table::StateTable;
+use sdk::standby_table::TableError;
+use shared::state_table::{StateTable, keys};
+use wire::clock::now_ms;
 
 use crate::engine::HeldKey;
 
 const HELD_AT: &str = "held_at";
 
 fn partition(standby_table: &str) -> String {
-    format!("republisher#held#{standby_table}")
+    keys::republisher_held(standby_table)
 }
 
 /// Records `held` keys (the event each is held at and why).
@@ -105,11 +105,4 @@ pub async fn touch(state: &StateTable, standby_table: &str, held: &Held) -> Resu
             AttributeValue::N(now_ms().to_string()),
         )
         .await
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
 }

@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `KAFKA_*`, `AWS_REGION` | see `shared::kafka` | brokers, TLS, MSK IAM; delivery timeout default 10 s |
+//! | `KAFKA_*`, `AWS_REGION` | see `sdk::kafka` | brokers, TLS, MSK IAM; delivery timeout default 10 s |
 //! | `STANDBY_TABLE_NAME` | required | the standby table |
 //! | `STANDBY_DEAD_LETTER_TOPIC` | required | where poison records go |
 //! | `STATE_TABLE_NAME` | required | where the sweep keeps its resume point |
@@ -13,10 +13,11 @@
 
 use std::time::Duration;
 
-use shared::config::{self, Env};
-use shared::error::ConfigError;
-use shared::kafka::KafkaSettings;
-use shared::{standby_table, state_table};
+use sdk::ConfigError;
+use sdk::config::{self, Env};
+use sdk::kafka::KafkaSettings;
+use sdk::standby_table;
+use shared::state_table;
 
 pub const DEAD_LETTER_TOPIC: &str = "STANDBY_DEAD_LETTER_TOPIC";
 pub const MARGIN_MS: &str = "REPUBLISH_MARGIN_MS";

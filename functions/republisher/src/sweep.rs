@@ -17,20 +17,21 @@
 //!    refresh interval and clock skew between producers and the function.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use sdk::standby_table::{Item, StandbyTable, TableError};
 use serde::Serialize;
-use shared::record::{attr, marker, topic_of_partition_key};
-use shared::standby_table::{Item, StandbyTable, TableError};
 use shared::state_table::StateTable;
+use wire::clock::now_ms;
+use wire::record::{attr, marker, topic_of_partition_key};
+// Sort key: the standby table name.
+use shared::state_table::keys::REPUBLISHER_SWEEP as CHECKPOINT_PK;
 
 use crate::engine::{self, Budget, Outcome, Sink, Table};
 use crate::entry::{self, SkipReason, Work};
 use crate::held;
 
-/// State-table partition key of the sweep's resume points (sort key: the standby table name).
-pub const CHECKPOINT_PK: &str = "republisher#sweep";
 const LAST_KEY: &str = "last_key";
 const PASS_STARTED_AT: &str = "pass_started_at";
 const TOPICS_WAITING: &str = "topics_waiting";
@@ -72,13 +73,6 @@ struct Pass {
     topics_waiting: BTreeSet<String>,
     /// Topics whose marker the pass saw.
     markers: BTreeSet<String>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 /// Sweeps held keys, then pages until the table is done, a page fails, or the budget runs out.

@@ -19,13 +19,14 @@ use republisher::dead_letter::DeadLetter;
 use republisher::engine::Sink;
 use republisher::settings::Settings;
 use republisher::{App, handle};
+use sdk::standby_table::StandbyTable;
 use serde_json::{Value, json};
-use shared::envelope::Envelope;
-use shared::headers;
-use shared::record::{EventId, Header, StandbyRecord};
-use shared::standby_table::StandbyTable;
 use shared::state_table::StateTable;
 use tokio::sync::RwLock;
+use wire::dead_letter;
+use wire::envelope::Envelope;
+use wire::headers;
+use wire::record::{EventId, Header, StandbyRecord};
 
 /// The outage test takes it for writing; the others for reading.
 static CLUSTER: RwLock<()> = RwLock::const_new(());
@@ -140,16 +141,9 @@ async fn table_len(standby: &StandbyTable) -> Result<usize> {
     let mut count = 0;
     let mut start = None;
     loop {
-        let page = standby
-            .client()
-            .scan()
-            .table_name(standby.name())
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        count += page.count() as usize;
-        start = page.last_evaluated_key;
+        let (items, next) = standby.scan_page(start, 1000).await?;
+        count += items.len();
+        start = next;
         if start.is_none() {
             return Ok(count);
         }
@@ -447,9 +441,7 @@ async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() ->
         }
         .to_item();
         edit(&mut item);
-        fixture
-            .standby
-            .client()
+        aws_sdk_dynamodb::Client::new(&fixture.aws)
             .put_item()
             .table_name(fixture.standby.name())
             .set_item(Some(item))
@@ -475,8 +467,8 @@ async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() ->
         .iter()
         .map(|l| {
             (
-                l.header(headers::DLT_ERROR_CLASS).unwrap(),
-                l.header("dlt-malformed-kind").unwrap_or_default(),
+                l.header(dead_letter::ERROR_CLASS).unwrap(),
+                l.header(dead_letter::MALFORMED_KIND).unwrap_or_default(),
             )
         })
         .collect();
@@ -489,18 +481,18 @@ async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() ->
     for letter in &letters {
         assert!(
             letter
-                .header(headers::DLT_REASON)
+                .header(dead_letter::REASON)
                 .is_some_and(|r| !r.is_empty())
         );
-        assert!(letter.header(headers::DLT_STREAM_SEQUENCE).is_some());
+        assert!(letter.header(dead_letter::STREAM_SEQUENCE).is_some());
         assert_eq!(
-            letter.header(headers::DLT_SOURCE).as_deref(),
+            letter.header(dead_letter::SOURCE).as_deref(),
             Some("republisher")
         );
     }
     let rejected: Vec<&Consumed> = letters
         .iter()
-        .filter(|l| l.header(headers::DLT_ERROR_CLASS).as_deref() == Some("non_retriable"))
+        .filter(|l| l.header(dead_letter::ERROR_CLASS).as_deref() == Some("non_retriable"))
         .collect();
     assert_eq!(rejected.len(), 2);
     for original in [&missing_topic, &too_large] {
@@ -514,7 +506,7 @@ async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() ->
             "original bytes kept for redrive"
         );
         assert_eq!(
-            letter.header(headers::DLT_ORIGINAL_TOPIC),
+            letter.header(dead_letter::ORIGINAL_TOPIC),
             Some(original.topic.clone())
         );
     }
@@ -547,13 +539,9 @@ async fn sweep_republishes_what_the_stream_never_delivered_and_resumes() -> Resu
 
     // The sweep scans 10 raw items a page, in the table's scan order.
     let scan_order: Vec<StandbyRecord> = standby
-        .client()
-        .scan()
-        .table_name(standby.name())
-        .send()
+        .scan_page(None, 1000)
         .await?
-        .items
-        .unwrap_or_default()
+        .0
         .into_iter()
         .map(StandbyRecord::from_item)
         .collect::<Result<_, _>>()?;
@@ -730,9 +718,7 @@ async fn an_insert_and_a_modify_of_one_item_in_one_batch_make_one_event() -> Res
     // null-key one (no order gate) must each be published and deleted once: a key twice in one
     // BatchWriteItem is refused by DynamoDB on every retry.
     for touched in [&records[1], &records[3]] {
-        fixture
-            .standby
-            .client()
+        aws_sdk_dynamodb::Client::new(&fixture.aws)
             .update_item()
             .table_name(fixture.standby.name())
             .key("pk", AttributeValue::S(touched.partition_key()))

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use shared::fallback::Outcome;
-use shared::record::EventId;
+use sdk::fallback::Outcome;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Mutex, oneshot};
+use wire::record::EventId;
 
 use crate::outage::{Produced, Sent};
 

@@ -16,7 +16,7 @@ use demo::outage::{self, Plan};
 use demo::scaling::{self, BrokerLoad};
 use devstack::{Stack, testkit};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use shared::fallback::Outcome;
+use sdk::fallback::Outcome;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)

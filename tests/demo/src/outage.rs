@@ -11,15 +11,15 @@ use anyhow::{Context, Result, bail};
 use devstack::Stack;
 use devstack::testkit::{self, Consumed};
 use futures::StreamExt;
+use sdk::config;
+use sdk::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
+use sdk::kafka::KafkaSettings;
+use sdk::standby_table::StandbyTable;
 use serde::Deserialize;
-use shared::config;
-use shared::envelope::Envelope;
-use shared::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
-use shared::headers;
-use shared::kafka::KafkaSettings;
-use shared::record::{EventId, Header};
-use shared::standby_table::StandbyTable;
 use shared::state_table::StateTable;
+use wire::envelope::Envelope;
+use wire::headers;
+use wire::record::{EventId, Header};
 
 /// Fresh topics and tables for one run of the story, the republisher configured for them as the
 /// Lambda would be, and a producer writing through the fallback.
@@ -97,8 +97,8 @@ impl Rig {
                 recheck_max_delay,
                 signal_interval: config::millis(
                     &env,
-                    shared::fallback::SIGNAL_INTERVAL_MS,
-                    shared::fallback::DEFAULT_SIGNAL_INTERVAL,
+                    sdk::fallback::SIGNAL_INTERVAL_MS,
+                    sdk::fallback::DEFAULT_SIGNAL_INTERVAL,
                 )?,
             },
         )?);
@@ -450,7 +450,7 @@ impl Mapping {
 /// records delivered so far.
 pub async fn drain<F, Fut, E>(
     aws: &aws_config::SdkConfig,
-    standby: &shared::standby_table::StandbyTable,
+    standby: &sdk::standby_table::StandbyTable,
     mapping: Mapping,
     mut invoke: F,
     producers_done: impl Fn() -> bool,
@@ -500,13 +500,13 @@ where
 }
 
 /// Whether any event (not a topic's backlog marker) is in the standby table.
-pub async fn events_waiting(standby: &shared::standby_table::StandbyTable) -> Result<bool> {
+pub async fn events_waiting(standby: &sdk::standby_table::StandbyTable) -> Result<bool> {
     let mut start = None;
     loop {
         let (items, next) = standby.scan_page(start, 1000).await?;
         let event = items.iter().any(|item| {
             !matches!(item.get("pk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(pk))
-                if shared::record::marker::marker_topic(pk).is_some())
+                if wire::record::marker::marker_topic(pk).is_some())
         });
         if event {
             return Ok(true);
@@ -555,16 +555,9 @@ where
 }
 
 /// Whether the standby table holds no item at all (a one-item consistent scan).
-pub async fn table_is_empty(standby: &shared::standby_table::StandbyTable) -> Result<bool> {
-    let page = standby
-        .client()
-        .scan()
-        .table_name(standby.name())
-        .limit(1)
-        .consistent_read(true)
-        .send()
-        .await?;
-    Ok(page.count() == 0 && page.last_evaluated_key().is_none())
+pub async fn table_is_empty(standby: &sdk::standby_table::StandbyTable) -> Result<bool> {
+    let (items, next) = standby.scan_page(None, 1).await?;
+    Ok(items.is_empty() && next.is_none())
 }
 
 /// Calls of one kind and the time they took, summed over concurrent calls.
@@ -620,7 +613,7 @@ impl<X> Timed<X> {
 impl<S: republisher::engine::Sink + Send> republisher::engine::Sink for Timed<S> {
     async fn republish(
         &self,
-        record: &shared::record::StandbyRecord,
+        record: &wire::record::StandbyRecord,
     ) -> Result<(), rdkafka::error::KafkaError> {
         self.first.time(self.inner.republish(record)).await
     }

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use shared::config::Env;
+use sdk::config::Env;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// Records every variable asked for, answering from `values`.

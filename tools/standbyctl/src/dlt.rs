@@ -9,26 +9,25 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Header as KafkaHeader, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Serialize;
-use shared::headers;
-use shared::kafka::{KafkaContext, KafkaSettings};
-use shared::record::Header;
+use sdk::kafka::{KafkaContext, KafkaSettings};
+use serde::{Deserialize, Serialize};
 use shared::state_table::StateTable;
+// Sort key: `{dlt topic}/{partition}/{offset}`.
+use shared::state_table::keys::STANDBYCTL_REDRIVE as REDRIVE_PK;
+use wire::dead_letter;
+use wire::headers;
+use wire::record::Header;
 
 use crate::cli::DltFilterArgs;
 use crate::error::{CtlError, Finish};
 use crate::patch::{self, Jq, PatchError};
 use crate::render::{self, DecodedValue, HeaderView, Report, Shown};
 
-/// State-table partition key of redrive records (sort key: `{dlt topic}/{partition}/{offset}`).
-pub const REDRIVE_PK: &str = "standbyctl#redrive";
 /// Header on a redriven message naming the dead-letter record it came from.
 pub const REDRIVEN_FROM: &str = "standby-redriven-from";
-/// Header the republisher sets on dead-lettered malformed items (their value is raw item JSON).
-const PAYLOAD_FORMAT: &str = republisher::dead_letter::PAYLOAD_FORMAT;
 
 /// A dead-letter record's position: `PARTITION:OFFSET`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -82,14 +81,14 @@ impl DltRecord {
 
     /// A malformed standby item: its value is the raw item as JSON, not an event.
     pub fn is_malformed_item(&self) -> bool {
-        self.header(PAYLOAD_FORMAT).is_some()
+        self.header(dead_letter::PAYLOAD_FORMAT).is_some()
     }
 
     /// The event's own headers: the context the republisher added (`dlt-*`) taken off.
     pub fn original_headers(&self) -> Vec<Header> {
         self.headers
             .iter()
-            .filter(|h| !h.name.starts_with("dlt-"))
+            .filter(|h| !dead_letter::is_context_header(&h.name))
             .cloned()
             .collect()
     }
@@ -136,8 +135,8 @@ impl DltFilter {
                 .is_none_or(|w| record.header(name).as_ref() == Some(w))
         };
         (self.ids.is_empty() || self.ids.contains(&record.id))
-            && header_is(headers::DLT_ORIGINAL_TOPIC, &self.original_topic)
-            && header_is(headers::DLT_ERROR_CLASS, &self.error_class)
+            && header_is(dead_letter::ORIGINAL_TOPIC, &self.original_topic)
+            && header_is(dead_letter::ERROR_CLASS, &self.error_class)
             && (self.event_ids.is_empty()
                 || record
                     .header(headers::EVENT_ID)
@@ -265,8 +264,8 @@ pub fn read_one(settings: &KafkaSettings, topic: &str, id: DltId) -> Result<DltR
     }
 }
 
-/// Where a record went when it was redriven.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Where a record went when it was redriven (also the redrive log's item attributes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
     pub topic: String,
     pub partition: i32,
@@ -301,92 +300,46 @@ impl RedriveLog {
 
     /// Every recorded redrive of this topic's records.
     pub async fn all(&self) -> Result<HashMap<DltId, Destination>, CtlError> {
+        let prefix = format!("{}/", self.dlt_topic);
+        let items = self
+            .state
+            .list_prefixed(REDRIVE_PK, &prefix)
+            .await
+            .map_err(|e| self.table_error(e))?;
         let mut found = HashMap::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .state
-                .client()
-                .query()
-                .table_name(self.state.name())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(REDRIVE_PK.into()))
-                .expression_attribute_values(
-                    ":prefix",
-                    AttributeValue::S(format!("{}/", self.dlt_topic)),
-                )
-                .set_exclusive_start_key(start.take())
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| {
-                    CtlError::table(
-                        self.state.name(),
-                        "--state-table / STATE_TABLE_NAME",
-                        e.into(),
-                    )
-                })?;
-            for item in page.items() {
-                let text = |name: &str| match item.get(name) {
-                    Some(AttributeValue::S(s)) => Some(s.clone()),
-                    Some(AttributeValue::N(n)) => Some(n.clone()),
-                    _ => None,
-                };
-                let parsed = (|| {
-                    let sort_key = text("sk")?;
-                    let position = sort_key.strip_prefix(&format!("{}/", self.dlt_topic))?;
-                    let (partition, offset) = position.split_once('/')?;
-                    let id = DltId {
-                        partition: partition.parse().ok()?,
-                        offset: offset.parse().ok()?,
-                    };
-                    Some((
-                        id,
-                        Destination {
-                            topic: text("topic")?,
-                            partition: text("partition")?.parse().ok()?,
-                            offset: text("offset")?.parse().ok()?,
-                            at: text("at")?,
-                            edited: matches!(item.get("edited"), Some(AttributeValue::Bool(true))),
-                        },
-                    ))
-                })();
-                if let Some((id, destination)) = parsed {
-                    found.insert(id, destination);
-                }
-            }
-            match page.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => break,
+        for item in items {
+            // An entry that does not parse (written by another version) is not a redrive we
+            // can show; the record then simply reads as not redriven.
+            let id = match item.get("sk") {
+                Some(AttributeValue::S(sort_key)) => sort_key
+                    .strip_prefix(&prefix)
+                    .and_then(|position| position.split_once('/'))
+                    .and_then(|(partition, offset)| {
+                        Some(DltId {
+                            partition: partition.parse().ok()?,
+                            offset: offset.parse().ok()?,
+                        })
+                    }),
+                _ => None,
+            };
+            if let (Some(id), Ok(destination)) = (id, serde_dynamo::from_item(item)) {
+                found.insert(id, destination);
             }
         }
         Ok(found)
     }
 
     pub async fn record(&self, id: DltId, destination: &Destination) -> Result<(), CtlError> {
+        let attributes =
+            serde_dynamo::to_item(destination).expect("a destination is strings and numbers");
         self.state
-            .put(
-                REDRIVE_PK,
-                &self.sort_key(id),
-                HashMap::from([
-                    ("topic".into(), AttributeValue::S(destination.topic.clone())),
-                    (
-                        "partition".into(),
-                        AttributeValue::N(destination.partition.to_string()),
-                    ),
-                    (
-                        "offset".into(),
-                        AttributeValue::N(destination.offset.to_string()),
-                    ),
-                    ("at".into(), AttributeValue::S(destination.at.clone())),
-                    ("edited".into(), AttributeValue::Bool(destination.edited)),
-                ]),
-            )
+            .put(REDRIVE_PK, &self.sort_key(id), attributes)
             .await
-            .map_err(|e| {
-                CtlError::table(self.state.name(), "--state-table / STATE_TABLE_NAME", e)
-            })?;
-        Ok(())
+            .map_err(|e| self.table_error(e))
+    }
+
+    fn table_error(&self, error: sdk::standby_table::TableError) -> CtlError {
+        CtlError::table(self.state.name(), "--state-table / STATE_TABLE_NAME", error)
     }
 }
 
@@ -473,10 +426,10 @@ pub async fn ls(
             .map(|r| DltRow {
                 id: r.id.to_string(),
                 age_seconds: age_of(r.timestamp_ms),
-                original_topic: r.header(headers::DLT_ORIGINAL_TOPIC),
+                original_topic: r.header(dead_letter::ORIGINAL_TOPIC),
                 event_id: r.header(headers::EVENT_ID),
-                error_class: r.header(headers::DLT_ERROR_CLASS),
-                reason: r.header(headers::DLT_REASON),
+                error_class: r.header(dead_letter::ERROR_CLASS),
+                reason: r.header(dead_letter::REASON),
                 redriven_to: redrives.get(&r.id).cloned(),
             })
             .collect(),
@@ -668,7 +621,7 @@ impl Redrive<'_> {
         done: &HashMap<DltId, Destination>,
         producer: &FutureProducer<KafkaContext>,
     ) -> Result<RedriveRow, CtlError> {
-        let original_topic = record.header(headers::DLT_ORIGINAL_TOPIC);
+        let original_topic = record.header(dead_letter::ORIGINAL_TOPIC);
         let row = |outcome, detail: Option<String>| RedriveRow {
             id: record.id.to_string(),
             outcome,
@@ -686,7 +639,7 @@ impl Redrive<'_> {
         let Some(topic) = original_topic.clone() else {
             return Ok(row(
                 "refused",
-                Some(format!("no {} header", headers::DLT_ORIGINAL_TOPIC)),
+                Some(format!("no {} header", dead_letter::ORIGINAL_TOPIC)),
             ));
         };
         if let Some(before) = done.get(&record.id)
@@ -718,29 +671,17 @@ impl Redrive<'_> {
             "{}/{}/{}",
             self.topic, record.id.partition, record.id.offset
         );
-        let mut kafka_headers = OwnedHeaders::new();
-        for header in record.original_headers() {
-            kafka_headers = kafka_headers.insert(KafkaHeader {
-                key: &header.name,
-                value: header.value.as_deref(),
-            });
-        }
-        kafka_headers = kafka_headers.insert(KafkaHeader {
-            key: REDRIVEN_FROM,
-            value: Some(from.as_bytes()),
-        });
+        let original_headers = record.original_headers();
+        let redriven_from = [Header::new(REDRIVEN_FROM, from)];
+        let message = sdk::kafka::Message {
+            topic: &topic,
+            key: record.key.as_deref(),
+            value: &value,
+            headers: &original_headers,
+            extra: &redriven_from,
+        };
         let delivered = producer
-            .send(
-                FutureRecord {
-                    topic: &topic,
-                    partition: None,
-                    payload: Some(&value),
-                    key: record.key.as_ref(),
-                    timestamp: None,
-                    headers: Some(kafka_headers),
-                },
-                Duration::from_secs(1),
-            )
+            .send(message.record(), Duration::from_secs(1))
             .await;
         let delivery = match delivered {
             Ok(delivery) => delivery,
@@ -800,8 +741,8 @@ mod tests {
     fn filters_read_the_context_headers() {
         let rejected = record(&[
             ("trace", "t"),
-            (headers::DLT_ORIGINAL_TOPIC, "orders"),
-            (headers::DLT_ERROR_CLASS, "non_retriable"),
+            (dead_letter::ORIGINAL_TOPIC, "orders"),
+            (dead_letter::ERROR_CLASS, "non_retriable"),
             (headers::EVENT_ID, "e-1"),
         ]);
         let filter = |args: DltFilterArgs| DltFilter::new(&[], args).unwrap();
@@ -845,8 +786,8 @@ mod tests {
         let rejected = record(&[
             ("trace", "t"),
             (headers::EVENT_ID, "e-1"),
-            (headers::DLT_REASON, "too large"),
-            (headers::DLT_ORIGINAL_TOPIC, "orders"),
+            (dead_letter::REASON, "too large"),
+            (dead_letter::ORIGINAL_TOPIC, "orders"),
         ]);
         assert_eq!(
             rejected.original_headers(),
@@ -856,6 +797,6 @@ mod tests {
             ]
         );
         assert!(!rejected.is_malformed_item());
-        assert!(record(&[(PAYLOAD_FORMAT, "dynamodb-item-json")]).is_malformed_item());
+        assert!(record(&[(dead_letter::PAYLOAD_FORMAT, "dynamodb-item-json")]).is_malformed_item());
     }
 }

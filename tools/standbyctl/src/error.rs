@@ -11,8 +11,8 @@
 
 use std::process::ExitCode;
 
-use shared::error::ConfigError;
-use shared::standby_table::TableError;
+use sdk::ConfigError;
+use sdk::standby_table::TableError;
 
 /// How a command that ran to its end finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! - [`patch`]: payload repair with a jq filter or `$EDITOR`, keeping the schema prefix;
 //! - [`render`]: tables and JSON; [`error`]: failures and exit codes.
 //!
-//! Configuration is the functions' own: `KAFKA_*` (see `shared::kafka`), `STANDBY_TABLE_NAME`,
+//! Configuration is the functions' own: `KAFKA_*` (see `sdk::kafka`), `STANDBY_TABLE_NAME`,
 //! `STANDBY_DEAD_LETTER_TOPIC`, `STATE_TABLE_NAME`, and the AWS SDK's usual variables.
 
 pub mod cli;
@@ -23,9 +23,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use republisher::adapters::{DynamoTable, KafkaSink};
-use shared::config::ProcessEnv;
-use shared::kafka::KafkaSettings;
-use shared::standby_table::StandbyTable;
+use sdk::config::ProcessEnv;
+use sdk::kafka::KafkaSettings;
+use sdk::standby_table::StandbyTable;
 use shared::state_table::StateTable;
 
 use crate::cli::{Cli, Command, DltCommand, Output, StandbyCommand};
@@ -94,8 +94,7 @@ async fn standby_command(command: StandbyCommand, output: Output) -> Result<Fini
             dry_run,
         } => {
             let filter = StandbyFilter::try_from(filter)?;
-            let dynamodb = dynamodb().await;
-            let standby = StandbyTable::new(dynamodb.clone(), &table.name);
+            let standby = StandbyTable::new(dynamodb().await, &table.name);
             let now = render::now_ms();
             let entries = standby::select(&standby, &filter, now).await?;
             if dry_run {
@@ -114,7 +113,7 @@ async fn standby_command(command: StandbyCommand, output: Output) -> Result<Fini
             let kafka = kafka()?;
             let producer = kafka.renewing_producer(&[])?;
             let sink = KafkaSink::new(producer, dead_letter_topic);
-            let deleter = DynamoTable::new(dynamodb, table.name);
+            let deleter = DynamoTable::new(standby);
             let progress =
                 standby::progress_bar(output == Output::Table && std::io::stderr().is_terminal());
             let report =

@@ -9,7 +9,7 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Filter, Native, RcIter};
 use jaq_json::Val;
 use serde_json::Value;
-use shared::envelope::Envelope;
+use wire::envelope::Envelope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {

@@ -1,12 +1,12 @@
 //! Printing: tables for people (comfy-table), JSON for scripts, and how bytes are shown.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
-use shared::envelope::Envelope;
-use shared::record::Header;
+use wire::envelope::Envelope;
+use wire::record::Header;
 
 use crate::cli::Output;
 
@@ -121,12 +121,7 @@ pub fn listing(table: Option<String>, summary: &str, shown: usize, total: usize)
     out
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
+pub use wire::clock::now_ms;
 
 /// A value split into its schema-version prefix (when framed) and payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

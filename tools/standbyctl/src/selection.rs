@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use republisher::entry::{Entry, Work};
-use shared::record::{self, EventId, attr};
+use sdk::standby_table::ReadPlan;
+use wire::record::{self, EventId, attr};
 
 use crate::cli::StandbyFilterArgs;
 use crate::error::CtlError;
@@ -65,16 +66,6 @@ impl TryFrom<StandbyFilterArgs> for StandbyFilter {
             malformed_only: args.malformed,
         })
     }
-}
-
-/// The DynamoDB side of a filter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReadPlan {
-    /// `Some(pk)`: query this one partition; `None`: scan the table.
-    pub partition_key: Option<String>,
-    pub filter_expression: Option<String>,
-    pub names: HashMap<String, String>,
-    pub values: HashMap<String, AttributeValue>,
 }
 
 impl StandbyFilter {
@@ -155,7 +146,7 @@ impl StandbyFilter {
 mod tests {
     use republisher::entry::ItemKey;
     use serde_json::json;
-    use shared::record::StandbyRecord;
+    use wire::record::StandbyRecord;
 
     use super::*;
 

@@ -11,9 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use republisher::adapters::{DynamoTable, KafkaSink};
 use republisher::engine::{self, Budget, Outcome, Table};
 use republisher::entry::{self, Entry, SkipReason, Work};
+use sdk::standby_table::{StandbyTable, TableError};
 use serde::Serialize;
-use shared::record::attr;
-use shared::standby_table::{StandbyTable, TableError};
 
 use crate::error::{CtlError, Finish};
 use crate::render::{self, DecodedValue, HeaderView, Report, Shown, now_ms};
@@ -35,58 +34,10 @@ pub async fn select(
     filter: &StandbyFilter,
     now_ms: u64,
 ) -> Result<Vec<Entry>, CtlError> {
-    let plan = filter.read_plan(now_ms);
-    let names = (!plan.names.is_empty()).then_some(plan.names);
-    let values = (!plan.values.is_empty()).then_some(plan.values);
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let (page, next) = match &plan.partition_key {
-            Some(pk) => {
-                let mut names = names.clone().unwrap_or_default();
-                let mut values = values.clone().unwrap_or_default();
-                names.insert("#pk".into(), attr::PARTITION_KEY.into());
-                values.insert(
-                    ":pk".into(),
-                    aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()),
-                );
-                let out = table
-                    .client()
-                    .query()
-                    .table_name(table.name())
-                    .key_condition_expression("#pk = :pk")
-                    .set_filter_expression(plan.filter_expression.clone())
-                    .set_expression_attribute_names(Some(names))
-                    .set_expression_attribute_values(Some(values))
-                    .set_exclusive_start_key(start.take())
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| standby_table_error(table, e.into()))?;
-                (out.items.unwrap_or_default(), out.last_evaluated_key)
-            }
-            None => {
-                let out = table
-                    .client()
-                    .scan()
-                    .table_name(table.name())
-                    .set_filter_expression(plan.filter_expression.clone())
-                    .set_expression_attribute_names(names.clone())
-                    .set_expression_attribute_values(values.clone())
-                    .set_exclusive_start_key(start.take())
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| standby_table_error(table, e.into()))?;
-                (out.items.unwrap_or_default(), out.last_evaluated_key)
-            }
-        };
-        items.extend(page);
-        match next {
-            Some(key) => start = Some(key),
-            None => break,
-        }
-    }
+    let items = table
+        .read_all(&filter.read_plan(now_ms))
+        .await
+        .map_err(|e| standby_table_error(table, e))?;
     let mut selected: Vec<Entry> = entry::from_items(items)
         .into_iter()
         // Topic backlog markers are the producers' signal, not events.
@@ -375,7 +326,7 @@ pub async fn show(
     event_id: &str,
     force_hex: bool,
 ) -> Result<ShowReport, CtlError> {
-    if event_id.parse::<shared::record::EventId>().is_err() {
+    if event_id.parse::<wire::record::EventId>().is_err() {
         return Err(CtlError::Usage(format!(
             "{event_id:?} is not an event id (a UUID, as `standby ls` prints it)"
         )));
@@ -627,7 +578,7 @@ pub async fn purge(
         return Ok(report);
     }
     let keys: Vec<_> = entries.iter().filter_map(|e| e.key.clone()).collect();
-    let deleter = DynamoTable::new(standby.client().clone(), standby.name().to_string());
+    let deleter = DynamoTable::new(standby.clone());
     match deleter.delete(&keys).await {
         Ok(()) => report.deleted = keys.len(),
         Err(failure) => {

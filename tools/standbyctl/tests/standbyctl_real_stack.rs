@@ -9,15 +9,18 @@ use assert_cmd::cargo::cargo_bin_cmd;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devstack::Stack;
 use devstack::testkit::{self, Consumed};
+use sdk::standby_table::StandbyTable;
 use serde_json::Value;
-use shared::envelope::Envelope;
-use shared::headers;
-use shared::record::{EventId, Header, StandbyRecord};
-use shared::standby_table::StandbyTable;
 use shared::state_table::StateTable;
+use wire::dead_letter;
+use wire::envelope::Envelope;
+use wire::headers;
+use wire::record::{EventId, Header, StandbyRecord};
 
 struct Fixture {
     stack: Stack,
+    /// For writing items no producer would (the standby adapter refuses to).
+    dynamodb: aws_sdk_dynamodb::Client,
     standby: StandbyTable,
     state: StateTable,
     dead_letter_topic: String,
@@ -29,12 +32,13 @@ async fn fixture() -> Result<Fixture> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let standby = StandbyTable::new(dynamodb.clone(), testkit::unique_name("ctl-standby"));
     standby.create().await?;
-    let state = StateTable::new(dynamodb, testkit::unique_name("ctl-state"));
+    let state = StateTable::new(dynamodb.clone(), testkit::unique_name("ctl-state"));
     state.create().await?;
     let dead_letter_topic = testkit::unique_name("ctl-dlt");
     testkit::create_topic(&stack.bootstrap_servers(), &dead_letter_topic, 2, 3, &[]).await?;
     Ok(Fixture {
         stack,
+        dynamodb,
         standby,
         state,
         dead_letter_topic,
@@ -115,17 +119,16 @@ fn record(topic: &str, key: &str, payload: &str, age: Duration) -> StandbyRecord
     }
 }
 
-async fn put_malformed(standby: &StandbyTable) -> Result<String> {
+async fn put_malformed(f: &Fixture) -> Result<String> {
     let mut item = record("orders", "broken", "{}", Duration::ZERO).to_item();
     item.remove("value");
     let event_id = match &item["event_id"] {
         AttributeValue::S(id) => id.clone(),
         _ => unreachable!(),
     };
-    standby
-        .client()
+    f.dynamodb
         .put_item()
-        .table_name(standby.name())
+        .table_name(f.standby.name())
         .set_item(Some(item))
         .send()
         .await?;
@@ -147,7 +150,7 @@ async fn inspect_and_purge_the_standby_table() -> Result<()> {
     for r in orders.iter().chain(&payments) {
         f.standby.put_new(r).await?;
     }
-    let malformed = put_malformed(&f.standby).await?;
+    let malformed = put_malformed(&f).await?;
 
     // count: per topic, malformed apart, oldest age.
     let count = f.json(&["standby", "count"], 0);
@@ -285,7 +288,7 @@ async fn replay_republishes_with_the_republishers_rules() -> Result<()> {
     for r in &events {
         f.standby.put_new(r).await?;
     }
-    put_malformed(&f.standby).await?;
+    put_malformed(&f).await?;
 
     // Kafka rejects an event for good and the dead-letter topic is missing too: the event stays
     // in the table (stranded), the run says so and exits 4.
@@ -366,12 +369,12 @@ async fn replay_republishes_with_the_republishers_rules() -> Result<()> {
     let letters = f.consume(&f.dead_letter_topic);
     assert_eq!(letters.len(), 1);
     assert_eq!(
-        letters[0].header(headers::DLT_ERROR_CLASS).as_deref(),
+        letters[0].header(dead_letter::ERROR_CLASS).as_deref(),
         Some("malformed")
     );
     assert!(
         letters[0]
-            .header(headers::DLT_REASON)
+            .header(dead_letter::REASON)
             .unwrap()
             .contains("value")
     );
@@ -395,7 +398,7 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
     let second = record(&topic, "b", r#"{"amount":5}"#, Duration::from_secs(4));
     f.standby.put_new(&first).await?;
     f.standby.put_new(&second).await?;
-    put_malformed(&f.standby).await?;
+    put_malformed(&f).await?;
     let replay = f.json(&["standby", "replay"], 0);
     assert_eq!(replay["dead_lettered"], 3, "{replay}");
 
@@ -419,7 +422,7 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
             .as_array()
             .unwrap()
             .iter()
-            .any(|h| h["name"] == headers::DLT_REASON),
+            .any(|h| h["name"] == dead_letter::REASON),
         "{shown}"
     );
     f.ctl().args(["dlt", "show", "0:999999"]).assert().code(3);
@@ -500,7 +503,7 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
         message
             .headers
             .iter()
-            .all(|(name, _)| !name.starts_with("dlt-")),
+            .all(|(name, _)| !dead_letter::is_context_header(name)),
         "{:?}",
         message.headers
     );

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use shared::config::ProcessEnv;
-use shared::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
-use shared::kafka::KafkaSettings;
-use shared::record::{EventId, Header};
-use shared::standby_table::StandbyTable;
+use sdk::config::ProcessEnv;
+use sdk::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
+use sdk::kafka::KafkaSettings;
+use sdk::standby_table::StandbyTable;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use wire::record::{EventId, Header};
 
 #[tokio::main]
 async fn main() -> Result<()> {

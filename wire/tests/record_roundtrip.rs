@@ -4,7 +4,7 @@
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use proptest::prelude::*;
 use serde_json::json;
-use shared::record::{EventId, Header, StandbyRecord};
+use wire::record::{EventId, Header, StandbyRecord};
 
 fn header() -> impl Strategy<Value = Header> {
     // A small pool of names makes duplicates common; arbitrary names cover the rest.
@@ -106,7 +106,7 @@ proptest! {
     fn large_values_round_trip_both_paths(record in record_with_value(prop::collection::vec(any::<u8>(), 300_000..=350_000))) {
         prop_assert_eq!(&StandbyRecord::from_item(record.to_item()).unwrap(), &record);
         prop_assert_eq!(&through_lambda_event(&record), &record);
-        prop_assert!(record.item_size_bytes() < shared::record::DYNAMODB_MAX_ITEM_BYTES);
+        prop_assert!(record.item_size_bytes() < wire::record::DYNAMODB_MAX_ITEM_BYTES);
     }
 }
 

@@ -16,7 +16,7 @@
 //!   after Kafka acked it). Checks back off ([`crate::retry::standby_recheck`]).
 //! - **Across instances** (many instances behind a load balancer, an instance restarted
 //!   mid-outage), before any event of a topic goes to the table its *backlog marker* is raised
-//!   ([`crate::record::marker`]). Every instance reads the marker of a topic it sends to at most
+//!   ([`wire::record::marker`]). Every instance reads the marker of a topic it sends to at most
 //!   once per signal interval; while it is up, a keyed send first checks its key (at most once
 //!   per signal interval per key) and goes to the table behind any event waiting there.
 //!
@@ -34,18 +34,17 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use wire::dead_letter::{self, ErrorClass};
+use wire::headers;
+use wire::record::{self, DYNAMODB_MAX_ITEM_BYTES, EventId, Header, StandbyRecord};
 
 use crate::classify::{Disposition, classify};
 use crate::config::{self, Env};
-use crate::error::{ConfigError, FallbackError};
-use crate::headers;
-use crate::kafka::{KafkaSettings, RenewingProducer};
-use crate::record::{self, DYNAMODB_MAX_ITEM_BYTES, EventId, Header, StandbyRecord};
+use crate::error::{ConfigError, FallbackError, SetupError};
+use crate::kafka::{KafkaSettings, Message, RenewingProducer};
 use crate::retry;
 use crate::standby_table::{PutOutcome, StandbyTable};
 
@@ -60,6 +59,9 @@ pub const DEFAULT_RECHECK_MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// Default time an event may wait in the standby table before DynamoDB's TTL removes it.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Default time a send waits for Kafka's ack before the event goes to the standby table.
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default age after which a topic's marker or a key's "nothing waiting" is read again.
 pub const DEFAULT_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
@@ -236,6 +238,20 @@ impl FallbackProducer {
         }
     }
 
+    /// A fallback producer configured from the environment, as a deployed service builds it
+    /// once at start-up: [`FallbackSettings::from_env`], [`KafkaSettings::from_env`] (client id
+    /// the producer id; deliveries time out after [`DEFAULT_DELIVERY_TIMEOUT`] unless
+    /// `KAFKA_DELIVERY_TIMEOUT_MS` says otherwise) and the table named by `STANDBY_TABLE_NAME`.
+    pub fn from_env(
+        env: &impl Env,
+        dynamodb: aws_sdk_dynamodb::Client,
+    ) -> Result<Self, SetupError> {
+        let settings = FallbackSettings::from_env(env)?;
+        let kafka = KafkaSettings::from_env(env, &settings.producer_id, DEFAULT_DELIVERY_TIMEOUT)?;
+        let table = StandbyTable::from_env(env, dynamodb)?;
+        Ok(Self::from_settings(&kafka, table, settings)?)
+    }
+
     /// A fallback producer over an idempotent producer built from `kafka`.
     pub fn from_settings(
         kafka: &KafkaSettings,
@@ -300,16 +316,15 @@ impl FallbackProducer {
             return self.to_standby(event_id, event, reason, None).await;
         }
 
-        let kafka_headers =
-            with_headers(&event.headers, [(headers::EVENT_ID, event_id.to_string())]);
-        let record = FutureRecord {
+        let id_header = [Header::new(headers::EVENT_ID, event_id.to_string())];
+        let record = Message {
             topic: &event.topic,
-            partition: None,
-            payload: Some(&event.value),
-            key: event.key.as_ref(),
-            timestamp: None,
-            headers: Some(kafka_headers),
-        };
+            key: event.key.as_deref(),
+            value: &event.value,
+            headers: &event.headers,
+            extra: &id_header,
+        }
+        .record();
         let error = match self.kafka.send(record, self.delivery_timeout).await {
             Ok((partition, offset)) => {
                 return Ok(Delivery {
@@ -500,9 +515,7 @@ impl FallbackProducer {
         reason: String,
         kafka_error: Option<&KafkaError>,
     ) -> Result<Delivery, FallbackError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now_ms = wire::clock::now_ms();
         let record = StandbyRecord {
             event_id,
             topic: event.topic,
@@ -510,8 +523,8 @@ impl FallbackProducer {
             value: event.value,
             headers: event.headers,
             producer_id: self.settings.producer_id.clone(),
-            created_at_ms: now.as_millis() as u64,
-            expires_at: (now + self.settings.retention).as_secs(),
+            created_at_ms: now_ms,
+            expires_at: now_ms / 1000 + self.settings.retention.as_secs(),
         };
         let size = record.item_size_bytes();
         if size > DYNAMODB_MAX_ITEM_BYTES {
@@ -531,7 +544,7 @@ impl FallbackProducer {
         }
         // Every instance must be able to see that the topic has events waiting before this one
         // is in the table.
-        self.raise_marker(&record.topic, now.as_millis() as u64)
+        self.raise_marker(&record.topic, now_ms)
             .await
             .map_err(standby_error)?;
         match self.table.put_new(&record).await {
@@ -556,25 +569,23 @@ impl FallbackProducer {
         error: KafkaError,
     ) -> Result<Delivery, FallbackError> {
         let reason = error.to_string();
-        let context = [
-            (headers::EVENT_ID, event_id.to_string()),
-            (headers::DLT_REASON, reason.clone()),
-            (
-                headers::DLT_ERROR_CLASS,
-                Disposition::NonRetriable.as_str().to_string(),
-            ),
-            (headers::DLT_ORIGINAL_TOPIC, event.topic.clone()),
-            (headers::DLT_SOURCE, "producer-fallback".to_string()),
-            (headers::DLT_PRODUCER_ID, self.settings.producer_id.clone()),
-        ];
-        let record = FutureRecord {
+        let mut context = dead_letter::Context::new(
+            reason.as_str(),
+            ErrorClass::NonRetriable,
+            dead_letter::Source::ProducerFallback,
+        );
+        context.original_topic = Some(event.topic.clone());
+        context.producer_id = Some(self.settings.producer_id.clone());
+        let mut extra = vec![Header::new(headers::EVENT_ID, event_id.to_string())];
+        extra.extend(context.headers());
+        let record = Message {
             topic: &self.settings.dead_letter_topic,
-            partition: None,
-            payload: Some(&event.value),
-            key: event.key.as_ref(),
-            timestamp: None,
-            headers: Some(with_headers(&event.headers, context)),
-        };
+            key: event.key.as_deref(),
+            value: &event.value,
+            headers: &event.headers,
+            extra: &extra,
+        }
+        .record();
         match self.kafka.send(record, self.delivery_timeout).await {
             Ok(_) => {
                 tracing::error!(%event_id, topic = %event.topic, %reason, dead_letter_topic = %self.settings.dead_letter_topic, "Kafka rejected the event; dead-lettered");
@@ -601,22 +612,4 @@ impl FallbackProducer {
     fn lock_topics(&self) -> std::sync::MutexGuard<'_, HashMap<String, TopicState>> {
         self.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// The application's headers followed by ours.
-fn with_headers<const N: usize>(original: &[Header], ours: [(&str, String); N]) -> OwnedHeaders {
-    let mut kafka_headers = OwnedHeaders::new_with_capacity(original.len() + N);
-    for header in original {
-        kafka_headers = kafka_headers.insert(KafkaHeader {
-            key: &header.name,
-            value: header.value.as_deref(),
-        });
-    }
-    for (name, value) in &ours {
-        kafka_headers = kafka_headers.insert(KafkaHeader {
-            key: name,
-            value: Some(value.as_bytes()),
-        });
-    }
-    kafka_headers
 }

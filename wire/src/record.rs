@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
@@ -87,6 +87,20 @@ impl From<Uuid> for EventId {
     }
 }
 
+/// The primary key of a standby item (an event's, or a topic's backlog marker).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ItemKey {
+    pub pk: String,
+    pub event_id: String,
+}
+
+impl ItemKey {
+    /// Whether this is a topic's backlog marker rather than an event.
+    pub fn is_marker(&self) -> bool {
+        marker::marker_topic(&self.pk).is_some()
+    }
+}
+
 /// One Kafka header. Names may repeat and order matters, as in Kafka; a value may be null.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -135,9 +149,7 @@ impl StandbyRecord {
 
     /// Age of the event at `now`, saturating at zero for clocks that disagree.
     pub fn age_at(&self, now: SystemTime) -> Duration {
-        let now_ms = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::clock::epoch_ms(now);
         Duration::from_millis(now_ms.saturating_sub(self.created_at_ms))
     }
 

@@ -8,13 +8,14 @@ use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devstack::Stack;
 use devstack::testkit::{self, Consumed};
-use rdkafka::producer::{FutureRecord, Producer};
-use shared::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
-use shared::headers;
-use shared::kafka::KafkaSettings;
-use shared::record::{EventId, Header, StandbyRecord, marker};
-use shared::standby_table::StandbyTable;
+use rdkafka::producer::Producer;
+use sdk::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
+use sdk::kafka::{KafkaSettings, Message};
+use sdk::standby_table::StandbyTable;
 use tokio::sync::RwLock;
+use wire::dead_letter;
+use wire::headers;
+use wire::record::{EventId, Header, ItemKey, StandbyRecord, marker};
 
 /// Outage tests take it for writing; the others for reading.
 static CLUSTER: RwLock<()> = RwLock::const_new(());
@@ -55,8 +56,8 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
         producer_id: "test-producer".into(),
         dead_letter_topic: dead_letter_topic.clone(),
         retention: Duration::from_secs(3600),
-        recheck_max_delay: shared::fallback::DEFAULT_RECHECK_MAX_DELAY,
-        signal_interval: shared::fallback::DEFAULT_SIGNAL_INTERVAL,
+        recheck_max_delay: sdk::fallback::DEFAULT_RECHECK_MAX_DELAY,
+        signal_interval: sdk::fallback::DEFAULT_SIGNAL_INTERVAL,
     };
     let producer = FallbackProducer::from_settings(&kafka, table.clone(), settings)?;
     Ok(Fixture {
@@ -72,7 +73,7 @@ fn event(topic: &str, key: &str, n: usize) -> Event {
     Event {
         topic: topic.into(),
         key: Some(key.as_bytes().to_vec()),
-        value: shared::envelope::Envelope {
+        value: wire::envelope::Envelope {
             schema_version: 2,
             payload: format!("{{\"n\":{n}}}").as_bytes(),
         }
@@ -89,21 +90,14 @@ async fn table_records(table: &StandbyTable) -> Result<Vec<StandbyRecord>> {
     let mut records = Vec::new();
     let mut start = None;
     loop {
-        let page = table
-            .client()
-            .scan()
-            .table_name(table.name())
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        for item in page.items() {
+        let (items, next) = table.scan_page(start, 1000).await?;
+        for item in items {
             let is_marker = matches!(item.get("pk"), Some(AttributeValue::S(pk)) if marker::marker_topic(pk).is_some());
             if !is_marker {
-                records.push(StandbyRecord::from_item(item.clone())?);
+                records.push(StandbyRecord::from_item(item)?);
             }
         }
-        start = page.last_evaluated_key().cloned();
+        start = next;
         if start.is_none() {
             break;
         }
@@ -127,33 +121,26 @@ async fn drain_by_hand(fixture: &Fixture) -> Result<()> {
     )?;
     let producer = kafka.producer()?;
     for record in table_records(&fixture.table).await? {
-        let event_id = record.event_id.to_string();
-        let kafka_headers =
-            rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                key: headers::EVENT_ID,
-                value: Some(event_id.as_bytes()),
-            });
-        let message = FutureRecord {
+        let id_header = [Header::new(headers::EVENT_ID, record.event_id.to_string())];
+        let message = Message {
             topic: &record.topic,
-            partition: None,
-            payload: Some(&record.value),
-            key: record.key.as_ref(),
-            timestamp: None,
-            headers: Some(kafka_headers),
+            key: record.key.as_deref(),
+            value: &record.value,
+            headers: &[],
+            extra: &id_header,
         };
         producer
-            .send(message, Duration::from_secs(10))
+            .send(message.record(), Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)?;
         fixture
             .table
-            .client()
-            .delete_item()
-            .table_name(fixture.table.name())
-            .key("pk", AttributeValue::S(record.partition_key()))
-            .key("event_id", AttributeValue::S(event_id))
-            .send()
-            .await?;
+            .delete_in_order(&[ItemKey {
+                pk: record.partition_key(),
+                event_id: record.event_id.to_string(),
+            }])
+            .await
+            .map_err(|stopped| anyhow::anyhow!(stopped.reason))?;
     }
     Ok(())
 }
@@ -233,24 +220,24 @@ async fn a_record_too_large_for_its_topic_is_dead_lettered_with_context() -> Res
         Some(delivery.event_id.to_string())
     );
     assert_eq!(
-        message.header(headers::DLT_ORIGINAL_TOPIC),
+        message.header(dead_letter::ORIGINAL_TOPIC),
         Some(fixture.topic.clone())
     );
     assert_eq!(
-        message.header(headers::DLT_ERROR_CLASS).as_deref(),
+        message.header(dead_letter::ERROR_CLASS).as_deref(),
         Some("non_retriable")
     );
     assert_eq!(
-        message.header(headers::DLT_SOURCE).as_deref(),
+        message.header(dead_letter::SOURCE).as_deref(),
         Some("producer-fallback")
     );
     assert_eq!(
-        message.header(headers::DLT_PRODUCER_ID).as_deref(),
+        message.header(dead_letter::PRODUCER_ID).as_deref(),
         Some("test-producer")
     );
     assert!(
         message
-            .header(headers::DLT_REASON)
+            .header(dead_letter::REASON)
             .unwrap()
             .contains("too large")
     );
@@ -381,7 +368,7 @@ fn instance(fixture: &Fixture, name: &str, kafka_reachable: bool) -> Result<Fall
             producer_id: name.into(),
             dead_letter_topic: fixture.dead_letter_topic.clone(),
             retention: Duration::from_secs(3600),
-            recheck_max_delay: shared::fallback::DEFAULT_RECHECK_MAX_DELAY,
+            recheck_max_delay: sdk::fallback::DEFAULT_RECHECK_MAX_DELAY,
             signal_interval: SIGNAL_INTERVAL,
         },
     )?)

@@ -11,7 +11,7 @@
 //! with its own runtime and gives up after [`TOKEN_TIMEOUT`] instead of stalling the client.
 
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
@@ -137,9 +137,7 @@ pub fn signed_token(
         concat!("standby-events-shared/", env!("CARGO_PKG_VERSION")),
         QUERY_VALUE,
     ));
-    let signed_at_ms = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let signed_at_ms = wire::clock::epoch_ms(now) as i64;
     Ok(OAuthToken {
         token: BASE64_URL_SAFE_NO_PAD.encode(url),
         principal_name: PRINCIPAL.into(),
@@ -149,6 +147,8 @@ pub fn signed_token(
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]

@@ -15,16 +15,6 @@ pub enum Disposition {
     NonRetriable,
 }
 
-impl Disposition {
-    /// Label used in logs, metrics and the `dlt-error-class` header.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Retriable => "retriable",
-            Self::NonRetriable => "non_retriable",
-        }
-    }
-}
-
 /// Classifies an error code from a produce request or delivery report.
 pub fn classify_code(code: RDKafkaErrorCode) -> Disposition {
     use RDKafkaErrorCode as C;

@@ -1,18 +1,18 @@
 //! The standby table in DynamoDB: the writes and reads the producer fallback, the republisher
-//! and the operator tools make, over the record format in [`crate::record`] and the topic
-//! backlog markers of [`crate::record::marker`].
+//! and the operator tools make, over the record format in [`wire::record`] and the topic
+//! backlog markers of [`wire::record::marker`].
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, WriteRequest,
 };
+
+use wire::record::{ItemKey, StandbyRecord, attr, marker};
 
 use crate::config::{self, Env};
 use crate::error::ConfigError;
-use crate::record::{StandbyRecord, attr, marker};
+use crate::retry;
 
 /// One item as the SDK returns it.
 pub type Item = std::collections::HashMap<String, AttributeValue>;
@@ -22,6 +22,20 @@ pub const TABLE_NAME: &str = "STANDBY_TABLE_NAME";
 
 /// Errors from DynamoDB, as the SDK reports them (it has already retried throttling).
 pub type TableError = aws_sdk_dynamodb::Error;
+
+/// The result of a conditional write: `true` when it was made, `false` when its condition did
+/// not hold (nothing was written); any other failure is an error.
+#[allow(clippy::result_large_err)] // the SDK's error, as every call of this adapter returns it
+pub fn condition_held<T, E>(result: Result<T, E>) -> Result<bool, TableError>
+where
+    TableError: From<E>,
+{
+    match result.map_err(TableError::from) {
+        Ok(_) => Ok(true),
+        Err(TableError::ConditionalCheckFailedException(_)) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
 
 /// The primary key of `topic`'s backlog marker.
 fn marker_key(topic: &str) -> Item {
@@ -35,6 +49,17 @@ fn marker_key(topic: &str) -> Item {
             AttributeValue::S(marker::SORT_KEY.into()),
         ),
     ])
+}
+
+/// A read of the table that an operator's filter narrows as far as DynamoDB can: one
+/// partition (a Query) or the whole table (a Scan), with a filter expression.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReadPlan {
+    /// `Some(pk)`: query this one partition; `None`: scan the table.
+    pub partition_key: Option<String>,
+    pub filter_expression: Option<String>,
+    pub names: std::collections::HashMap<String, String>,
+    pub values: std::collections::HashMap<String, AttributeValue>,
 }
 
 /// Result of a conditional put.
@@ -70,10 +95,6 @@ impl StandbyTable {
         &self.name
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Writes `record` unless an item with its event id exists: an event is never overwritten.
     pub async fn put_new(&self, record: &StandbyRecord) -> Result<PutOutcome, TableError> {
         let result = self
@@ -85,15 +106,11 @@ impl StandbyTable {
             .expression_attribute_names("#id", attr::EVENT_ID)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(PutOutcome::Written),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(PutOutcome::AlreadyPresent)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(if condition_held(result)? {
+            PutOutcome::Written
+        } else {
+            PutOutcome::AlreadyPresent
+        })
     }
 
     /// Whether any event with this partition key is still waiting (strongly consistent).
@@ -158,6 +175,57 @@ impl StandbyTable {
         Ok((page.items.unwrap_or_default(), more))
     }
 
+    /// Every item `plan` selects, read strongly consistent, in the table's order.
+    pub async fn read_all(&self, plan: &ReadPlan) -> Result<Vec<Item>, TableError> {
+        let names = (!plan.names.is_empty()).then(|| plan.names.clone());
+        let values = (!plan.values.is_empty()).then(|| plan.values.clone());
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            // The SDK's Query and Scan builders are distinct types, so each branch sends its own.
+            let (page, next) = match &plan.partition_key {
+                Some(pk) => {
+                    let mut names = names.clone().unwrap_or_default();
+                    let mut values = values.clone().unwrap_or_default();
+                    names.insert("#pk".into(), attr::PARTITION_KEY.into());
+                    values.insert(":pk".into(), AttributeValue::S(pk.clone()));
+                    let out = self
+                        .client
+                        .query()
+                        .table_name(&self.name)
+                        .key_condition_expression("#pk = :pk")
+                        .set_filter_expression(plan.filter_expression.clone())
+                        .set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(Some(values))
+                        .set_exclusive_start_key(start.take())
+                        .consistent_read(true)
+                        .send()
+                        .await?;
+                    (out.items.unwrap_or_default(), out.last_evaluated_key)
+                }
+                None => {
+                    let out = self
+                        .client
+                        .scan()
+                        .table_name(&self.name)
+                        .set_filter_expression(plan.filter_expression.clone())
+                        .set_expression_attribute_names(names.clone())
+                        .set_expression_attribute_values(values.clone())
+                        .set_exclusive_start_key(start.take())
+                        .consistent_read(true)
+                        .send()
+                        .await?;
+                    (out.items.unwrap_or_default(), out.last_evaluated_key)
+                }
+            };
+            items.extend(page);
+            match next {
+                Some(key) => start = Some(key),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// One page of a strongly consistent scan from `start`.
     pub async fn scan_page(
         &self,
@@ -190,18 +258,8 @@ impl StandbyTable {
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e))
-                if matches!(
-                    e.err(),
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        // A later value already there stays: the marker never moves back.
+        condition_held(result).map(|_| ())
     }
 
     /// When `topic`'s backlog marker was last raised (ms since the epoch), if it is up
@@ -240,17 +298,63 @@ impl StandbyTable {
             .expression_attribute_values(":before", AttributeValue::N(raised_before_ms.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(
-                    e.err(),
-                    aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(false)
+        condition_held(result)
+    }
+
+    /// Deletes `keys` with `BatchWriteItem`, 25 at a time, earliest first; on failure says
+    /// which is the first key not deleted (every key before it is gone, none after it touched).
+    ///
+    /// The item key is (partition key, event id) and event ids are never reused (the producer's
+    /// put is conditional), so a delete by key only ever removes the event that was published:
+    /// the "only if it is still the same event" delete, without the cost of a transaction.
+    pub async fn delete_in_order(&self, keys: &[ItemKey]) -> Result<(), DeleteStopped> {
+        for (index, chunk) in keys.chunks(BATCH_WRITE_LIMIT).enumerate() {
+            if let Err((offset, reason)) = self.delete_chunk(chunk).await {
+                return Err(DeleteStopped {
+                    first_not_deleted: index * BATCH_WRITE_LIMIT + offset,
+                    reason,
+                });
             }
-            Err(e) => Err(e.into()),
+        }
+        Ok(())
+    }
+
+    async fn delete_chunk(&self, chunk: &[ItemKey]) -> Result<(), (usize, String)> {
+        let mut pending: Vec<WriteRequest> = chunk.iter().map(delete_request).collect();
+        // Unprocessed items mean DynamoDB is throttling the table: back off and resend only
+        // those. Request errors were already retried by the SDK.
+        let mut delays = retry::unprocessed_items();
+        loop {
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.name, pending.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    (
+                        first_pending(chunk, &pending),
+                        TableError::from(e).to_string(),
+                    )
+                })?;
+            let unprocessed = output
+                .unprocessed_items
+                .and_then(|mut by_table| by_table.remove(&self.name))
+                .unwrap_or_default();
+            if unprocessed.is_empty() {
+                return Ok(());
+            }
+            let Some(delay) = delays.next() else {
+                return Err((
+                    first_pending(chunk, &unprocessed),
+                    format!(
+                        "{} deletes still unprocessed (throttled)",
+                        unprocessed.len()
+                    ),
+                ));
+            };
+            pending = unprocessed;
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -290,4 +394,40 @@ impl StandbyTable {
             .await?;
         Ok(())
     }
+}
+
+/// DynamoDB's limit of requests per `BatchWriteItem`.
+const BATCH_WRITE_LIMIT: usize = 25;
+
+/// Where [`StandbyTable::delete_in_order`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteStopped {
+    /// Index into the keys given.
+    pub first_not_deleted: usize,
+    pub reason: String,
+}
+
+fn delete_request(key: &ItemKey) -> WriteRequest {
+    WriteRequest::builder()
+        .delete_request(
+            DeleteRequest::builder()
+                .key(attr::PARTITION_KEY, AttributeValue::S(key.pk.clone()))
+                .key(attr::EVENT_ID, AttributeValue::S(key.event_id.clone()))
+                .build()
+                .expect("key is set"),
+        )
+        .build()
+}
+
+/// Index in `chunk` of the first key still among `pending`.
+fn first_pending(chunk: &[ItemKey], pending: &[WriteRequest]) -> usize {
+    chunk
+        .iter()
+        .position(|key| {
+            let wanted = delete_request(key);
+            pending
+                .iter()
+                .any(|p| p.delete_request == wanted.delete_request)
+        })
+        .unwrap_or(0)
 }

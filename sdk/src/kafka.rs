@@ -19,8 +19,9 @@ use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::ToBytes;
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders, ToBytes};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use wire::record::Header;
 
 use crate::config::{self, Env};
 use crate::error::ConfigError;
@@ -32,6 +33,40 @@ pub const SSL_CA_LOCATION: &str = "KAFKA_SSL_CA_LOCATION";
 pub const CLIENT_ID: &str = "KAFKA_CLIENT_ID";
 pub const DELIVERY_TIMEOUT_MS: &str = "KAFKA_DELIVERY_TIMEOUT_MS";
 pub const AWS_REGION: &str = "AWS_REGION";
+
+/// A message to produce, in our types. The one place a key, value and headers become an
+/// `rdkafka` record: every producer of the project builds its records here.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub topic: &'a str,
+    /// `None` is Kafka's null key.
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    /// The event's own headers, in order, then `extra` (what this project adds).
+    pub headers: &'a [Header],
+    pub extra: &'a [Header],
+}
+
+impl<'a> Message<'a> {
+    /// The record, partitioned by its key with the producer's partitioner.
+    pub fn record(&self) -> FutureRecord<'a, [u8], [u8]> {
+        let mut headers = OwnedHeaders::new_with_capacity(self.headers.len() + self.extra.len());
+        for header in self.headers.iter().chain(self.extra) {
+            headers = headers.insert(KafkaHeader {
+                key: &header.name,
+                value: header.value.as_deref(),
+            });
+        }
+        FutureRecord {
+            topic: self.topic,
+            partition: None,
+            payload: Some(self.value),
+            key: self.key,
+            timestamp: None,
+            headers: Some(headers),
+        }
+    }
+}
 
 /// How the client reaches the brokers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,28 @@
+//! Wall-clock time as records, markers, state items and metrics carry it: milliseconds since
+//! the Unix epoch. One helper, so no component does its own epoch arithmetic.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `time` in milliseconds since the Unix epoch; 0 for a time before it (a clock set wrong).
+pub fn epoch_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    epoch_ms(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn epoch_ms_counts_from_the_epoch_and_saturates_before_it() {
+        assert_eq!(epoch_ms(UNIX_EPOCH + Duration::from_millis(1234)), 1234);
+        assert_eq!(epoch_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+}
