@@ -334,8 +334,14 @@ impl Stack {
         })
     }
 
+    /// moto through `moto_server.py` (beside this crate): the same server with base-table
+    /// Queries reading one partition, as DynamoDB does, instead of sorting the whole table per
+    /// call (see that file). Run by the venv's Python, next to `moto_server`.
     fn start_moto(&mut self) -> Result<()> {
-        let mut command = Command::new(&self.tools.moto_server);
+        let python = self.tools.moto_server.with_file_name("python");
+        let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("moto_server.py");
+        let mut command = Command::new(python);
+        command.arg(launcher);
         command.args(["-H", "127.0.0.1", "-p", &self.moto.port.to_string()]);
         self.moto.pid = Some(process::spawn_detached(command, &self.moto.log)?);
         Ok(())
