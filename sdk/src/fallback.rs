@@ -246,10 +246,19 @@ impl FallbackProducer {
         env: &impl Env,
         dynamodb: aws_sdk_dynamodb::Client,
     ) -> Result<Self, SetupError> {
+        let (settings, kafka, table) = Self::config_from_env(env)?;
+        let table = StandbyTable::new(dynamodb, table);
+        Ok(Self::from_settings(&kafka, table, settings)?)
+    }
+
+    /// What [`Self::from_env`] reads: the fallback's settings, the Kafka connection and the
+    /// standby table's name.
+    pub fn config_from_env(
+        env: &impl Env,
+    ) -> Result<(FallbackSettings, KafkaSettings, String), ConfigError> {
         let settings = FallbackSettings::from_env(env)?;
         let kafka = KafkaSettings::from_env(env, &settings.producer_id, DEFAULT_DELIVERY_TIMEOUT)?;
-        let table = StandbyTable::from_env(env, dynamodb)?;
-        Ok(Self::from_settings(&kafka, table, settings)?)
+        Ok((settings, kafka, crate::standby_table::name_from_env(env)?))
     }
 
     /// A fallback producer over an idempotent producer built from `kafka`.

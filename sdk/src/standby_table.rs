@@ -20,6 +20,11 @@ pub type Item = std::collections::HashMap<String, AttributeValue>;
 /// Name of the variable holding the table name.
 pub const TABLE_NAME: &str = "STANDBY_TABLE_NAME";
 
+/// The table name `STANDBY_TABLE_NAME` gives.
+pub fn name_from_env(env: &impl Env) -> Result<String, ConfigError> {
+    config::required(env, TABLE_NAME, "DynamoDB table that holds standby events")
+}
+
 /// Errors from DynamoDB, as the SDK reports them (it has already retried throttling).
 pub type TableError = aws_sdk_dynamodb::Error;
 
@@ -87,8 +92,7 @@ impl StandbyTable {
 
     /// The table named by `STANDBY_TABLE_NAME`.
     pub fn from_env(env: &impl Env, client: Client) -> Result<Self, ConfigError> {
-        let name = config::required(env, TABLE_NAME, "DynamoDB table that holds standby events")?;
-        Ok(Self::new(client, name))
+        Ok(Self::new(client, name_from_env(env)?))
     }
 
     pub fn name(&self) -> &str {

@@ -1,7 +1,8 @@
 //! No drift between `template.yaml` and the code: for each function, the environment variables
 //! the template sets are exactly those its configuration reads, less the ones Lambda provides
 //! and the optional ones the template deliberately leaves at their defaults — and with only the
-//! template's variables, the configuration loads.
+//! template's variables, the configuration loads. Likewise for `docs/configuration.md`: each
+//! component's table lists exactly what it reads.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -66,6 +67,7 @@ fn sample() -> HashMap<String, String> {
         ("STANDBY_TABLE_NAME", "standby"),
         ("STATE_TABLE_NAME", "state"),
         ("STANDBY_DEAD_LETTER_TOPIC", "dlt"),
+        ("STANDBY_PRODUCER_ID", "checkout-1"),
         (
             "MSK_CLUSTER_ARN",
             "arn:aws:kafka:eu-west-1:123456789012:cluster/prod/abc",
@@ -166,5 +168,74 @@ fn rebalancer_environment_matches_the_template() {
             "the template wires the autoscaler's handoff"
         );
         Ok(())
+    });
+}
+
+/// The variables listed in the first column of the table under `## {section}` in
+/// `docs/configuration.md` (the one place each is documented).
+fn documented(section: &str) -> BTreeSet<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let heading = format!("## {section}");
+    let body = text
+        .split("\n## ")
+        .find(|part| format!("## {part}").starts_with(&heading))
+        .unwrap_or_else(|| panic!("docs/configuration.md has no `{heading}` section"));
+    body.lines()
+        .filter_map(|line| line.strip_prefix('|')?.split('|').next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_string))
+        .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect()
+}
+
+/// Every variable `load` reads is documented (in its section, or the Kafka connection's when it
+/// connects to Kafka), and every variable its section documents is read.
+fn check_docs(section: &str, kafka: bool, load: impl Fn(&Recording) -> Result<(), String>) {
+    let recording = Recording::new(sample());
+    load(&recording).unwrap_or_else(|e| panic!("{section}: sample configuration rejected: {e}"));
+    let read: BTreeSet<String> = recording
+        .asked
+        .into_inner()
+        .into_iter()
+        .filter(|v| v != "AWS_LAMBDA_FUNCTION_NAME")
+        .collect();
+    let own = documented(section);
+    let mut known = own.clone();
+    if kafka {
+        known.extend(documented("Kafka connection"));
+    }
+    let undocumented: Vec<_> = read.difference(&known).collect();
+    assert!(
+        undocumented.is_empty(),
+        "{section}: read but not in docs/configuration.md: {undocumented:?}"
+    );
+    let unread: Vec<_> = own.difference(&read).collect();
+    assert!(
+        unread.is_empty(),
+        "{section}: documented but never read: {unread:?}"
+    );
+}
+
+#[test]
+fn configuration_docs_match_what_the_code_reads() {
+    check_docs("Producer SDK", true, |env| {
+        sdk::fallback::FallbackProducer::config_from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    check_docs("Republisher", true, |env| {
+        republisher::settings::Settings::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    check_docs("Autoscaler", false, |env| {
+        autoscaler::settings::Settings::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    check_docs("Rebalancer", true, |env| {
+        rebalancer::settings::Settings::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
     });
 }
