@@ -19,8 +19,9 @@ use crate::planner::{self, Options, Summary};
     about = "Without arguments: the Lambda function. With a command: offline planning."
 )]
 pub struct Cli {
+    /// Without one, the binary is the Lambda function (Lambda starts it without arguments).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,8 +48,8 @@ pub enum Command {
     },
 }
 
-pub async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+pub async fn run(command: Command) -> Result<()> {
+    match command {
         Command::Describe {
             bootstrap_servers,
             security_protocol,

@@ -10,8 +10,8 @@ use shared::state_table::StateTable;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    if std::env::args().len() > 1 {
-        return Ok(rebalancer::cli::run(rebalancer::cli::Cli::parse()).await?);
+    if let Some(command) = rebalancer::cli::Cli::parse().command {
+        return Ok(rebalancer::cli::run(command).await?);
     }
     shared::telemetry::init_logging();
     let settings = Settings::from_env(&ProcessEnv)?;
