@@ -6,16 +6,19 @@
 //! `aws-msk-iam-sasl-signer` crate, which pulls `aws-sdk-sts`, `chrono` and `thiserror` 1 into
 //! every Lambda binary for the same few lines.
 //!
-//! librdkafka asks for a token from its own thread through a synchronous callback; credentials
-//! are loaded asynchronously, so [`MskIamTokenSource::token`] does that on a short-lived thread
-//! with its own runtime and gives up after [`TOKEN_TIMEOUT`] instead of stalling the client.
+//! librdkafka asks for a token through a synchronous callback; credentials are loaded
+//! asynchronously. The source keeps one credentials provider (the default chain, built once) and
+//! one small runtime to drive it, and [`MskIamTokenSource::token`] blocks on that runtime from a
+//! short-lived thread of its own, giving up after [`TOKEN_TIMEOUT`] instead of stalling the
+//! client. Its own thread because the callback can run on a thread that is already inside a
+//! Tokio runtime (an rdkafka poll from async code), where blocking on another runtime panics.
 
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
@@ -52,32 +55,74 @@ pub enum MskIamError {
 }
 
 /// Produces tokens for one region from the default AWS credential chain (in Lambda: the
-/// function role's variables).
+/// function role's variables). Clones share the provider and its runtime.
 #[derive(Debug, Clone)]
 pub struct MskIamTokenSource {
     region: String,
+    signer: Arc<Mutex<Option<Arc<Signer>>>>,
+}
+
+/// The credentials provider and the runtime its futures run on, built on first use.
+#[derive(Debug)]
+struct Signer {
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    credentials: SharedCredentialsProvider,
+}
+
+impl Drop for Signer {
+    // The last owner can be async code (a producer replaced after a fatal error), where Tokio
+    // refuses a runtime's blocking shutdown; the background shutdown never blocks.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Signer {
+    fn new(region: &str) -> Result<Self, MskIamError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| MskIamError::Credentials(e.to_string()))?;
+        let config = runtime.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .region(aws_config::Region::new(region.to_string()))
+                .load(),
+        );
+        let credentials = config
+            .credentials_provider()
+            .ok_or_else(|| MskIamError::Credentials("no credentials provider configured".into()))?;
+        Ok(Self {
+            runtime: Some(runtime),
+            credentials,
+        })
+    }
 }
 
 impl MskIamTokenSource {
     pub fn new(region: String) -> Self {
-        Self { region }
+        Self {
+            region,
+            signer: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// A fresh token; blocks the calling (librdkafka) thread for at most [`TOKEN_TIMEOUT`].
     pub fn token(&self) -> Result<OAuthToken, MskIamError> {
-        let region = self.region.clone();
+        let (region, shared) = (self.region.clone(), self.signer.clone());
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("msk-iam-token".into())
             .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| MskIamError::Credentials(e.to_string()))
-                    .and_then(|runtime| {
-                        let credentials = runtime.block_on(load_credentials(&region))?;
-                        signed_token(&region, &credentials, SystemTime::now())
-                    });
+                let result = signer(&shared, &region).and_then(|signer| {
+                    let runtime = signer.runtime.as_ref().expect("set until dropped");
+                    let credentials = runtime
+                        .block_on(signer.credentials.provide_credentials())
+                        .map_err(|e| MskIamError::Credentials(e.to_string()))?;
+                    signed_token(&region, &credentials, SystemTime::now())
+                });
                 // The receiver is gone only if it timed out; nobody is left to tell.
                 let _ = sender.send(result);
             })
@@ -88,18 +133,15 @@ impl MskIamTokenSource {
     }
 }
 
-async fn load_credentials(region: &str) -> Result<Credentials, MskIamError> {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()))
-        .load()
-        .await;
-    let provider = config
-        .credentials_provider()
-        .ok_or_else(|| MskIamError::Credentials("no credentials provider configured".into()))?;
-    provider
-        .provide_credentials()
-        .await
-        .map_err(|e| MskIamError::Credentials(e.to_string()))
+/// The shared signer, built by the first caller; a failed build is tried again next time.
+fn signer(shared: &Mutex<Option<Arc<Signer>>>, region: &str) -> Result<Arc<Signer>, MskIamError> {
+    let mut slot = shared.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(signer) = slot.as_ref() {
+        return Ok(signer.clone());
+    }
+    let signer = Arc::new(Signer::new(region)?);
+    *slot = Some(signer.clone());
+    Ok(signer)
 }
 
 /// The token for `region` signed with `credentials` at `now`.
@@ -196,5 +238,27 @@ mod tests {
         assert_eq!(a.token, b.token);
         let later = signed_token("us-east-1", &credentials, now + Duration::from_secs(1)).unwrap();
         assert_ne!(a.token, later.token);
+    }
+
+    #[tokio::test]
+    async fn tokens_are_asked_for_and_the_source_dropped_inside_async_code() {
+        // The default chain reads these first. No other test in this binary reads credentials
+        // from the environment, so setting them here races with nothing.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDFROMENV");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
+        }
+        let source = MskIamTokenSource::new("eu-west-1".into());
+        // On a runtime thread, as librdkafka's callback is when async code polls the client.
+        for _ in 0..2 {
+            let token = source
+                .token()
+                .expect("a token from environment credentials");
+            let url =
+                String::from_utf8(BASE64_URL_SAFE_NO_PAD.decode(token.token).unwrap()).unwrap();
+            assert!(url.contains("X-Amz-Credential=AKIDFROMENV%2F"), "{url}");
+        }
+        // The last owner of the signer's runtime, inside a runtime: must not panic.
+        drop(source);
     }
 }

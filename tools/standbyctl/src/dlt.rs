@@ -197,7 +197,7 @@ fn owned(message: &BorrowedMessage<'_>) -> DltRecord {
 }
 
 /// Every record now in `topic`, by partition and offset.
-pub fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<DltRecord>, CtlError> {
+fn read_all_blocking(settings: &KafkaSettings, topic: &str) -> Result<Vec<DltRecord>, CtlError> {
     let (consumer, partitions) = open(settings, topic)?;
     let mut assignment = TopicPartitionList::new();
     let mut remaining: HashMap<i32, i64> = HashMap::new();
@@ -238,7 +238,11 @@ pub fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<DltRecord>,
 }
 
 /// The record at `id`, fetched directly (not by reading the topic).
-pub fn read_one(settings: &KafkaSettings, topic: &str, id: DltId) -> Result<DltRecord, CtlError> {
+fn read_one_blocking(
+    settings: &KafkaSettings,
+    topic: &str,
+    id: DltId,
+) -> Result<DltRecord, CtlError> {
     let missing = || CtlError::NotFound(format!("no record {id} in {topic}"));
     let (consumer, partitions) = open(settings, topic)?;
     if !(0..partitions).contains(&id.partition) {
@@ -262,6 +266,31 @@ pub fn read_one(settings: &KafkaSettings, topic: &str, id: DltId) -> Result<DltR
             Some(Ok(_)) => {}
         }
     }
+}
+
+/// Every record of `topic`. librdkafka's `poll` blocks, so the read runs on a blocking thread,
+/// not on the async workers.
+pub async fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<DltRecord>, CtlError> {
+    let (settings, topic) = (settings.clone(), topic.to_string());
+    off_the_workers(move || read_all_blocking(&settings, &topic)).await
+}
+
+/// The record at `id` (see [`read_all`] for why on a blocking thread).
+pub async fn read_one(
+    settings: &KafkaSettings,
+    topic: &str,
+    id: DltId,
+) -> Result<DltRecord, CtlError> {
+    let (settings, topic) = (settings.clone(), topic.to_string());
+    off_the_workers(move || read_one_blocking(&settings, &topic, id)).await
+}
+
+async fn off_the_workers<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, CtlError> + Send + 'static,
+) -> Result<T, CtlError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
 /// Where a record went when it was redriven (also the redrive log's item attributes).
@@ -411,7 +440,7 @@ pub async fn ls(
     limit: usize,
     log: Option<&RedriveLog>,
 ) -> Result<DltLsReport, CtlError> {
-    let records = read_all(settings, topic)?;
+    let records = read_all(settings, topic).await?;
     let redrives = match log {
         Some(log) => log.all().await?,
         None => HashMap::new(),
@@ -466,13 +495,13 @@ impl Report for DltShowReport {
     }
 }
 
-pub fn show(
+pub async fn show(
     settings: &KafkaSettings,
     topic: &str,
     id: DltId,
     force_hex: bool,
 ) -> Result<DltShowReport, CtlError> {
-    let record = read_one(settings, topic, id)?;
+    let record = read_one(settings, topic, id).await?;
     Ok(DltShowReport {
         id: id.to_string(),
         topic: topic.to_string(),
@@ -581,7 +610,7 @@ pub struct Redrive<'a> {
 
 impl Redrive<'_> {
     pub async fn run(&self) -> Result<RedriveReport, CtlError> {
-        let records = read_all(self.settings, self.topic)?;
+        let records = read_all(self.settings, self.topic).await?;
         let selected: Vec<&DltRecord> = records.iter().filter(|r| self.filter.matches(r)).collect();
         if let Some(missing) = self
             .filter

@@ -154,7 +154,7 @@ async fn dlt_command(command: DltCommand, output: Output) -> Result<Finish, CtlE
             Ok(Finish::Done)
         }
         DltCommand::Show { topic, id, hex } => {
-            let report = dlt::show(&kafka()?, &topic.name, id.parse()?, hex)?;
+            let report = dlt::show(&kafka()?, &topic.name, id.parse()?, hex).await?;
             render::print(output, &report);
             Ok(Finish::Done)
         }
