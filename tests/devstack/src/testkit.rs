@@ -23,6 +23,13 @@ pub async fn aws_config(endpoint: &str) -> SdkConfig {
             "test", "test", None, None, "devstack",
         ))
         .retry_config(aws_config::retry::RetryConfig::disabled())
+        // moto is one Python process: under a chaos run's load it can take seconds to accept a
+        // connection, longer than the SDK's 3.1 s default made for AWS.
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .build(),
+        )
         .load()
         .await
 }
