@@ -169,12 +169,13 @@ async fn with_kafka_up_events_go_to_kafka_and_never_to_standby() -> Result<()> {
     }
     assert!(table_records(&fixture.table).await?.is_empty());
 
-    let bootstrap = fixture.stack.bootstrap_servers();
-    let topic = fixture.topic.clone();
-    let consumed = tokio::task::spawn_blocking(move || {
-        testkit::consume(&bootstrap, &topic, 50, Duration::from_secs(30))
-    })
-    .await??;
+    let consumed = testkit::read_topic(
+        &fixture.stack.bootstrap_servers(),
+        &fixture.topic,
+        50,
+        Duration::from_secs(30),
+    )
+    .await?;
     for (event_id, event) in &sent {
         let message = consumed
             .iter()
@@ -206,12 +207,13 @@ async fn a_record_too_large_for_its_topic_is_dead_lettered_with_context() -> Res
     assert!(reason.contains("too large"), "{reason}");
     assert!(table_records(&fixture.table).await?.is_empty());
 
-    let bootstrap = fixture.stack.bootstrap_servers();
-    let dlt = fixture.dead_letter_topic.clone();
-    let consumed = tokio::task::spawn_blocking(move || {
-        testkit::consume(&bootstrap, &dlt, 1, Duration::from_secs(30))
-    })
-    .await??;
+    let consumed = testkit::read_topic(
+        &fixture.stack.bootstrap_servers(),
+        &fixture.dead_letter_topic,
+        1,
+        Duration::from_secs(30),
+    )
+    .await?;
     let message = &consumed[0];
     assert_eq!(message.value.as_ref(), Some(&big.value));
     assert_eq!(message.key, big.key);
@@ -329,12 +331,13 @@ async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Res
     let back = fixture.producer.send(event(&fixture.topic, key, 6)).await?;
     assert!(matches!(back.outcome, Outcome::Kafka { .. }), "{back:?}");
 
-    let bootstrap = fixture.stack.bootstrap_servers();
-    let topic = fixture.topic.clone();
-    let consumed = tokio::task::spawn_blocking(move || {
-        testkit::consume(&bootstrap, &topic, 7, Duration::from_secs(60))
-    })
-    .await??;
+    let consumed = testkit::read_topic(
+        &fixture.stack.bootstrap_servers(),
+        &fixture.topic,
+        7,
+        Duration::from_secs(60),
+    )
+    .await?;
     let order: Vec<Vec<u8>> = [0, 1, 2, 5, 6]
         .iter()
         .map(|n| event(&fixture.topic, key, *n).value)
@@ -437,12 +440,13 @@ async fn a_caller_retrying_with_its_event_id_makes_no_second_event() -> Result<(
             .await?;
         assert_eq!(delivery.event_id, id);
     }
-    let bootstrap = fixture.stack.bootstrap_servers();
-    let topic = fixture.topic.clone();
-    let consumed = tokio::task::spawn_blocking(move || {
-        testkit::consume(&bootstrap, &topic, 2, Duration::from_secs(30))
-    })
-    .await??;
+    let consumed = testkit::read_topic(
+        &fixture.stack.bootstrap_servers(),
+        &fixture.topic,
+        2,
+        Duration::from_secs(30),
+    )
+    .await?;
     assert!(
         consumed
             .iter()

@@ -6,12 +6,14 @@
 //!   ([`state_table::keys`]).
 //! - [`handoff`]: new broker ids passed from the autoscaler to the rebalancer through it.
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics.
-//! - [`deadline`]: the time an invocation may still use.
+//! - [`deadline`]: the time an invocation may still use; [`invocation`]: schedule detection and
+//!   the function's name, decided once.
 //!
 //! The wire formats are the `wire` crate's; Kafka, the standby table and the producer are the
 //! `sdk` crate's.
 
 pub mod deadline;
 pub mod handoff;
+pub mod invocation;
 pub mod state_table;
 pub mod telemetry;

@@ -172,18 +172,28 @@ impl StateTable {
         self.list_prefixed(pk, "").await
     }
 
-    /// Every item under partition key `pk` whose sort key starts with `sk_prefix`.
+    /// Every item under partition key `pk` whose sort key starts with `sk_prefix` (all of them
+    /// when it is empty: DynamoDB refuses an empty key-condition value).
     pub async fn list_prefixed(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, TableError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.name)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
-                .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.to_string()))
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()));
+            query = if sk_prefix.is_empty() {
+                query.key_condition_expression("pk = :pk")
+            } else {
+                query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(
+                        ":prefix",
+                        AttributeValue::S(sk_prefix.to_string()),
+                    )
+            };
+            let page = query
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()

@@ -104,10 +104,10 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
             handed_off: handed_off.clone(),
         };
         let Decision::ScaleOut { from, to, reason } = decision else {
-            return Ok(finish(report));
+            return Ok(finish(&app.settings, report));
         };
         if app.settings.dry_run {
-            return Ok(finish(report));
+            return Ok(finish(&app.settings, report));
         }
         if !state::claim(&app.state, arn, &cluster.current_version).await? {
             report.decision = Decision::NoAction {
@@ -116,7 +116,7 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
                     cluster.current_version
                 ),
             };
-            return Ok(finish(report));
+            return Ok(finish(&app.settings, report));
         }
         match app
             .control
@@ -135,7 +135,7 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
                 };
                 state::record_scale(&app.state, arn, &record).await?;
                 report.operation_arn = Some(operation_arn);
-                return Ok(finish(report));
+                return Ok(finish(&app.settings, report));
             }
             Err(ControlError::StaleVersion(message)) => {
                 tracing::info!(version = %cluster.current_version, message, "cluster version changed meanwhile; deciding again");
@@ -147,17 +147,20 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
             }
         }
     }
-    Ok(finish(Report {
-        decision: Decision::NoAction {
-            reason: format!(
-                "the cluster version kept changing over {MAX_DECISIONS} attempts; the next trigger decides again"
-            ),
+    Ok(finish(
+        &app.settings,
+        Report {
+            decision: Decision::NoAction {
+                reason: format!(
+                    "the cluster version kept changing over {MAX_DECISIONS} attempts; the next trigger decides again"
+                ),
+            },
+            dry_run: app.settings.dry_run,
+            cpu: None,
+            operation_arn: None,
+            handed_off,
         },
-        dry_run: app.settings.dry_run,
-        cpu: None,
-        operation_arn: None,
-        handed_off,
-    }))
+    ))
 }
 
 /// If the last scale-out has finished, hands its new brokers to the rebalancer (once).
@@ -199,10 +202,9 @@ async fn follow_up<C: ControlPlane, M: CpuMetrics>(
     Ok(handoff)
 }
 
-fn finish(report: Report) -> Report {
-    let function =
-        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "autoscaler".into());
-    let mut metrics = Metrics::new("MskAutoscaler").dimension("FunctionName", function);
+fn finish(settings: &Settings, report: Report) -> Report {
+    let mut metrics =
+        Metrics::new("MskAutoscaler").dimension("FunctionName", settings.function_name.as_str());
     if let Some(cpu) = report.cpu {
         metrics.record("BrokerCpuMax", Unit::Percent, cpu);
     }

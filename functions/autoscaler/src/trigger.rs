@@ -74,7 +74,7 @@ pub fn parse(event: &Value) -> Result<Signal, TriggerError> {
                 state: change.state.value,
             })
         }
-        Some("Scheduled Event") => Ok(Signal::Recheck),
+        Some(shared::invocation::SCHEDULED_EVENT) => Ok(Signal::Recheck),
         _ => Err(TriggerError::Unknown {
             keys: event
                 .as_object()

@@ -62,7 +62,7 @@ impl From<HandlerError> for Diagnostic {
 
 /// Reads an invocation payload.
 pub fn parse_request(event: Value) -> Result<Request, HandlerError> {
-    if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+    if shared::invocation::is_scheduled(&event) {
         return Ok(Request::default());
     }
     serde_json::from_value(event).map_err(HandlerError::BadRequest)

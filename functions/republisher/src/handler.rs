@@ -109,7 +109,7 @@ pub async fn handle<S: Sink, T: Table>(
         let response = handle_stream(app, &entries, &budget).await?;
         return Ok(serde_json::to_value(response).expect("response serializes"));
     }
-    if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+    if shared::invocation::is_scheduled(&event) {
         let settings = SweepSettings {
             min_age: app.settings.sweep_min_age,
             page_size: app.settings.sweep_page_size,
@@ -125,7 +125,7 @@ pub async fn handle<S: Sink, T: Table>(
         )
         .await?;
         tracing::info!(?report, "sweep finished");
-        let mut metrics = metrics("sweep");
+        let mut metrics = metrics(&app.settings, "sweep");
         metrics.count("Republished", report.republished as u64);
         metrics.count("DeadLettered", report.dead_lettered as u64);
         metrics.count("Failed", report.failed as u64);
@@ -155,7 +155,7 @@ async fn handle_stream<S: Sink, T: Table>(
     budget: &Budget,
 ) -> Result<DynamoDbEventResponse, HandlerError> {
     let report = engine::process(entries, &app.sink, &app.table, budget).await;
-    emit_stream_metrics(entries, &report);
+    emit_stream_metrics(&app.settings, entries, &report);
     if let Err(error) = held::record(&app.state, app.standby.name(), &report.held).await {
         // The held items stay in the table either way; the sweep finds them once they are old
         // enough, so this costs time, not events.
@@ -183,15 +183,13 @@ async fn handle_stream<S: Sink, T: Table>(
     Ok(response)
 }
 
-fn metrics(trigger: &str) -> Metrics {
-    let function =
-        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "republisher".into());
+fn metrics(settings: &Settings, trigger: &str) -> Metrics {
     Metrics::new("StandbyEvents")
-        .dimension("FunctionName", function)
+        .dimension("FunctionName", settings.function_name.as_str())
         .dimension("Trigger", trigger)
 }
 
-fn emit_stream_metrics(entries: &[Entry], report: &Report) {
+fn emit_stream_metrics(settings: &Settings, entries: &[Entry], report: &Report) {
     let now_ms = wire::clock::now_ms();
     let oldest_age_ms = entries
         .iter()
@@ -209,7 +207,7 @@ fn emit_stream_metrics(entries: &[Entry], report: &Report) {
             _ => None,
         })
         .collect();
-    let mut metrics = metrics("stream");
+    let mut metrics = metrics(settings, "stream");
     metrics.count("BatchSize", entries.len() as u64);
     metrics.count("Republished", latencies.len() as u64);
     metrics.count(

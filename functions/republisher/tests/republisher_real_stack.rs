@@ -171,21 +171,13 @@ async fn drain<S: Sink>(
 
 async fn consume(fixture: &Fixture, topic: &str, expected: usize) -> Result<Vec<Consumed>> {
     let bootstrap = fixture.stack.bootstrap_servers();
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        testkit::consume(&bootstrap, &topic, expected, Duration::from_secs(120))
-    })
-    .await?
+    testkit::read_topic(&bootstrap, topic, expected, Duration::from_secs(120)).await
 }
 
 /// Everything in `topic`, read to the end of every partition.
 async fn consume_all(fixture: &Fixture, topic: &str) -> Result<Vec<Consumed>> {
     let bootstrap = fixture.stack.bootstrap_servers();
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        testkit::consume_all(&bootstrap, &topic, Duration::from_secs(120))
-    })
-    .await?
+    testkit::read_topic_to_end(&bootstrap, topic, Duration::from_secs(120)).await
 }
 
 /// Each key's event ids in Kafka order, first occurrences only (consumers dedupe on event id).

@@ -290,13 +290,8 @@ impl Verdict {
 
 /// Reads `topic` back with an independent consumer and compares it with `produced`.
 pub async fn verify(bootstrap: &str, topic: &str, produced: &Produced) -> Result<Verdict> {
-    let messages: Vec<Consumed> = {
-        let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
-        tokio::task::spawn_blocking(move || {
-            testkit::consume_all(&bootstrap, &topic, Duration::from_secs(300))
-        })
-        .await??
-    };
+    let messages: Vec<Consumed> =
+        testkit::read_topic_to_end(bootstrap, topic, Duration::from_secs(300)).await?;
     let mut first: HashMap<String, &Consumed> = HashMap::new();
     let sent: Vec<&Sent> = produced.sent.iter().filter(|s| s.topic == topic).collect();
     let mut verdict = Verdict {

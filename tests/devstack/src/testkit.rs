@@ -105,6 +105,27 @@ impl Consumed {
     }
 }
 
+/// [`consume`] from async code: the consumer's reads block, so they run on a blocking thread.
+pub async fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<Consumed>> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || consume(&bootstrap, &topic, expected, timeout)).await?
+}
+
+/// [`consume_all`] from async code, on a blocking thread.
+pub async fn read_topic_to_end(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<Consumed>> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || consume_all(&bootstrap, &topic, timeout)).await?
+}
+
 /// Reads `topic` from the beginning of every partition until `expected` messages arrived or
 /// `timeout` passed (then it fails, saying how many came). Messages come partition by
 /// partition, each partition in offset order.
