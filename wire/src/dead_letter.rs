@@ -48,10 +48,10 @@ impl ErrorClass {
         }
     }
 
+    const ALL: [Self; 2] = [Self::NonRetriable, Self::Malformed];
+
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::NonRetriable, Self::Malformed]
-            .into_iter()
-            .find(|class| class.as_str() == text)
+        by_label(Self::ALL, Self::as_str, text)
     }
 }
 
@@ -65,6 +65,8 @@ pub enum Source {
 }
 
 impl Source {
+    const ALL: [Self; 2] = [Self::ProducerFallback, Self::Republisher];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ProducerFallback => "producer-fallback",
@@ -83,6 +85,8 @@ pub enum PayloadFormat {
 }
 
 impl PayloadFormat {
+    const ALL: [Self; 2] = [Self::StreamRecordJson, Self::ItemJson];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::StreamRecordJson => "dynamodb-stream-record-json",
@@ -165,23 +169,25 @@ impl Context {
         Some(Self {
             reason: text(REASON)?,
             class,
-            source: text(SOURCE).and_then(|s| {
-                [Source::ProducerFallback, Source::Republisher]
-                    .into_iter()
-                    .find(|known| known.as_str() == s)
-            }),
+            source: text(SOURCE).and_then(|s| by_label(Source::ALL, Source::as_str, &s)),
             original_topic: text(ORIGINAL_TOPIC),
             producer_id: text(PRODUCER_ID),
             stream_sequence: text(STREAM_SEQUENCE),
             attempt: text(ATTEMPT).and_then(|a| a.parse().ok()),
             malformed_kind: text(MALFORMED_KIND),
-            payload_format: text(PAYLOAD_FORMAT).and_then(|f| {
-                [PayloadFormat::StreamRecordJson, PayloadFormat::ItemJson]
-                    .into_iter()
-                    .find(|known| known.as_str() == f)
-            }),
+            payload_format: text(PAYLOAD_FORMAT)
+                .and_then(|f| by_label(PayloadFormat::ALL, PayloadFormat::as_str, &f)),
         })
     }
+}
+
+/// The value among `all` whose header label is `text`.
+fn by_label<T: Copy, const N: usize>(
+    all: [T; N],
+    label: fn(T) -> &'static str,
+    text: &str,
+) -> Option<T> {
+    all.into_iter().find(|value| label(*value) == text)
 }
 
 #[cfg(test)]

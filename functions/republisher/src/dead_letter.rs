@@ -25,21 +25,15 @@ pub fn for_entry(entry: &Entry, reason: &str, class: ErrorClass) -> DeadLetter {
     context.stream_sequence = entry.sequence_number.clone();
     // Poison is dead-lettered the first time it is seen; it never waits for retries.
     context.attempt = Some(1);
-    let event_id = entry
-        .key
-        .as_ref()
-        .map(|key| Header::new(headers::EVENT_ID, key.event_id.as_str()));
-    match &entry.work {
+    // The event's own key, value and headers when there is an event; the raw record otherwise.
+    let (key, value, mut headers) = match &entry.work {
         Work::Publish(record) => {
             context.producer_id = Some(record.producer_id.clone());
-            let mut all = record.headers.clone();
-            all.extend(context.headers());
-            all.extend(event_id);
-            DeadLetter {
-                key: record.key.clone(),
-                value: record.value.clone(),
-                headers: all,
-            }
+            (
+                record.key.clone(),
+                record.value.clone(),
+                record.headers.clone(),
+            )
         }
         Work::Malformed { raw, kind, .. } => {
             context.malformed_kind = Some(kind.to_string());
@@ -48,23 +42,22 @@ pub fn for_entry(entry: &Entry, reason: &str, class: ErrorClass) -> DeadLetter {
             } else {
                 PayloadFormat::ItemJson
             });
-            let mut all = context.headers();
-            all.extend(event_id);
-            DeadLetter {
-                key: entry.key.as_ref().map(|k| k.pk.as_bytes().to_vec()),
-                value: raw.to_string().into_bytes(),
-                headers: all,
-            }
+            let key = entry.key.as_ref().map(|k| k.pk.as_bytes().to_vec());
+            (key, raw.to_string().into_bytes(), Vec::new())
         }
-        Work::Skip(_) => {
-            let mut all = context.headers();
-            all.extend(event_id);
-            DeadLetter {
-                key: None,
-                value: Vec::new(),
-                headers: all,
-            }
-        }
+        Work::Skip(_) => (None, Vec::new(), Vec::new()),
+    };
+    headers.extend(context.headers());
+    headers.extend(
+        entry
+            .key
+            .as_ref()
+            .map(|k| Header::new(headers::EVENT_ID, k.event_id.as_str())),
+    );
+    DeadLetter {
+        key,
+        value,
+        headers,
     }
 }
 

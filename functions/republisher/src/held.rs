@@ -19,10 +19,6 @@ use crate::engine::HeldKey;
 
 const HELD_AT: &str = "held_at";
 
-fn partition(standby_table: &str) -> String {
-    keys::republisher_held(standby_table)
-}
-
 /// Records `held` keys (the event each is held at and why).
 pub async fn record(
     state: &StateTable,
@@ -33,7 +29,7 @@ pub async fn record(
     for key in held {
         state
             .put(
-                &partition(standby_table),
+                &keys::republisher_held(standby_table),
                 &key.pk,
                 HashMap::from([
                     ("event_id".into(), AttributeValue::S(key.event_id.clone())),
@@ -59,7 +55,7 @@ pub struct Held {
 /// The keys currently held, oldest-retried first.
 pub async fn list(state: &StateTable, standby_table: &str) -> Result<Vec<Held>, TableError> {
     let mut held: Vec<Held> = state
-        .list(&partition(standby_table))
+        .list(&keys::republisher_held(standby_table))
         .await?
         .into_iter()
         .filter_map(|item| {
@@ -87,7 +83,7 @@ pub async fn release(
 ) -> Result<bool, TableError> {
     state
         .delete_if(
-            &partition(standby_table),
+            &keys::republisher_held(standby_table),
             &held.pk,
             HELD_AT,
             AttributeValue::N(held.held_at.to_string()),
@@ -99,7 +95,7 @@ pub async fn release(
 pub async fn touch(state: &StateTable, standby_table: &str, held: &Held) -> Result<(), TableError> {
     state
         .set(
-            &partition(standby_table),
+            &keys::republisher_held(standby_table),
             &held.pk,
             HELD_AT,
             AttributeValue::N(now_ms().to_string()),
