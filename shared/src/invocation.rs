@@ -1,7 +1,10 @@
 //! What every function needs to know about how it was invoked, decided in one place: whether an
-//! event is an EventBridge schedule, and the function's own name (for metric dimensions).
+//! event is an EventBridge schedule, and what the invocation's Lambda context says (the
+//! function's name for metric dimensions, the deadline to budget work against).
 
-use sdk::config::Env;
+use std::time::Instant;
+
+use lambda_runtime::Context;
 use serde_json::Value;
 
 /// The `detail-type` EventBridge gives scheduled events.
@@ -12,18 +15,35 @@ pub fn is_scheduled(event: &Value) -> bool {
     event.get("detail-type").and_then(Value::as_str) == Some(SCHEDULED_EVENT)
 }
 
-/// The function's name as Lambda gives it to the runtime (`AWS_LAMBDA_FUNCTION_NAME`, the same
-/// value every invocation's context carries), read once with the rest of the configuration;
-/// `default` outside Lambda.
-pub fn function_name(env: &impl Env, default: &str) -> String {
-    env.var("AWS_LAMBDA_FUNCTION_NAME")
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| default.to_string())
+/// One invocation's context, as the handlers use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The function's name as Lambda deployed it (metric dimension `FunctionName`).
+    pub function_name: String,
+    /// When Lambda stops the invocation.
+    pub deadline: Instant,
+}
+
+impl Invocation {
+    /// Reads the Lambda context. `default_name` names the function where the context carries no
+    /// name (a context built by hand, as tests and the demo do).
+    pub fn from_context(context: &Context, default_name: &str) -> Self {
+        let name = &context.env_config.function_name;
+        Self {
+            function_name: if name.is_empty() {
+                default_name.to_string()
+            } else {
+                name.clone()
+            },
+            deadline: crate::deadline::from_lambda_ms(context.deadline),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     use serde_json::json;
 
@@ -41,10 +61,21 @@ mod tests {
     }
 
     #[test]
-    fn the_function_name_falls_back_outside_lambda() {
-        let lambda = HashMap::from([("AWS_LAMBDA_FUNCTION_NAME", "prod-republisher")]);
-        assert_eq!(function_name(&lambda, "republisher"), "prod-republisher");
-        let elsewhere: HashMap<&str, &str> = HashMap::new();
-        assert_eq!(function_name(&elsewhere, "republisher"), "republisher");
+    fn the_context_names_the_function_and_its_deadline() {
+        let mut context = Context::default();
+        context.deadline = wire::clock::now_ms() + 60_000;
+        context.env_config = Arc::new(lambda_runtime::Config {
+            function_name: "prod-republisher".into(),
+            ..Default::default()
+        });
+        let invocation = Invocation::from_context(&context, "republisher");
+        assert_eq!(invocation.function_name, "prod-republisher");
+        let remaining = invocation
+            .deadline
+            .saturating_duration_since(Instant::now());
+        assert!(remaining > Duration::from_secs(55), "{remaining:?}");
+
+        let by_hand = Invocation::from_context(&Context::default(), "republisher");
+        assert_eq!(by_hand.function_name, "republisher");
     }
 }

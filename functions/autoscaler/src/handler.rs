@@ -5,11 +5,16 @@
 
 use std::time::SystemTime;
 
-use lambda_runtime::Diagnostic;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use sdk::ConfigError;
+use sdk::config::Env;
 use serde::Serialize;
 use serde_json::Value;
 use shared::handoff::{self, Handoff, HandoffError};
+use shared::invocation::Invocation;
 use shared::state_table::StateTable;
+
+use crate::aws::{CloudWatch, Msk};
 use shared::telemetry::{Metrics, Unit};
 
 use crate::decision::{ClusterKind, Decision, Situation, decide};
@@ -21,11 +26,26 @@ use crate::trigger::{self, TriggerError};
 /// How many times a stale cluster version is re-read before giving up for this invocation.
 const MAX_DECISIONS: usize = 3;
 
+/// Everything built once per execution environment.
 pub struct App<C, M> {
     pub control: C,
     pub metrics: M,
     pub state: StateTable,
     pub settings: Settings,
+}
+
+impl App<Msk, CloudWatch> {
+    /// Reads the configuration and builds the MSK, CloudWatch and DynamoDB clients.
+    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let settings = Settings::from_env(env)?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(Self {
+            control: Msk::new(aws_sdk_kafka::Client::new(&aws)),
+            metrics: CloudWatch::new(aws_sdk_cloudwatch::Client::new(&aws)),
+            state: StateTable::new(aws_sdk_dynamodb::Client::new(&aws), &settings.state_table),
+            settings,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,11 +89,13 @@ pub struct Report {
     pub handed_off: Option<Handoff>,
 }
 
+/// Handles one invocation.
 pub async fn handle<C: ControlPlane, M: CpuMetrics>(
     app: &App<C, M>,
-    event: Value,
+    event: LambdaEvent<Value>,
 ) -> Result<Report, HandlerError> {
-    let signal = trigger::parse(&event)?;
+    let invocation = Invocation::from_context(&event.context, "autoscaler");
+    let signal = trigger::parse(&event.payload)?;
     let arn = &app.settings.cluster_arn;
     let handed_off = follow_up(app).await?;
 
@@ -104,10 +126,10 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
             handed_off: handed_off.clone(),
         };
         let Decision::ScaleOut { from, to, reason } = decision else {
-            return Ok(finish(&app.settings, report));
+            return Ok(finish(&invocation, report));
         };
         if app.settings.dry_run {
-            return Ok(finish(&app.settings, report));
+            return Ok(finish(&invocation, report));
         }
         if !state::claim(&app.state, arn, &cluster.current_version).await? {
             report.decision = Decision::NoAction {
@@ -116,7 +138,7 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
                     cluster.current_version
                 ),
             };
-            return Ok(finish(&app.settings, report));
+            return Ok(finish(&invocation, report));
         }
         match app
             .control
@@ -135,7 +157,7 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
                 };
                 state::record_scale(&app.state, arn, &record).await?;
                 report.operation_arn = Some(operation_arn);
-                return Ok(finish(&app.settings, report));
+                return Ok(finish(&invocation, report));
             }
             Err(ControlError::StaleVersion(message)) => {
                 tracing::info!(version = %cluster.current_version, message, "cluster version changed meanwhile; deciding again");
@@ -148,7 +170,7 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
         }
     }
     Ok(finish(
-        &app.settings,
+        &invocation,
         Report {
             decision: Decision::NoAction {
                 reason: format!(
@@ -202,9 +224,9 @@ async fn follow_up<C: ControlPlane, M: CpuMetrics>(
     Ok(handoff)
 }
 
-fn finish(settings: &Settings, report: Report) -> Report {
+fn finish(invocation: &Invocation, report: Report) -> Report {
     let mut metrics =
-        Metrics::new("MskAutoscaler").dimension("FunctionName", settings.function_name.as_str());
+        Metrics::new("MskAutoscaler").dimension("FunctionName", invocation.function_name.as_str());
     if let Some(cpu) = report.cpu {
         metrics.record("BrokerCpuMax", Unit::Percent, cpu);
     }

@@ -29,8 +29,6 @@ pub struct Settings {
     pub policy: Policy,
     pub cpu_window: Duration,
     pub dry_run: bool,
-    /// Metric dimension `FunctionName`.
-    pub function_name: String,
 }
 
 fn percent(env: &impl Env, var: &'static str, default: f64) -> Result<f64, ConfigError> {
@@ -65,7 +63,6 @@ impl Settings {
             });
         }
         Ok(Self {
-            function_name: shared::invocation::function_name(env, "autoscaler"),
             cluster_arn,
             state_table: config::required(
                 env,

@@ -16,7 +16,7 @@ use autoscaler::settings::Settings;
 use devstack::Stack;
 use devstack::msk_standin::MskStandIn;
 use devstack::testkit;
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::state_table::StateTable;
 
 /// The sample direct alarm invocation, in `state`.
@@ -30,7 +30,7 @@ fn alarm(state: &str) -> Value {
 }
 
 fn recheck() -> Value {
-    json!({"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+    testkit::scheduled_event("autoscaler-recheck")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,7 +90,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
 
     // OK and INSUFFICIENT_DATA change nothing.
     for quiet in ["OK", "INSUFFICIENT_DATA"] {
-        let report = handle(&app, alarm(quiet)).await?;
+        let report = handle(&app, testkit::invocation(alarm(quiet))).await?;
         assert!(
             matches!(report.decision, Decision::NoAction { .. }),
             "{report:?}"
@@ -98,7 +98,10 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
     }
 
     // The same ALARM delivered twice at once: one scale-out, the other sees the claim.
-    let (first, second) = tokio::join!(handle(&app, alarm("ALARM")), handle(&app, alarm("ALARM")));
+    let (first, second) = tokio::join!(
+        handle(&app, testkit::invocation(alarm("ALARM"))),
+        handle(&app, testkit::invocation(alarm("ALARM")))
+    );
     let reports = [first?, second?];
     let started: Vec<_> = reports
         .iter()
@@ -115,7 +118,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
     );
 
     // While MSK works, nothing more happens.
-    let busy = handle(&app, alarm("ALARM")).await?;
+    let busy = handle(&app, testkit::invocation(alarm("ALARM"))).await?;
     assert!(
         matches!(&busy.decision, Decision::NoAction { .. }),
         "{busy:?}"
@@ -138,7 +141,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
 
     // The re-check after completion hands the new brokers over, and the cooldown holds.
     testkit::push_broker_cpu(&cloudwatch, &cluster, &registered, 45.0, 20.0).await?;
-    let after = handle(&app, recheck()).await?;
+    let after = handle(&app, testkit::invocation(recheck())).await?;
     let handoff = after
         .handed_off
         .clone()
@@ -154,7 +157,10 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
         "{after:?}"
     );
     assert!(
-        handle(&app, recheck()).await?.handed_off.is_none(),
+        handle(&app, testkit::invocation(recheck()))
+            .await?
+            .handed_off
+            .is_none(),
         "handed over once"
     );
 
@@ -188,7 +194,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
         ]))?,
         ..app
     };
-    let report = handle(&dry, alarm("ALARM")).await?;
+    let report = handle(&dry, testkit::invocation(alarm("ALARM"))).await?;
     assert!(
         report.dry_run && matches!(report.decision, Decision::ScaleOut { .. }),
         "{report:?}"

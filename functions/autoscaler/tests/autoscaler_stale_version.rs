@@ -113,7 +113,7 @@ async fn a_stale_version_is_read_again_and_decided_again() -> Result<()> {
         "../../../events/autoscaler/alarm-direct-alarm.json"
     ))?;
 
-    let report = handle(&app, alarm.clone()).await?;
+    let report = handle(&app, testkit::invocation(alarm.clone())).await?;
 
     assert_eq!(
         *app.control.updates.lock().unwrap(),
@@ -136,7 +136,7 @@ async fn a_stale_version_is_read_again_and_decided_again() -> Result<()> {
     );
 
     // The same alarm again starts nothing more.
-    let again = handle(&app, alarm).await?;
+    let again = handle(&app, testkit::invocation(alarm)).await?;
     assert!(again.operation_arn.is_none(), "{again:?}");
     assert_eq!(app.control.updates.lock().unwrap().len(), 2);
     Ok(())

@@ -1,13 +1,15 @@
 //! The Lambda entry point's logic: read the request, connect, run the executor.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
-use lambda_runtime::Diagnostic;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use sdk::ConfigError;
+use sdk::config::Env;
 use serde::Deserialize;
 use serde_json::Value;
 
 use shared::handoff::{self, HandoffError};
+use shared::invocation::Invocation;
 use shared::state_table::StateTable;
 
 use crate::admin::{AdminClient, AdminError};
@@ -68,26 +70,52 @@ pub fn parse_request(event: Value) -> Result<Request, HandlerError> {
     serde_json::from_value(event).map_err(HandlerError::BadRequest)
 }
 
-/// Where the autoscaler leaves the ids of brokers it added (`shared::handoff`).
-pub struct Handoffs<'a> {
-    pub state: &'a StateTable,
-    pub cluster_arn: &'a str,
+/// Everything built once per execution environment.
+pub struct App {
+    pub settings: Settings,
+    /// Where the autoscaler leaves the ids of brokers it added, when it is configured.
+    pub handoffs: Option<Handoffs>,
 }
 
-pub async fn handle(
-    settings: &Settings,
-    handoffs: Option<Handoffs<'_>>,
-    event: Value,
-    deadline: Instant,
-) -> Result<Value, HandlerError> {
-    let request = parse_request(event)?;
+/// Where the autoscaler leaves the ids of brokers it added (`shared::handoff`).
+pub struct Handoffs {
+    pub state: StateTable,
+    pub cluster_arn: String,
+}
+
+impl App {
+    /// Reads the configuration; builds a DynamoDB client only when a handoff is configured.
+    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let settings = Settings::from_env(env)?;
+        let handoffs = match &settings.handoff {
+            Some(source) => {
+                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                Some(Handoffs {
+                    state: StateTable::new(
+                        aws_sdk_dynamodb::Client::new(&aws),
+                        &source.state_table,
+                    ),
+                    cluster_arn: source.cluster_arn.clone(),
+                })
+            }
+            None => None,
+        };
+        Ok(Self { settings, handoffs })
+    }
+}
+
+/// Handles one invocation.
+pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<RunReport, HandlerError> {
+    let invocation = Invocation::from_context(&event.context, "rebalancer");
+    let request = parse_request(event.payload)?;
+    let settings = &app.settings;
     let mut options = settings.options.clone();
     options
         .excluded_topics
         .extend(request.excluded_topics.iter().cloned());
     let mut expected: BTreeSet<i32> = request.new_broker_ids.iter().copied().collect();
-    if let Some(h) = &handoffs
-        && let Some(handoff) = handoff::read(h.state, h.cluster_arn).await?
+    if let Some(h) = &app.handoffs
+        && let Some(handoff) = handoff::read(&h.state, &h.cluster_arn).await?
     {
         expected.extend(handoff.new_broker_ids);
     }
@@ -99,14 +127,14 @@ pub async fn handle(
         &options,
         &expected,
         request.dry_run,
-        deadline,
+        invocation.deadline,
     )
     .await?;
-    if let (RunReport::Done { .. }, Some(h)) = (&report, &handoffs) {
-        handoff::clear(h.state, h.cluster_arn).await?;
+    if let (RunReport::Done { .. }, Some(h)) = (&report, &app.handoffs) {
+        handoff::clear(&h.state, &h.cluster_arn).await?;
     }
     log(&report, &expected.iter().copied().collect());
-    Ok(serde_json::to_value(&report).expect("report serializes"))
+    Ok(report)
 }
 
 fn log(report: &RunReport, new_brokers: &BTreeSet<i32>) {

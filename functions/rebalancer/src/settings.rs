@@ -34,8 +34,15 @@ pub struct Settings {
     pub transport: Transport,
     pub limits: Limits,
     pub options: Options,
-    /// Where the autoscaler hands over new broker ids: (state table, cluster ARN).
-    pub handoff: Option<(String, String)>,
+    /// Where the autoscaler hands over new broker ids.
+    pub handoff: Option<HandoffSource>,
+}
+
+/// The state table the autoscaler writes its handoff to, and the cluster the handoff is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffSource {
+    pub state_table: String,
+    pub cluster_arn: String,
 }
 
 impl Settings {
@@ -77,7 +84,10 @@ impl Settings {
                 config::optional(env, shared::state_table::STATE_TABLE_NAME),
                 config::optional(env, "MSK_CLUSTER_ARN"),
             ) {
-                (Some(table), Some(cluster)) => Some((table, cluster)),
+                (Some(state_table), Some(cluster_arn)) => Some(HandoffSource {
+                    state_table,
+                    cluster_arn,
+                }),
                 (None, None) => None,
                 (Some(_), None) => {
                     return Err(ConfigError::Missing {

@@ -19,10 +19,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rebalancer::admin::{AdminClient, Transport};
 use rebalancer::executor::{self, Limits, RunReport};
-use rebalancer::handler::{Handoffs, handle};
+use rebalancer::handler::{App, Handoffs, handle};
 use rebalancer::planner::{self, Options};
 use rebalancer::settings::Settings;
-use serde_json::json;
 use shared::handoff::{self, Handoff};
 use shared::state_table::StateTable;
 
@@ -310,18 +309,17 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         ("REBALANCE_POLL_MS", "200"),
         ("REBALANCE_MARGIN_MS", "100"),
     ]))?;
-    let invoke = |state| {
-        let settings = &settings;
-        async move {
-            let handoffs = Some(Handoffs { state, cluster_arn });
-            handle(
-                settings,
-                handoffs,
-                json!({"detail-type": "Scheduled Event", "detail": {}}),
-                Instant::now() + Duration::from_secs(20),
-            )
-            .await
-        }
+    let app = App {
+        settings,
+        handoffs: Some(Handoffs {
+            state: state.clone(),
+            cluster_arn: cluster_arn.to_string(),
+        }),
+    };
+    let invoke = || async {
+        let event = testkit::scheduled_event("rebalancer-resume");
+        let report = handle(&app, testkit::lambda_event(event, Duration::from_secs(20))).await?;
+        anyhow::Ok(serde_json::to_value(report)?)
     };
     let pending = Handoff {
         new_broker_ids: vec![4, 5, 6, 99],
@@ -329,7 +327,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         at: 0,
     };
     handoff::write(&state, cluster_arn, &pending).await?;
-    let waiting = invoke(&state).await?;
+    let waiting = invoke().await?;
     assert_eq!(waiting["status"], "waiting", "{waiting}");
     assert!(
         waiting["reason"].as_str().unwrap().contains("99"),
@@ -344,7 +342,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         },
     )
     .await?;
-    let done = invoke(&state).await?;
+    let done = invoke().await?;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(
         handoff::read(&state, cluster_arn).await?,

@@ -11,7 +11,7 @@
 //! strongly consistent Query per key per batch — is measured in the same run.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use devstack::Stack;
@@ -27,9 +27,8 @@ use sdk::kafka::Message;
 use sdk::standby_table::StandbyTable;
 use serde_json::Value;
 use shared::state_table::StateTable;
-use wire::envelope::Envelope;
 use wire::headers;
-use wire::record::{EventId, Header, StandbyRecord};
+use wire::record::{Header, StandbyRecord};
 
 const BATCH: usize = 1000;
 const ROUNDS: usize = 3;
@@ -41,24 +40,14 @@ struct Setup {
 }
 
 fn records(topic: &str, keys: usize) -> Vec<StandbyRecord> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     (0..BATCH)
-        .map(|n| StandbyRecord {
-            event_id: EventId::new(),
-            topic: topic.into(),
-            key: Some(format!("key-{}", n % keys).into_bytes()),
-            value: Envelope {
-                schema_version: 1,
-                payload: &[b'x'; 512],
-            }
-            .encode(),
-            headers: vec![Header::new("trace", "bench")],
-            producer_id: "bench".into(),
-            created_at_ms: now,
-            expires_at: 0,
+        .map(|n| {
+            testkit::standby_record(topic)
+                .key(format!("key-{}", n % keys))
+                .payload([b'x'; 512])
+                .header("trace", "bench")
+                .producer("bench")
+                .build()
         })
         .collect()
 }
@@ -154,7 +143,7 @@ async fn drain_once<T: Table>(
     driver
         .step(|event: Value| async move {
             let started = Instant::now();
-            let response = handle(app, event, Instant::now() + Duration::from_secs(60)).await;
+            let response = handle(app, testkit::invocation(event)).await;
             *elapsed_ref.lock().unwrap() = started.elapsed();
             response
         })

@@ -4,12 +4,14 @@
 use std::time::Instant;
 
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use lambda_runtime::Diagnostic;
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use rdkafka::error::KafkaError;
 use sdk::ConfigError;
 use sdk::config::Env;
 use sdk::standby_table::{StandbyTable, TableError};
+use serde::Serialize;
 use serde_json::Value;
+use shared::invocation::Invocation;
 use shared::state_table::StateTable;
 use shared::telemetry::Metrics;
 
@@ -18,7 +20,7 @@ use crate::engine::{self, Budget, Outcome, Report, Sink, Table};
 use crate::entry::{self, Entry, SkipReason, Work};
 use crate::held;
 use crate::settings::Settings;
-use crate::sweep::{self, SweepSettings};
+use crate::sweep::{self, SweepReport, SweepSettings};
 
 /// Everything built once per execution environment.
 pub struct App<S, T> {
@@ -58,13 +60,20 @@ impl App<KafkaSink, DynamoTable> {
     }
 }
 
+/// An invocation payload that is neither a stream batch nor the schedule.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unrecognised event: expected a DynamoDB stream batch (`Records`) or an EventBridge \
+     \"Scheduled Event\" (sweep); got an object with keys {keys:?}"
+)]
+pub struct UnknownEvent {
+    keys: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    #[error(
-        "unrecognised event: expected a DynamoDB stream batch (`Records`) or an EventBridge \
-         \"Scheduled Event\" (sweep); got an object with keys {keys:?}"
-    )]
-    UnknownEvent { keys: Vec<String> },
+    #[error(transparent)]
+    UnknownEvent(#[from] UnknownEvent),
     #[error("the sweep could not read or write DynamoDB: {0}")]
     Sweep(#[from] TableError),
     #[error(
@@ -76,7 +85,7 @@ pub enum HandlerError {
 impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
         let error_type = match &error {
-            HandlerError::UnknownEvent { .. } => "UnknownEvent",
+            HandlerError::UnknownEvent(_) => "UnknownEvent",
             HandlerError::Sweep(_) => "SweepFailed",
             HandlerError::NoSequenceNumber { .. } => "NoSequenceNumber",
         };
@@ -87,61 +96,103 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
+/// What invoked the republisher.
+#[derive(Debug)]
+pub enum Trigger {
+    /// A batch from the table's stream, as entries in stream order.
+    Stream(Vec<Entry>),
+    /// The EventBridge schedule.
+    Sweep,
+}
+
+impl Trigger {
+    /// Recognises an invocation payload. A stream batch's records are read one by one: a record
+    /// that cannot be read becomes an entry to skip or dead-letter, not a failed batch.
+    pub fn parse(event: &Value) -> Result<Self, UnknownEvent> {
+        if event.get("Records").is_some() {
+            return entry::from_stream_event(event)
+                .map(Trigger::Stream)
+                .map_err(|_| unknown(event));
+        }
+        if shared::invocation::is_scheduled(event) {
+            return Ok(Trigger::Sweep);
+        }
+        Err(unknown(event))
+    }
+}
+
+/// The answer to Lambda: for a stream batch, where to resume (an empty list when all is done);
+/// for the sweep, what it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Stream(DynamoDbEventResponse),
+    Sweep(SweepReport),
+}
+
 /// Handles one invocation.
 pub async fn handle<S: Sink, T: Table>(
     app: &App<S, T>,
-    event: Value,
-    deadline: Instant,
-) -> Result<Value, HandlerError> {
+    event: LambdaEvent<Value>,
+) -> Result<Response, HandlerError> {
+    let invocation = Invocation::from_context(&event.context, "republisher");
     tracing::debug!(
-        remaining_ms = deadline
+        remaining_ms = invocation
+            .deadline
             .saturating_duration_since(Instant::now())
             .as_millis() as u64,
         "invocation started"
     );
     let budget = Budget {
-        deadline,
+        deadline: invocation.deadline,
         delivery_timeout: app.settings.kafka.delivery_timeout,
         margin: app.settings.margin,
     };
-    if event.get("Records").is_some() {
-        let entries = entry::from_stream_event(&event).map_err(|_| unknown(&event))?;
-        let response = handle_stream(app, &entries, &budget).await?;
-        return Ok(serde_json::to_value(response).expect("response serializes"));
+    match Trigger::parse(&event.payload)? {
+        Trigger::Stream(entries) => handle_stream(app, &invocation, &entries, &budget)
+            .await
+            .map(Response::Stream),
+        Trigger::Sweep => handle_sweep(app, &invocation, &budget)
+            .await
+            .map(Response::Sweep),
     }
-    if shared::invocation::is_scheduled(&event) {
-        let settings = SweepSettings {
-            min_age: app.settings.sweep_min_age,
-            page_size: app.settings.sweep_page_size,
-            marker_grace: app.settings.marker_grace,
-        };
-        let report = sweep::run(
-            &app.standby,
-            &app.state,
-            &app.sink,
-            &app.table,
-            settings,
-            &budget,
-        )
-        .await?;
-        tracing::info!(?report, "sweep finished");
-        let mut metrics = metrics(&app.settings, "sweep");
-        metrics.count("Republished", report.republished as u64);
-        metrics.count("DeadLettered", report.dead_lettered as u64);
-        metrics.count("Failed", report.failed as u64);
-        metrics.count("SweepScanned", report.scanned as u64);
-        metrics.count("RepublishedFromBacklog", report.from_backlog as u64);
-        metrics.count("HeldKeys", report.held_remaining as u64);
-        metrics.count("HeldReleased", report.held_released as u64);
-        metrics.millis("OldestRecordAge", report.oldest_age_ms as f64);
-        metrics.emit();
-        return Ok(serde_json::to_value(report).expect("report serializes"));
-    }
-    Err(unknown(&event))
 }
 
-fn unknown(event: &Value) -> HandlerError {
-    HandlerError::UnknownEvent {
+async fn handle_sweep<S: Sink, T: Table>(
+    app: &App<S, T>,
+    invocation: &Invocation,
+    budget: &Budget,
+) -> Result<SweepReport, HandlerError> {
+    let settings = SweepSettings {
+        min_age: app.settings.sweep_min_age,
+        page_size: app.settings.sweep_page_size,
+        marker_grace: app.settings.marker_grace,
+    };
+    let report = sweep::run(
+        &app.standby,
+        &app.state,
+        &app.sink,
+        &app.table,
+        settings,
+        budget,
+    )
+    .await?;
+    tracing::info!(?report, "sweep finished");
+    let mut metrics = metrics(invocation, "sweep");
+    metrics.count("Republished", report.republished as u64);
+    metrics.count("DeadLettered", report.dead_lettered as u64);
+    metrics.count("Failed", report.failed as u64);
+    metrics.count("SweepScanned", report.scanned as u64);
+    metrics.count("RepublishedFromBacklog", report.from_backlog as u64);
+    metrics.count("HeldKeys", report.held_remaining as u64);
+    metrics.count("HeldReleased", report.held_released as u64);
+    metrics.millis("OldestRecordAge", report.oldest_age_ms as f64);
+    metrics.emit();
+    Ok(report)
+}
+
+fn unknown(event: &Value) -> UnknownEvent {
+    UnknownEvent {
         keys: event
             .as_object()
             .map(|o| o.keys().cloned().collect())
@@ -151,11 +202,12 @@ fn unknown(event: &Value) -> HandlerError {
 
 async fn handle_stream<S: Sink, T: Table>(
     app: &App<S, T>,
+    invocation: &Invocation,
     entries: &[Entry],
     budget: &Budget,
 ) -> Result<DynamoDbEventResponse, HandlerError> {
     let report = engine::process(entries, &app.sink, &app.table, budget).await;
-    emit_stream_metrics(&app.settings, entries, &report);
+    emit_stream_metrics(invocation, entries, &report);
     if let Err(error) = held::record(&app.state, app.standby.name(), &report.held).await {
         // The held items stay in the table either way; the sweep finds them once they are old
         // enough, so this costs time, not events.
@@ -183,13 +235,13 @@ async fn handle_stream<S: Sink, T: Table>(
     Ok(response)
 }
 
-fn metrics(settings: &Settings, trigger: &str) -> Metrics {
+fn metrics(invocation: &Invocation, trigger: &str) -> Metrics {
     Metrics::new("StandbyEvents")
-        .dimension("FunctionName", settings.function_name.as_str())
+        .dimension("FunctionName", invocation.function_name.as_str())
         .dimension("Trigger", trigger)
 }
 
-fn emit_stream_metrics(settings: &Settings, entries: &[Entry], report: &Report) {
+fn emit_stream_metrics(invocation: &Invocation, entries: &[Entry], report: &Report) {
     let now_ms = wire::clock::now_ms();
     let oldest_age_ms = entries
         .iter()
@@ -207,7 +259,7 @@ fn emit_stream_metrics(settings: &Settings, entries: &[Entry], report: &Report) 
             _ => None,
         })
         .collect();
-    let mut metrics = metrics(settings, "stream");
+    let mut metrics = metrics(invocation, "stream");
     metrics.count("BatchSize", entries.len() as u64);
     metrics.count("Republished", latencies.len() as u64);
     metrics.count(

@@ -20,4 +20,4 @@ pub mod held;
 pub mod settings;
 pub mod sweep;
 
-pub use handler::{App, HandlerError, handle};
+pub use handler::{App, HandlerError, Response, Trigger, handle};

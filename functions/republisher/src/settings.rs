@@ -37,8 +37,6 @@ pub struct Settings {
     pub sweep_min_age: Duration,
     pub sweep_page_size: i32,
     pub marker_grace: Duration,
-    /// Metric dimension `FunctionName`.
-    pub function_name: String,
 }
 
 impl Settings {
@@ -53,7 +51,6 @@ impl Settings {
             });
         }
         Ok(Self {
-            function_name: shared::invocation::function_name(env, "republisher"),
             kafka: KafkaSettings::from_env(env, "republisher", DEFAULT_DELIVERY_TIMEOUT)?,
             standby_table: config::required(
                 env,

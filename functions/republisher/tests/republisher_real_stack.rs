@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use aws_config::SdkConfig;
@@ -24,9 +24,8 @@ use serde_json::{Value, json};
 use shared::state_table::StateTable;
 use tokio::sync::RwLock;
 use wire::dead_letter;
-use wire::envelope::Envelope;
 use wire::headers;
-use wire::record::{EventId, Header, StandbyRecord};
+use wire::record::{EventId, StandbyRecord};
 
 /// The outage test takes it for writing; the others for reading.
 static CLUSTER: RwLock<()> = RwLock::const_new(());
@@ -86,32 +85,18 @@ async fn fixture(
     ))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 /// A record as the producer fallback writes it; `age` backdates it.
 fn record(topic: &str, key: Option<&str>, n: usize, age: Duration) -> StandbyRecord {
-    let payload = format!("{{\"n\":{n}}}");
-    StandbyRecord {
-        event_id: EventId::new(),
-        topic: topic.into(),
-        key: key.map(|k| k.as_bytes().to_vec()),
-        value: Envelope {
-            schema_version: 4,
-            payload: payload.as_bytes(),
-        }
-        .encode(),
-        headers: vec![
-            Header::new("trace", format!("t{n}")),
-            Header::new("trace", "again"),
-        ],
-        producer_id: "writer".into(),
-        created_at_ms: now_ms() - age.as_millis() as u64,
-        expires_at: 0,
+    let record = testkit::standby_record(topic)
+        .payload(format!("{{\"n\":{n}}}"))
+        .schema_version(4)
+        .header("trace", format!("t{n}"))
+        .header("trace", "again")
+        .producer("writer")
+        .age(age);
+    match key {
+        Some(key) => record.key(key).build(),
+        None => record.build(),
     }
 }
 
@@ -150,8 +135,10 @@ async fn table_len(standby: &StandbyTable) -> Result<usize> {
     }
 }
 
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(60)
+/// One invocation as Lambda makes it (60 s to run), its answer read as JSON.
+async fn invoke<S: Sink>(app: &App<S, DynamoTable>, payload: Value) -> Result<Value> {
+    let response = handle(app, testkit::invocation(payload)).await?;
+    Ok(serde_json::to_value(response)?)
 }
 
 /// Drives the stream into the handler until the table is empty.
@@ -162,7 +149,7 @@ async fn drain<S: Sink>(
 ) -> Result<()> {
     driver
         .run_until(
-            |event| handle(app, event, deadline()),
+            |event| invoke(app, event),
             || async { Ok(table_len(&fixture.standby).await? == 0) },
             Duration::from_secs(240),
         )
@@ -288,7 +275,7 @@ async fn kafka_down_fails_the_batch_deletes_nothing_then_drains_when_back() -> R
     let (app_ref, seen_ref) = (&app, &seen);
     driver
         .step(|event| async move {
-            let response = handle(app_ref, event, deadline()).await;
+            let response = invoke(app_ref, event).await;
             if let Ok(value) = &response {
                 seen_ref.lock().unwrap().push(value.clone());
             }
@@ -545,12 +532,12 @@ async fn sweep_republishes_what_the_stream_never_delivered_and_resumes() -> Resu
     // First sweep: a record on page two fails, so the sweep stops there, keeping its place
     // after page one.
     let flaky = failing_once(app, &[&scan_order[12]]);
-    let first: Value = handle(&flaky, scheduled.clone(), deadline()).await?;
+    let first: Value = invoke(&flaky, scheduled.clone()).await?;
     assert_eq!(first["pass_completed"], json!(false), "{first}");
     assert_eq!(first["failed"], json!(1), "{first}");
 
     // Second sweep: resumes at page two and finishes the pass.
-    let second: Value = handle(&flaky, scheduled.clone(), deadline()).await?;
+    let second: Value = invoke(&flaky, scheduled.clone()).await?;
     assert_eq!(second["pass_completed"], json!(true), "{second}");
     assert_eq!(
         table_len(standby).await?,
@@ -575,11 +562,7 @@ async fn sweep_republishes_what_the_stream_never_delivered_and_resumes() -> Resu
 }
 
 fn sweep_event() -> Value {
-    json!({
-        "version": "0", "id": "sweep", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-11-30T00:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/republisher-sweep"], "detail": {}
-    })
+    testkit::scheduled_event("republisher-sweep")
 }
 
 /// Records `n` events per key, keys written in parallel, each key in order.
@@ -651,7 +634,7 @@ async fn a_topic_that_refuses_writes_holds_only_its_keys_until_the_sweep_release
     fixture.stack.deny_writes(&denied, true)?;
     let result = async {
         let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
-        while driver.step(|event| handle(&app, event, deadline())).await? > 0 {}
+        while driver.step(|event| invoke(&app, event)).await? > 0 {}
         assert_eq!(
             driver.stats.partial_failures, 0,
             "the shard is not blocked: {:?}",
@@ -679,7 +662,7 @@ async fn a_topic_that_refuses_writes_holds_only_its_keys_until_the_sweep_release
     let mut released = 0;
     let until = Instant::now() + Duration::from_secs(60);
     while released < 2 && Instant::now() < until {
-        let report: Value = handle(&app, sweep_event(), deadline()).await?;
+        let report: Value = invoke(&app, sweep_event()).await?;
         released += report["held_released"].as_u64().unwrap_or(0);
         if released < 2 {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -689,7 +672,7 @@ async fn a_topic_that_refuses_writes_holds_only_its_keys_until_the_sweep_release
     assert_eq!(table_len(&fixture.standby).await?, 0);
     let messages = consume(&fixture, &denied, held.len()).await?;
     assert_eq!(per_key_order(&messages), expected_order(&held));
-    let again: Value = handle(&app, sweep_event(), deadline()).await?;
+    let again: Value = invoke(&app, sweep_event()).await?;
     assert_eq!(
         again["held_released"],
         json!(0),
@@ -743,7 +726,7 @@ async fn the_sweep_publishes_a_keys_earlier_events_before_an_old_one_it_selected
     let second = record(&fixture.topic, Some("k"), 1, Duration::from_secs(7200));
     let records = vec![first, second];
     write(&fixture.standby, &records).await?;
-    let report: Value = handle(&app, sweep_event(), deadline()).await?;
+    let report: Value = invoke(&app, sweep_event()).await?;
     assert_eq!(report["from_backlog"], json!(1), "{report}");
     let messages = consume_all(&fixture, &fixture.topic).await?;
     assert_eq!(per_key_order(&messages), expected_order(&records));

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
@@ -131,7 +131,7 @@ async fn run() -> Result<bool> {
             &aws,
             &standby,
             outage::Mapping::batches_of(1000),
-            |event| republisher::handle(&app, event, Instant::now() + Duration::from_secs(60)),
+            |event| republisher::handle(&app, devstack::testkit::invocation(event)),
             || producers_done.load(Ordering::Relaxed),
             Duration::from_secs(1200),
             |delivered| draining.set_position(delivered as u64),

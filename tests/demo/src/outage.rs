@@ -443,7 +443,7 @@ impl Mapping {
 /// around it) as `mapping` says — as the event source mapping does while producers keep
 /// writing — until `producers_done()` and no event is left in the table. `progress` gets the
 /// records delivered so far.
-pub async fn drain<F, Fut, E>(
+pub async fn drain<F, Fut, R, E>(
     aws: &aws_config::SdkConfig,
     standby: &sdk::standby_table::StandbyTable,
     mapping: Mapping,
@@ -454,7 +454,8 @@ pub async fn drain<F, Fut, E>(
 ) -> Result<Drained>
 where
     F: FnMut(serde_json::Value) -> Fut,
-    Fut: std::future::Future<Output = Result<serde_json::Value, E>>,
+    Fut: std::future::Future<Output = Result<R, E>>,
+    R: serde::Serialize,
     E: std::fmt::Display,
 {
     let started = Instant::now();
@@ -513,13 +514,18 @@ pub async fn events_waiting(standby: &sdk::standby_table::StandbyTable) -> Resul
     }
 }
 
-/// The scheduled sweep event, as EventBridge sends it.
-pub fn sweep_event() -> serde_json::Value {
-    serde_json::json!({
-        "version": "0", "id": "sweep", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-11-30T00:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/republisher-sweep"], "detail": {}
-    })
+/// One scheduled sweep, as EventBridge and Lambda run it (60 s to run).
+pub async fn sweep<S, T>(app: &republisher::App<S, T>) -> Result<republisher::sweep::SweepReport>
+where
+    S: republisher::engine::Sink,
+    T: republisher::engine::Table,
+{
+    let event =
+        devstack::testkit::invocation(devstack::testkit::scheduled_event("republisher-sweep"));
+    match republisher::handle(app, event).await? {
+        republisher::Response::Sweep(report) => Ok(report),
+        other => bail!("a scheduled event answered as a stream batch: {other:?}"),
+    }
 }
 
 /// Runs sweeps until the table is empty, markers included (they go once they are older than the
@@ -535,10 +541,7 @@ where
     let deadline = Instant::now() + timeout;
     let mut released = 0;
     loop {
-        let report =
-            republisher::handle(app, sweep_event(), Instant::now() + Duration::from_secs(60))
-                .await?;
-        released += report["held_released"].as_u64().unwrap_or(0) as usize;
+        released += sweep(app).await?.held_released;
         if table_is_empty(&app.standby).await? {
             return Ok(released);
         }

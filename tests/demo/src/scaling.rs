@@ -13,7 +13,7 @@ use devstack::{MSK_CLUSTER_NAME, Stack, testkit};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rebalancer::handler::Handoffs;
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::state_table::StateTable;
 
 /// Replicas and preferred leaders (first replicas) of one broker.
@@ -88,10 +88,6 @@ fn alarm() -> Result<Value> {
     ))?)
 }
 
-fn schedule() -> Value {
-    json!({"version": "0", "id": "demo", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
-}
-
 /// Runs the story against the stack's background MSK stand-in. `progress` gets a line of news.
 pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> {
     let started = Instant::now();
@@ -132,7 +128,7 @@ pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> 
     progress("broker CPU at 65% (CpuUser 45 + CpuSystem 20) for every broker");
     testkit::push_broker_cpu(&cloudwatch, MSK_CLUSTER_NAME, &brokers, 45.0, 20.0).await?;
     progress("alarm fires: invoking the autoscaler");
-    let report = autoscaler::handler::handle(&app, alarm()?).await?;
+    let report = autoscaler::handler::handle(&app, testkit::invocation(alarm()?)).await?;
     if !matches!(report.decision, Decision::ScaleOut { .. }) || report.operation_arn.is_none() {
         bail!("the autoscaler did not scale out: {report:?}");
     }
@@ -151,7 +147,11 @@ pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     progress("re-check: the scale-out finished; handing the new brokers to the rebalancer");
-    let follow_up = autoscaler::handler::handle(&app, schedule()).await?;
+    let follow_up = autoscaler::handler::handle(
+        &app,
+        testkit::invocation(testkit::scheduled_event("autoscaler-recheck")),
+    )
+    .await?;
     let new_brokers = follow_up
         .handed_off
         .map(|h| h.new_broker_ids)
@@ -169,20 +169,21 @@ pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> 
         ("REBALANCE_POLL_MS", "500"),
         ("REBALANCE_MARGIN_MS", "500"),
     ]))?;
+    let rebalancer = rebalancer::handler::App {
+        settings,
+        handoffs: Some(Handoffs {
+            state: state.clone(),
+            cluster_arn: msk.cluster_arn.clone(),
+        }),
+    };
     let mut invocations = 0;
     loop {
         invocations += 1;
-        let handoffs = Some(Handoffs {
-            state: &state,
-            cluster_arn: &msk.cluster_arn,
-        });
-        let report = rebalancer::handler::handle(
-            &settings,
-            handoffs,
-            schedule(),
-            Instant::now() + Duration::from_secs(30),
-        )
-        .await?;
+        let event = testkit::lambda_event(
+            testkit::scheduled_event("rebalancer-resume"),
+            Duration::from_secs(30),
+        );
+        let report = serde_json::to_value(rebalancer::handler::handle(&rebalancer, event).await?)?;
         let status = report["status"].as_str().unwrap_or_default().to_string();
         progress(&format!("rebalancer invocation {invocations}: {status}"));
         match status.as_str() {

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -38,7 +38,6 @@ use sdk::fallback::Outcome;
 use serde_json::Value;
 use wire::dead_letter;
 use wire::headers;
-use wire::record::{EventId, StandbyRecord};
 
 /// Fails every `every`-th delete call before touching DynamoDB (a throttled or failed request).
 struct FlakyDeletes {
@@ -74,17 +73,13 @@ impl Table for FlakyDeletes {
 /// Items no producer would write, each broken in its own way.
 fn malformed_items(topic: &str) -> Vec<(String, HashMap<String, AttributeValue>)> {
     let base = |n: usize| {
-        StandbyRecord {
-            event_id: EventId::new(),
-            topic: topic.to_string(),
-            key: Some(format!("broken-{n}").into_bytes()),
-            value: vec![0, 0, 0, 0, 1, b'{', b'}'],
-            headers: vec![],
-            producer_id: "chaos".into(),
-            created_at_ms: 0,
-            expires_at: 0,
-        }
-        .to_item()
+        let mut record = testkit::standby_record(topic)
+            .key(format!("broken-{n}"))
+            .payload("{}")
+            .producer("chaos")
+            .build();
+        record.created_at_ms = 0;
+        record.to_item()
     };
     let mut items = Vec::new();
     let mut missing_value = base(0);
@@ -235,24 +230,23 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
                     let n = invocation.fetch_add(1, Ordering::Relaxed);
                     let (app, killed, duplicated) = (&app, &killed, &duplicated);
                     async move {
-                        let deadline = Instant::now() + Duration::from_secs(60);
                         if n % 5 == 1 {
                             // Lambda kills the invocation mid-batch: the handler is dropped wherever it is.
                             killed.fetch_add(1, Ordering::Relaxed);
                             let _ = tokio::time::timeout(
                                 Duration::from_millis(40),
-                                handle(app, event, deadline),
+                                handle(app, testkit::invocation(event)),
                             )
                             .await;
                             return Err("invocation killed mid-batch".to_string());
                         }
                         if n % 5 == 3 {
                             duplicated.fetch_add(1, Ordering::Relaxed);
-                            handle(app, event.clone(), deadline)
+                            handle(app, testkit::invocation(event.clone()))
                                 .await
                                 .map_err(|e| e.to_string())?;
                         }
-                        handle(app, event, deadline)
+                        handle(app, testkit::invocation(event))
                             .await
                             .map_err(|e| e.to_string())
                     }
@@ -272,13 +266,11 @@ async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
             let mut failed_in_a_row = 0;
             while !drained_flag.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                let deadline = Instant::now() + Duration::from_secs(60);
-                match handle(&app, outage::sweep_event(), deadline).await {
+                match outage::sweep(&app).await {
                     Ok(report) => {
                         failed_in_a_row = 0;
                         sweeps.fetch_add(1, Ordering::Relaxed);
-                        let released = report["held_released"].as_u64().unwrap_or(0);
-                        held_released.fetch_add(released as usize, Ordering::Relaxed);
+                        held_released.fetch_add(report.held_released, Ordering::Relaxed);
                     }
                     Err(error) => {
                         failed_in_a_row += 1;

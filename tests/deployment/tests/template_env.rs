@@ -34,7 +34,7 @@ impl Env for Recording {
 }
 
 /// Set by Lambda itself, never by the template.
-const FROM_LAMBDA: [&str; 2] = ["AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"];
+const FROM_LAMBDA: [&str; 1] = ["AWS_REGION"];
 /// Read, but left at their defaults in AWS on purpose.
 const LEFT_AT_DEFAULT: [&str; 2] = [
     "KAFKA_SSL_CA_LOCATION", // the system trust store holds MSK's CA
@@ -193,12 +193,7 @@ fn documented(section: &str) -> BTreeSet<String> {
 fn check_docs(section: &str, kafka: bool, load: impl Fn(&Recording) -> Result<(), String>) {
     let recording = Recording::new(sample());
     load(&recording).unwrap_or_else(|e| panic!("{section}: sample configuration rejected: {e}"));
-    let read: BTreeSet<String> = recording
-        .asked
-        .into_inner()
-        .into_iter()
-        .filter(|v| v != "AWS_LAMBDA_FUNCTION_NAME")
-        .collect();
+    let read: BTreeSet<String> = recording.asked.into_inner();
     let own = documented(section);
     let mut known = own.clone();
     if kafka {

@@ -168,9 +168,7 @@ impl StreamDriver {
         let Some(max_age) = self.max_record_age else {
             return Ok(());
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs_f64();
+        let now = wire::clock::now_ms() as f64 / 1000.0;
         for index in 0..self.lanes.len() {
             let (expired, kept): (Vec<Record>, Vec<Record>) =
                 self.lanes[index].buffer.drain(..).partition(|r| {
@@ -218,10 +216,11 @@ impl StreamDriver {
     }
 
     /// Delivers at most one batch per lane. Returns the number of records delivered.
-    pub async fn step<F, Fut, E>(&mut self, mut invoke: F) -> Result<usize>
+    pub async fn step<F, Fut, R, E>(&mut self, mut invoke: F) -> Result<usize>
     where
         F: FnMut(Value) -> Fut,
-        Fut: Future<Output = Result<Value, E>>,
+        Fut: Future<Output = Result<R, E>>,
+        R: serde::Serialize,
         E: std::fmt::Display,
     {
         self.fetch().await?;
@@ -244,10 +243,13 @@ impl StreamDriver {
             self.stats.records_delivered += batch.len();
             delivered += batch.len();
             let started = Instant::now();
+            // As Lambda does, the driver reads the handler's answer as JSON.
             let result = invoke(event).await;
             self.stats.invoking += started.elapsed();
             match result {
                 Ok(response) => {
+                    // As Lambda does, the driver reads the handler's answer as JSON.
+                    let response = serde_json::to_value(response)?;
                     let failed_at = response
                         .pointer("/batchItemFailures/0/itemIdentifier")
                         .and_then(Value::as_str)
@@ -285,7 +287,7 @@ impl StreamDriver {
 
     /// Steps until `done()` holds (checked after every step that delivered nothing new), or
     /// fails after `timeout`.
-    pub async fn run_until<F, Fut, E, D, DFut>(
+    pub async fn run_until<F, Fut, R, E, D, DFut>(
         &mut self,
         mut invoke: F,
         mut done: D,
@@ -293,7 +295,8 @@ impl StreamDriver {
     ) -> Result<()>
     where
         F: FnMut(Value) -> Fut,
-        Fut: Future<Output = Result<Value, E>>,
+        Fut: Future<Output = Result<R, E>>,
+        R: serde::Serialize,
         E: std::fmt::Display,
         D: FnMut() -> DFut,
         DFut: Future<Output = Result<bool>>,

@@ -415,3 +415,108 @@ async fn create_keyed_table(
     request.send().await?;
     Ok(())
 }
+
+/// A Lambda event as the runtime hands it to a function with a 60-second timeout.
+pub fn invocation<T>(payload: T) -> lambda_runtime::LambdaEvent<T> {
+    lambda_event(payload, Duration::from_secs(60))
+}
+
+/// A Lambda event as the runtime hands it to a handler: `payload`, and a context whose deadline
+/// is `remaining` from now. The context names no function, so the handler uses its default name.
+pub fn lambda_event<T>(payload: T, remaining: Duration) -> lambda_runtime::LambdaEvent<T> {
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = wire::clock::now_ms() + remaining.as_millis() as u64;
+    lambda_runtime::LambdaEvent::new(payload, context)
+}
+
+/// Starts a standby record as a producer's fallback writes it: a fresh event id, written now by
+/// `test-producer`, no key, an empty payload framed with schema version 1, no headers, no TTL.
+/// Each test sets what it is about.
+pub fn standby_record(topic: &str) -> RecordBuilder {
+    RecordBuilder {
+        record: wire::record::StandbyRecord {
+            event_id: wire::record::EventId::new(),
+            topic: topic.to_string(),
+            key: None,
+            value: Vec::new(),
+            headers: Vec::new(),
+            producer_id: "test-producer".into(),
+            created_at_ms: wire::clock::now_ms(),
+            expires_at: 0,
+        },
+        schema_version: 1,
+        payload: Vec::new(),
+    }
+}
+
+/// See [`standby_record`].
+#[derive(Debug, Clone)]
+pub struct RecordBuilder {
+    record: wire::record::StandbyRecord,
+    schema_version: u32,
+    payload: Vec<u8>,
+}
+
+impl RecordBuilder {
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.record.key = Some(key.into());
+        self
+    }
+
+    /// The event's payload; the value is the payload behind the schema-version prefix.
+    pub fn payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// Adds a header (repeated names are kept, as Kafka keeps them).
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.record
+            .headers
+            .push(wire::record::Header::new(name, value));
+        self
+    }
+
+    pub fn producer(mut self, producer_id: &str) -> Self {
+        self.record.producer_id = producer_id.to_string();
+        self
+    }
+
+    /// Backdates the record: written `age` ago.
+    pub fn age(mut self, age: Duration) -> Self {
+        self.record.created_at_ms = wire::clock::now_ms().saturating_sub(age.as_millis() as u64);
+        self
+    }
+
+    /// The TTL attribute, in epoch seconds.
+    pub fn expires_at(mut self, epoch_secs: u64) -> Self {
+        self.record.expires_at = epoch_secs;
+        self
+    }
+
+    pub fn build(self) -> wire::record::StandbyRecord {
+        wire::record::StandbyRecord {
+            value: wire::envelope::Envelope {
+                schema_version: self.schema_version,
+                payload: &self.payload,
+            }
+            .encode(),
+            ..self.record
+        }
+    }
+}
+
+/// An EventBridge "Scheduled Event" as a schedule named `rule` sends it.
+pub fn scheduled_event(rule: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0", "id": format!("{rule}-1"), "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-30T00:00:00Z",
+        "region": "us-east-1", "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{rule}")],
+        "detail": {}
+    })
+}

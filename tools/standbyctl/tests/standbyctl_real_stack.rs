@@ -1,7 +1,7 @@
 //! The `standbyctl` binary run as an operator would, against the local stack: items in moto's
 //! DynamoDB, records in the real Kafka brokers. Each test has its own tables and topics.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Result;
 use assert_cmd::Command;
@@ -15,7 +15,7 @@ use shared::state_table::StateTable;
 use wire::dead_letter;
 use wire::envelope::Envelope;
 use wire::headers;
-use wire::record::{EventId, Header, StandbyRecord};
+use wire::record::{EventId, StandbyRecord};
 
 struct Fixture {
     stack: Stack,
@@ -95,28 +95,16 @@ impl Fixture {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 fn record(topic: &str, key: &str, payload: &str, age: Duration) -> StandbyRecord {
-    StandbyRecord {
-        event_id: EventId::new(),
-        topic: topic.into(),
-        key: Some(key.as_bytes().to_vec()),
-        value: Envelope {
-            schema_version: 2,
-            payload: payload.as_bytes(),
-        }
-        .encode(),
-        headers: vec![Header::new("trace", format!("{key}-{payload}"))],
-        producer_id: "checkout-7".into(),
-        created_at_ms: now_ms() - age.as_millis() as u64,
-        expires_at: now_ms() / 1000 + 86_400,
-    }
+    testkit::standby_record(topic)
+        .key(key)
+        .payload(payload)
+        .schema_version(2)
+        .header("trace", format!("{key}-{payload}"))
+        .producer("checkout-7")
+        .age(age)
+        .expires_at(wire::clock::now_ms() / 1000 + 86_400)
+        .build()
 }
 
 async fn put_malformed(f: &Fixture) -> Result<String> {
