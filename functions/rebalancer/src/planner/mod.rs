@@ -1,0 +1,387 @@
+//! The planner: target replica lists that balance the cluster with the fewest replica moves.
+//! Pure and deterministic; the executor and the offline `plan` command both call [`plan`].
+//!
+//! **Replicas.** Moves stay inside a rack (an AZ), so every partition keeps the racks it had and
+//! existing rack violations are never made worse. In each rack of `N` brokers holding `R`
+//! replicas, every broker's target is `⌊R/N⌋` or `⌈R/N⌉`, the `R mod N` larger targets going to
+//! the brokers that hold the most today. Each move takes a replica from a broker above its target
+//! to one below it that does not hold the same partition. Such a replica always exists: a broker
+//! above target holds at least `⌊R/N⌋ + 1` replicas, one below holds at most `⌊R/N⌋`, and a
+//! broker holds a partition at most once, so the first holds a partition the second lacks. Every
+//! move lowers the total excess by one, so the plan makes exactly
+//! `M_min = Σ_racks Σ_brokers max(0, current − target)` moves — also when a partition has several
+//! replicas in one rack (the single-move argument does not need one replica per rack). Only
+//! replicas the planner may not touch (partitions being reassigned, excluded topics' replicas
+//! are not counted at all) can leave a broker above target; the summary then says so.
+//!
+//! **Per-topic spread.** Among the many plans with `M_min` moves, each move takes a replica of
+//! the topic where the source broker holds the most more than the emptiest destination, to the
+//! destination holding least of that topic: greedy on the per-topic imbalance, which never
+//! changes the number of moves.
+//!
+//! **Leaders.** Preferred leaders (first replicas) are balanced by reordering replica lists only —
+//! no data moves — to `⌊P/B⌋` or `⌈P/B⌉` per broker across the cluster, along augmenting paths
+//! (leadership handed along a chain of partitions) where no direct hand-over exists; when even
+//! that cannot reach the bounds, the summary reports it. A preferred leader election applies
+//! the new order.
+//!
+//! Planning its own output yields no moves and no reorders.
+
+//!
+//! Layout: [`index`] turns the cluster description into dense indices (brokers, racks, topics,
+//! the partitions that count); [`replicas`] balances each rack; [`leaders`] reorders replica
+//! lists; [`summary`] measures before and after and lists the targets. This module holds the
+//! public types and [`plan`], which runs the four in that order.
+
+mod index;
+mod leaders;
+mod replicas;
+mod summary;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::cluster::{ClusterDescription, ReassignmentJson};
+
+/// MSK's own canary topics: never moved, never counted.
+pub const ALWAYS_EXCLUDED: [&str; 2] = ["__amazon_msk_canary", "__amazon_msk_canary_state"];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Topics neither moved nor counted, besides [`ALWAYS_EXCLUDED`].
+    pub excluded_topics: BTreeSet<String>,
+}
+
+/// One partition whose replica list changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub topic: String,
+    pub partition: i32,
+    pub previous: Vec<i32>,
+    pub replicas: Vec<i32>,
+    /// Replicas that must be copied to a new broker (zero for a pure reorder).
+    pub moves: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokerSummary {
+    pub id: i32,
+    pub rack: String,
+    pub replicas_before: usize,
+    pub replicas_after: usize,
+    pub leaders_before: usize,
+    pub leaders_after: usize,
+}
+
+/// A topic's spread: the largest, over racks, of (most − fewest) replicas of the topic on one
+/// broker of the rack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicSpread {
+    pub topic: String,
+    pub before: u32,
+    pub after: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Replica moves of the plan.
+    pub moves: usize,
+    /// The theoretical minimum for the same balance targets.
+    pub min_moves: usize,
+    /// Partitions whose preferred leader changes.
+    pub leader_changes: usize,
+    /// Bytes to copy, for partitions whose size is known.
+    pub bytes_to_move: u64,
+    /// Every rack's brokers end within one replica of each other.
+    pub replicas_balanced: bool,
+    /// Every broker ends within one preferred leadership of every other.
+    pub leaders_balanced: bool,
+    /// Partitions left as they are: being reassigned, or on brokers missing from the description.
+    pub untouchable_partitions: usize,
+    pub brokers: Vec<BrokerSummary>,
+    pub topics: Vec<TopicSpread>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Sorted by topic and partition.
+    pub targets: Vec<Target>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    /// The plan as `kafka-reassign-partitions --execute` takes it.
+    pub fn reassignment_json(&self) -> ReassignmentJson {
+        ReassignmentJson::new(
+            self.targets
+                .iter()
+                .map(|t| (t.topic.clone(), t.partition, t.replicas.clone())),
+        )
+    }
+}
+
+/// Plans the rebalance of `cluster`.
+pub fn plan(cluster: &ClusterDescription, options: &Options) -> Plan {
+    let mut indexed = index::Indexed::new(cluster, options);
+    let before = summary::Snapshot::of(&indexed);
+
+    let mut min_moves = 0;
+    let mut replicas_balanced = true;
+    for rack in 0..indexed.racks {
+        let members = indexed.members_of(rack);
+        let outcome = replicas::balance_rack(&mut indexed.work, &members, &indexed.brokers);
+        min_moves += outcome.min_moves;
+        replicas_balanced &= outcome.balanced;
+    }
+    let leaders_balanced = leaders::balance(&mut indexed.work, indexed.brokers.len());
+
+    let after = summary::Snapshot::of(&indexed);
+    let changes = summary::targets(cluster, &indexed);
+    Plan {
+        summary: Summary {
+            moves: changes.moves,
+            min_moves,
+            leader_changes: changes.leader_changes,
+            bytes_to_move: changes.bytes_to_move,
+            replicas_balanced,
+            leaders_balanced,
+            untouchable_partitions: indexed.untouchable,
+            brokers: summary::brokers(&indexed, &before, &after),
+            topics: summary::topics(&indexed, &before, &after),
+        },
+        targets: changes.targets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::cluster::{Broker, Partition, TopicPartition};
+
+    fn cluster(racks: &[(i32, &str)], partitions: &[(&str, i32, &[i32])]) -> ClusterDescription {
+        ClusterDescription {
+            brokers: racks
+                .iter()
+                .map(|(id, rack)| Broker {
+                    id: *id,
+                    rack: Some((*rack).into()),
+                })
+                .collect(),
+            partitions: partitions
+                .iter()
+                .map(|(topic, partition, replicas)| Partition {
+                    topic: (*topic).into(),
+                    partition: *partition,
+                    replicas: replicas.to_vec(),
+                    size_bytes: Some(100),
+                })
+                .collect(),
+            reassigning: vec![],
+        }
+    }
+
+    fn apply(cluster: &ClusterDescription, plan: &Plan) -> ClusterDescription {
+        let mut next = cluster.clone();
+        for target in &plan.targets {
+            let p = next
+                .partitions
+                .iter_mut()
+                .find(|p| p.topic == target.topic && p.partition == target.partition)
+                .unwrap();
+            p.replicas = target.replicas.clone();
+        }
+        next
+    }
+
+    const SIX: [(i32, &str); 6] = [(1, "a"), (2, "b"), (3, "c"), (4, "a"), (5, "b"), (6, "c")];
+
+    #[test]
+    fn scale_out_from_three_to_six_brokers() {
+        let partitions: Vec<(String, i32, Vec<i32>)> = (0..12)
+            .map(|p| {
+                (
+                    "orders".to_string(),
+                    p,
+                    vec![1 + p % 3, 1 + (p + 1) % 3, 1 + (p + 2) % 3],
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, i32, &[i32])> = partitions
+            .iter()
+            .map(|(t, p, r)| (t.as_str(), *p, r.as_slice()))
+            .collect();
+        let before = cluster(&SIX, &refs);
+        let plan = plan(&before, &Options::default());
+        assert_eq!(plan.summary.moves, plan.summary.min_moves);
+        assert_eq!(
+            plan.summary.min_moves, 18,
+            "half of each rack's 12 replicas move"
+        );
+        for b in &plan.summary.brokers {
+            assert_eq!(b.replicas_after, 6, "{b:?}");
+            assert_eq!(b.leaders_after, 2, "{b:?}");
+        }
+        assert!(plan.summary.replicas_balanced && plan.summary.leaders_balanced);
+        let rack = |id: i32| SIX.iter().find(|b| b.0 == id).unwrap().1;
+        for target in &plan.targets {
+            let racks = |r: &[i32]| r.iter().map(|b| rack(*b)).collect::<BTreeSet<_>>();
+            assert_eq!(
+                racks(&target.previous),
+                racks(&target.replicas),
+                "moves stay in their rack"
+            );
+        }
+        let again = super::plan(&apply(&before, &plan), &Options::default());
+        assert!(again.targets.is_empty(), "{:?}", again.targets);
+    }
+
+    #[test]
+    fn ceiling_targets_go_to_the_fullest_brokers() {
+        // Rack a: broker 1 holds 3, broker 4 holds 2, broker 7 holds 0 → targets 2, 2, 1.
+        let brokers = [(1, "a"), (4, "a"), (7, "a")];
+        let before = cluster(
+            &brokers,
+            &[
+                ("t", 0, &[1]),
+                ("t", 1, &[1]),
+                ("t", 2, &[1]),
+                ("t", 3, &[4]),
+                ("t", 4, &[4]),
+            ],
+        );
+        let plan = plan(&before, &Options::default());
+        assert_eq!(plan.summary.min_moves, 1);
+        assert_eq!(plan.summary.moves, 1);
+        let after: Vec<usize> = plan
+            .summary
+            .brokers
+            .iter()
+            .map(|b| b.replicas_after)
+            .collect();
+        assert_eq!(after, vec![2, 2, 1]);
+    }
+
+    #[test]
+    fn two_replicas_in_one_rack_still_meet_the_minimum() {
+        let brokers = [(1, "a"), (2, "a"), (3, "a"), (4, "a")];
+        let before = cluster(
+            &brokers,
+            &[
+                ("t", 0, &[1, 2]),
+                ("t", 1, &[1, 2]),
+                ("t", 2, &[1, 2]),
+                ("t", 3, &[1, 2]),
+            ],
+        );
+        let plan = plan(&before, &Options::default());
+        assert_eq!(plan.summary.moves, plan.summary.min_moves);
+        assert_eq!(plan.summary.min_moves, 4);
+        for target in &plan.targets {
+            let distinct: BTreeSet<_> = target.replicas.iter().collect();
+            assert_eq!(distinct.len(), target.replicas.len());
+        }
+        assert!(plan.summary.brokers.iter().all(|b| b.replicas_after == 2));
+    }
+
+    #[test]
+    fn excluded_and_reassigning_partitions_are_left_alone() {
+        let mut before = cluster(
+            &[(1, "a"), (2, "a")],
+            &[
+                ("__amazon_msk_canary", 0, &[1]),
+                ("t", 0, &[1]),
+                ("t", 1, &[1]),
+                ("busy", 0, &[1]),
+            ],
+        );
+        before.reassigning.push(TopicPartition {
+            topic: "busy".into(),
+            partition: 0,
+        });
+        let plan = plan(&before, &Options::default());
+        assert!(plan.targets.iter().all(|t| t.topic == "t"));
+        assert_eq!(plan.summary.untouchable_partitions, 1);
+        assert!(
+            !plan
+                .summary
+                .topics
+                .iter()
+                .any(|t| t.topic.starts_with("__amazon"))
+        );
+        // Three counted replicas on broker 1 (busy's included): targets 2 and 1, one move.
+        assert_eq!(plan.summary.moves, 1);
+    }
+
+    #[test]
+    fn leaders_balance_by_reordering_only() {
+        let before = cluster(
+            &[(1, "a"), (2, "b"), (3, "c")],
+            &[
+                ("t", 0, &[1, 2, 3]),
+                ("t", 1, &[1, 3, 2]),
+                ("t", 2, &[1, 2, 3]),
+            ],
+        );
+        let plan = plan(&before, &Options::default());
+        assert_eq!(plan.summary.moves, 0);
+        assert_eq!(plan.summary.leader_changes, 2);
+        assert!(plan.summary.brokers.iter().all(|b| b.leaders_after == 1));
+    }
+
+    #[test]
+    fn leadership_travels_along_a_chain_when_no_direct_hand_over_exists() {
+        // Broker 1 leads two partitions it shares only with 2; 2 leads one shared with 3;
+        // 3 leads nothing. Only 1 → 2 → 3 balances them.
+        let before = cluster(
+            &[(1, "a"), (2, "b"), (3, "c")],
+            &[("t", 0, &[1, 2]), ("t", 1, &[1, 2]), ("t", 2, &[2, 3])],
+        );
+        let plan = plan(&before, &Options::default());
+        assert!(plan.summary.leaders_balanced, "{:?}", plan.summary.brokers);
+        assert!(plan.summary.brokers.iter().all(|b| b.leaders_after == 1));
+    }
+
+    #[test]
+    fn moves_prefer_keeping_topics_spread() {
+        // Rack a: broker 1 holds 4 of "big" and 2 of "small"; brokers 4 and 7 are new.
+        let brokers = [(1, "a"), (4, "a"), (7, "a")];
+        let before = cluster(
+            &brokers,
+            &[
+                ("big", 0, &[1]),
+                ("big", 1, &[1]),
+                ("big", 2, &[1]),
+                ("big", 3, &[1]),
+                ("small", 0, &[1]),
+                ("small", 1, &[1]),
+            ],
+        );
+        let plan = plan(&before, &Options::default());
+        assert_eq!(plan.summary.moves, 4);
+        let spread: HashMap<&str, u32> = plan
+            .summary
+            .topics
+            .iter()
+            .map(|t| (t.topic.as_str(), t.after))
+            .collect();
+        assert!(spread["big"] <= 1 && spread["small"] <= 1, "{spread:?}");
+    }
+
+    #[test]
+    fn reassignment_json_is_what_the_kafka_tool_reads() {
+        let before = cluster(&[(1, "a"), (2, "a")], &[("t", 0, &[1]), ("t", 1, &[1])]);
+        let json =
+            serde_json::to_value(plan(&before, &Options::default()).reassignment_json()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"version": 1, "partitions": [
+                {"topic": "t", "partition": 1, "replicas": [2], "log_dirs": ["any"]}
+            ]})
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! What a plan changes, measured: per-broker replica and leader counts and per-topic spread
+//! before and after, and the targets (partitions whose replica list changes) with their moves
+//! and bytes.
+
+use std::collections::HashMap;
+
+use crate::cluster::ClusterDescription;
+
+use super::index::{Indexed, Work};
+use super::{BrokerSummary, Target, TopicSpread};
+
+/// Counts taken at one point of planning.
+pub(super) struct Snapshot {
+    /// Replicas per broker index.
+    replicas: Vec<usize>,
+    /// Preferred leaderships per broker index.
+    leaders: Vec<usize>,
+    /// Spread per topic index (see [`TopicSpread`]).
+    spreads: Vec<u32>,
+}
+
+impl Snapshot {
+    pub fn of(indexed: &Indexed) -> Self {
+        let brokers = indexed.brokers.len();
+        Self {
+            replicas: replica_counts(&indexed.work, brokers),
+            leaders: leader_counts(&indexed.work, brokers),
+            spreads: topic_spreads(indexed),
+        }
+    }
+}
+
+/// The partitions whose replica list changes, and the totals over them.
+pub(super) struct Changes {
+    pub targets: Vec<Target>,
+    pub moves: usize,
+    pub leader_changes: usize,
+    pub bytes_to_move: u64,
+}
+
+/// Compares each movable partition's planned replicas with `cluster`'s.
+pub(super) fn targets(cluster: &ClusterDescription, indexed: &Indexed) -> Changes {
+    let mut changes = Changes {
+        targets: Vec::new(),
+        moves: 0,
+        leader_changes: 0,
+        bytes_to_move: 0,
+    };
+    for (w, &i) in indexed.work.iter().zip(&indexed.source) {
+        let original = &cluster.partitions[i];
+        let replicas: Vec<i32> = w.replicas.iter().map(|&b| indexed.brokers[b].id).collect();
+        if !w.movable || replicas == original.replicas {
+            continue;
+        }
+        let added = replicas
+            .iter()
+            .filter(|r| !original.replicas.contains(r))
+            .count();
+        changes.moves += added;
+        if replicas.first() != original.replicas.first() {
+            changes.leader_changes += 1;
+        }
+        changes.bytes_to_move += original.size_bytes.unwrap_or(0) * added as u64;
+        changes.targets.push(Target {
+            topic: original.topic.clone(),
+            partition: original.partition,
+            previous: original.replicas.clone(),
+            replicas,
+            moves: added,
+            size_bytes: original.size_bytes,
+        });
+    }
+    changes
+}
+
+pub(super) fn brokers(
+    indexed: &Indexed,
+    before: &Snapshot,
+    after: &Snapshot,
+) -> Vec<BrokerSummary> {
+    indexed
+        .brokers
+        .iter()
+        .enumerate()
+        .map(|(b, broker)| BrokerSummary {
+            id: broker.id,
+            rack: broker.rack.clone(),
+            replicas_before: before.replicas[b],
+            replicas_after: after.replicas[b],
+            leaders_before: before.leaders[b],
+            leaders_after: after.leaders[b],
+        })
+        .collect()
+}
+
+pub(super) fn topics(indexed: &Indexed, before: &Snapshot, after: &Snapshot) -> Vec<TopicSpread> {
+    indexed
+        .topic_names
+        .iter()
+        .enumerate()
+        .map(|(t, name)| TopicSpread {
+            topic: (*name).to_string(),
+            before: before.spreads[t],
+            after: after.spreads[t],
+        })
+        .collect()
+}
+
+pub(super) fn replica_counts(work: &[Work], brokers: usize) -> Vec<usize> {
+    let mut counts = vec![0; brokers];
+    for w in work {
+        for &b in &w.replicas {
+            counts[b] += 1;
+        }
+    }
+    counts
+}
+
+pub(super) fn leader_counts(work: &[Work], brokers: usize) -> Vec<usize> {
+    let mut counts = vec![0; brokers];
+    for w in work {
+        if let Some(&leader) = w.replicas.first() {
+            counts[leader] += 1;
+        }
+    }
+    counts
+}
+
+fn topic_spreads(indexed: &Indexed) -> Vec<u32> {
+    let rack_of = &indexed.rack_of;
+    let brokers = rack_of.len();
+    let mut per_topic: Vec<HashMap<usize, u32>> = vec![HashMap::new(); indexed.topic_names.len()];
+    for w in &indexed.work {
+        for &b in &w.replicas {
+            *per_topic[w.topic].entry(b).or_default() += 1;
+        }
+    }
+    per_topic
+        .iter()
+        .map(|counts| {
+            (0..indexed.racks)
+                .map(|rack| {
+                    let in_rack = (0..brokers).filter(|&b| rack_of[b] == rack);
+                    let values: Vec<u32> = in_rack
+                        .map(|b| counts.get(&b).copied().unwrap_or(0))
+                        .collect();
+                    if values.iter().all(|v| *v == 0) {
+                        return 0;
+                    }
+                    values.iter().max().unwrap_or(&0) - values.iter().min().unwrap_or(&0)
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}
