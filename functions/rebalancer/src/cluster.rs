@@ -11,6 +11,11 @@
 //!
 //! `replicas` is ordered, the first being the preferred leader; `size_bytes` and `reassigning`
 //! are optional. `reassigning` lists partitions already being moved: they are left alone.
+//!
+//! Also the live view the admin client reads ([`ClusterState`]: replicas with ISR and leaders,
+//! reassignments in progress), which becomes a description for the planner.
+
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -75,5 +80,129 @@ impl ReassignmentJson {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A partition as the cluster reports it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+}
+
+/// A reassignment in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ongoing {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+/// Brokers and partitions (with ISR and leaders) and the reassignments in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterState {
+    pub brokers: Vec<Broker>,
+    pub partitions: Vec<PartitionState>,
+    pub ongoing: Vec<Ongoing>,
+}
+
+impl ClusterState {
+    /// The planner's view: partitions being reassigned counted with their final replicas.
+    pub fn description(&self) -> ClusterDescription {
+        let ongoing: HashMap<(&str, i32), &Ongoing> = self
+            .ongoing
+            .iter()
+            .map(|o| ((o.topic.as_str(), o.partition), o))
+            .collect();
+        ClusterDescription {
+            brokers: self.brokers.clone(),
+            partitions: self
+                .partitions
+                .iter()
+                .map(|p| {
+                    let replicas = match ongoing.get(&(p.topic.as_str(), p.partition)) {
+                        Some(o) => o
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| !o.removing.contains(r))
+                            .collect(),
+                        None => p.replicas.clone(),
+                    };
+                    Partition {
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                        replicas,
+                        size_bytes: None,
+                    }
+                })
+                .collect(),
+            reassigning: self
+                .ongoing
+                .iter()
+                .map(|o| TopicPartition {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                })
+                .collect(),
+        }
+    }
+
+    /// Partitions whose in-sync replicas are fewer than their replicas, leaving aside those
+    /// being reassigned (their new replicas are catching up by design).
+    pub fn under_replicated(&self) -> Vec<TopicPartition> {
+        let moving: HashSet<(&str, i32)> = self
+            .ongoing
+            .iter()
+            .map(|o| (o.topic.as_str(), o.partition))
+            .collect();
+        self.partitions
+            .iter()
+            .filter(|p| {
+                p.isr.len() < p.replicas.len() && !moving.contains(&(p.topic.as_str(), p.partition))
+            })
+            .map(|p| TopicPartition {
+                topic: p.topic.clone(),
+                partition: p.partition,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_counts_reassigning_partitions_with_their_final_replicas() {
+        let state = ClusterState {
+            brokers: vec![],
+            partitions: vec![PartitionState {
+                topic: "t".into(),
+                partition: 0,
+                replicas: vec![1, 2, 4],
+                isr: vec![1, 2],
+                leader: 1,
+            }],
+            ongoing: vec![Ongoing {
+                topic: "t".into(),
+                partition: 0,
+                replicas: vec![1, 2, 4],
+                adding: vec![4],
+                removing: vec![2],
+            }],
+        };
+        let description = state.description();
+        assert_eq!(description.partitions[0].replicas, vec![1, 4]);
+        assert_eq!(description.reassigning.len(), 1);
+        assert!(
+            state.under_replicated().is_empty(),
+            "catching-up replicas of a move are expected"
+        );
     }
 }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::admin::{AdminClient, AdminError, ClusterState, ConfigChange, ConfigOp, ConfigResource};
-use crate::cluster::{ReassignmentJson, TopicPartition};
+use crate::admin::{AdminClient, AdminError, ConfigChange, ConfigOp, ConfigResource, Reassignment};
+use crate::cluster::{ClusterState, ReassignmentJson, TopicPartition};
 use crate::planner::{self, Options, Plan, Summary, Target};
 
 const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
@@ -160,15 +160,22 @@ async fn run_inner(
         let batch = next_batch(&plan, &state, limits);
         if !batch.is_empty() {
             set_throttles(client, &batch, limits).await?;
-            let targets: Vec<(String, i32, Vec<i32>)> = batch
+            let targets: Vec<Reassignment> = batch
                 .iter()
-                .map(|t| (t.topic.clone(), t.partition, t.replicas.clone()))
+                .map(|t| Reassignment {
+                    topic: t.topic.clone(),
+                    partition: t.partition,
+                    replicas: t.replicas.clone(),
+                })
                 .collect();
             let refused = client.alter_reassignments(&targets).await?;
-            if let Some((tp, reason)) = refused.first() {
+            if let Some(first) = refused.first() {
                 return Err(ExecutorError::Refused {
                     failed: refused.len(),
-                    example: format!("{}-{}: {reason}", tp.topic, tp.partition),
+                    example: format!(
+                        "{}-{}: {}",
+                        first.partition.topic, first.partition.partition, first.reason
+                    ),
                 });
             }
             submitted += batch.len();
@@ -347,8 +354,13 @@ async fn elect_leaders(
         return Ok(0);
     }
     let failed = client.elect_preferred_leaders(&partitions).await?;
-    for (tp, reason) in &failed {
-        tracing::warn!(topic = %tp.topic, partition = tp.partition, reason, "preferred leader election failed");
+    for refusal in &failed {
+        tracing::warn!(
+            topic = %refusal.partition.topic,
+            partition = refusal.partition.partition,
+            reason = refusal.reason,
+            "preferred leader election failed"
+        );
     }
     Ok(partitions.len() - failed.len())
 }
@@ -356,8 +368,8 @@ async fn elect_leaders(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::{Ongoing, PartitionState};
     use crate::cluster::Broker;
+    use crate::cluster::{Ongoing, PartitionState};
 
     fn limits() -> Limits {
         Limits {
