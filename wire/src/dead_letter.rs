@@ -48,7 +48,7 @@ impl ErrorClass {
         }
     }
 
-    const ALL: [Self; 2] = [Self::NonRetriable, Self::Malformed];
+    pub const ALL: [Self; 2] = [Self::NonRetriable, Self::Malformed];
 
     pub fn parse(text: &str) -> Option<Self> {
         by_label(Self::ALL, Self::as_str, text)

@@ -369,8 +369,32 @@ pub async fn show(
 #[derive(Debug, Serialize)]
 pub struct Trouble {
     pub event_id: String,
-    pub outcome: &'static str,
+    pub outcome: TroubleKind,
     pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TroubleKind {
+    /// Kafka refused it for good, or it was malformed: now in the dead-letter topic.
+    DeadLettered,
+    /// Refused by its topic and by the dead-letter topic: still in the table, its key held.
+    Stranded,
+    /// Kafka did not take it this time: still in the table.
+    Failed,
+    /// Its topic refuses us: still in the table, its key held.
+    Held,
+}
+
+impl TroubleKind {
+    fn human(self) -> &'static str {
+        match self {
+            Self::DeadLettered => "dead-lettered",
+            Self::Stranded => "stranded",
+            Self::Failed => "failed",
+            Self::Held => "held",
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -416,7 +440,9 @@ impl Report for ReplayReport {
         for trouble in &self.troubles {
             out.push_str(&format!(
                 "\n  {} {}: {}",
-                trouble.event_id, trouble.outcome, trouble.reason
+                trouble.event_id,
+                trouble.outcome.human(),
+                trouble.reason
             ));
         }
         out
@@ -473,19 +499,19 @@ pub async fn replay(
                 }
                 Outcome::DeadLettered { reason } => {
                     report.dead_lettered += 1;
-                    Some(("dead-lettered", reason))
+                    Some((TroubleKind::DeadLettered, reason))
                 }
                 Outcome::Stranded { reason } => {
                     report.left_in_table += 1;
-                    Some(("stranded", reason))
+                    Some((TroubleKind::Stranded, reason))
                 }
                 Outcome::Failed { reason } => {
                     report.left_in_table += 1;
-                    Some(("failed", reason))
+                    Some((TroubleKind::Failed, reason))
                 }
                 Outcome::Held { reason } => {
                     report.left_in_table += 1;
-                    Some(("held", reason))
+                    Some((TroubleKind::Held, reason))
                 }
                 Outcome::NotAttempted => {
                     report.left_in_table += 1;
