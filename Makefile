@@ -11,10 +11,11 @@ export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
 export DEVSTACK_DIR ?= $(CURDIR)/.stack
 DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 
-.PHONY: help setup build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke ctl lambda-build
+.PHONY: help setup setup-stack build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke ctl lambda-build
 
 help:
 	@echo "make setup       install tools: Debian packages, .venv (moto, cfn-lint, sam, cargo-lambda), Kafka jars"
+	@echo "make setup-stack only what the local stack and the demo need (no cfn-lint, sam, cargo-lambda)"
 	@echo "make test        setup, fmt check, clippy, unit tests, integration tests on the local stack"
 	@echo "make unit-test   tests that need no local stack"
 	@echo "make stack-up    start Kafka (3 KRaft nodes) and moto on 127.0.0.1; stack-down stops them"
@@ -27,6 +28,9 @@ help:
 
 setup:
 	@tests/setup.sh
+
+setup-stack:
+	@tests/setup.sh stack
 
 build:
 	cargo build --workspace --all-targets
@@ -46,7 +50,7 @@ fmt:
 devstack:
 	@cargo build -q -p devstack
 
-stack-up: setup devstack
+stack-up: setup-stack devstack
 	$(DEVSTACK) up
 
 stack-down:
@@ -68,7 +72,7 @@ test: setup lint build
 	$(MAKE) --no-print-directory lambda-build
 
 # The operator CLI against the local stack (left running): make ctl ARGS="standby count"
-ctl: setup
+ctl: setup-stack
 	@$(MAKE) --no-print-directory stack-up >/dev/null
 	@$(DEVSTACK) provision >/dev/null
 	@set -a; . "$(DEVSTACK_DIR)/stack.env"; . tests/local-functions.env; set +a; \
@@ -85,20 +89,20 @@ lambda-build: setup
 # The demo builds with the dev profile, sharing `make test`'s artifacts: it waits on Kafka and
 # moto, not on CPU, and the release profile (thin LTO, one codegen unit) cost a first run 14
 # minutes of compiling. The Lambda binaries keep the release profile (`make lambda-build`).
-demo: setup devstack
+demo: setup-stack devstack
 	@if $(DEVSTACK) env >/dev/null 2>&1; then started=0; else started=1; fi; \
 	  $(MAKE) --no-print-directory stack-up >/dev/null; \
 	  status=0; cargo run -q -p demo || status=$$?; \
 	  if [ $$started = 1 ]; then $(MAKE) --no-print-directory stack-down; fi; exit $$status
 
 # The chaos test at full size (100,000 events); `make test` runs it with 3,000.
-chaos: setup
+chaos: setup-stack
 	$(MAKE) --no-print-directory stack-up
 	status=0; CHAOS_EVENTS=100000 cargo test -p demo --test chaos -- --nocapture || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; exit $$status
 
 # Benchmarks print ratios against a baseline measured in the same run; not part of `make test`.
-bench: setup
+bench: setup-stack
 	$(MAKE) --no-print-directory stack-up
 	status=0; cargo bench -p republisher --bench drain && cargo bench -p rebalancer --bench planner || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; exit $$status

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, idempotently: Debian packages (only when a command
-# is missing), a Python venv with moto / cfn-lint / aws-sam-cli / cargo-lambda, and the Apache Kafka jars.
+# is missing), a Python venv, and the Apache Kafka jars. `setup.sh stack` installs only what the
+# local stack needs (moto; what `make demo` uses); `setup.sh` adds the template and Lambda build
+# tools (cfn-lint, aws-sam-cli, cargo-lambda).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,16 +25,21 @@ done
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 
-# Python tools, reinstalled only when tests/requirements.txt changes.
+# Python tools, each list reinstalled only when its file changes.
 venv="$root/.venv"
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum "$root/tests/requirements.txt" | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python tools into .venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/requirements.txt"
-  echo "$want" > "$stamp"
-fi
+lists=(stack)
+[ "${1:-all}" = stack ] || lists+=(tools)
+for list in "${lists[@]}"; do
+  file="$root/tests/requirements-$list.txt"
+  stamp="$venv/.requirements-$list.sha256"
+  want="$(sha256sum "$file" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing Python tools ($list) into .venv"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$file"
+    echo "$want" > "$stamp"
+  fi
+done
 
 # Kafka jars, resolved again only when tests/kafka/pom.xml changes.
 stamp="$kafka_libs/.pom.sha256"

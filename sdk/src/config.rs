@@ -3,7 +3,9 @@
 //! Functions take an [`Env`] rather than reading `std::env` directly so configuration parsing is
 //! unit-tested with a plain map.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,15 +26,15 @@ impl Env for ProcessEnv {
     }
 }
 
-impl Env for HashMap<&str, &str> {
+/// Any map of names to values (tests, and the CLIs that build a configuration from flags).
+impl<K, V, S> Env for HashMap<K, V, S>
+where
+    K: Borrow<str> + Hash + Eq,
+    V: AsRef<str>,
+    S: BuildHasher,
+{
     fn var(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| (*v).to_string())
-    }
-}
-
-impl Env for HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
+        self.get(name).map(|v| v.as_ref().to_string())
     }
 }
 

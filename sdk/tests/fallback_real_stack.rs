@@ -47,10 +47,7 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
     );
     table.create().await?;
 
-    let env = HashMap::from([
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
-        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-    ]);
+    let env = testkit::kafka_env(&bootstrap, []);
     let kafka = KafkaSettings::from_env(&env, "fallback-test", DELIVERY_TIMEOUT)?;
     let settings = FallbackSettings {
         producer_id: "test-producer".into(),
@@ -359,10 +356,7 @@ fn instance(fixture: &Fixture, name: &str, kafka_reachable: bool) -> Result<Fall
     } else {
         "127.0.0.1:1".to_string()
     };
-    let env = HashMap::from([
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
-        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-    ]);
+    let env = testkit::kafka_env(&bootstrap, []);
     let kafka = KafkaSettings::from_env(&env, name, Duration::from_millis(1500))?;
     Ok(FallbackProducer::from_settings(
         &kafka,

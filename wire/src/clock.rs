@@ -14,6 +14,11 @@ pub fn now_ms() -> u64 {
     epoch_ms(SystemTime::now())
 }
 
+/// Now, in whole seconds since the Unix epoch (DynamoDB's TTL attribute, state items).
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

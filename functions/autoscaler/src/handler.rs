@@ -148,7 +148,7 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
             Ok(operation_arn) => {
                 tracing::warn!(from, to, %reason, operation_arn, "scaling out the MSK cluster");
                 let record = ScaleRecord {
-                    at: state::now_secs(),
+                    at: wire::clock::now_secs(),
                     operation_arn: operation_arn.clone(),
                     from,
                     to,
@@ -207,7 +207,7 @@ async fn follow_up<C: ControlPlane, M: CpuMetrics>(
             let handoff = Handoff {
                 new_broker_ids,
                 operation_arn: record.operation_arn.clone(),
-                at: state::now_secs(),
+                at: wire::clock::now_secs(),
             };
             handoff::write(&app.state, arn, &handoff).await?;
             tracing::info!(new_broker_ids = ?handoff.new_broker_ids, "scale-out complete; new brokers handed to the rebalancer");

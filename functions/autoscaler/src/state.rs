@@ -43,10 +43,6 @@ pub enum StateError {
     },
 }
 
-pub fn now_secs() -> u64 {
-    wire::clock::now_ms() / 1000
-}
-
 /// Claims the scale-out of `cluster_arn` at `version`; false if already claimed.
 pub async fn claim(
     state: &StateTable,
@@ -54,7 +50,8 @@ pub async fn claim(
     version: &str,
 ) -> Result<bool, StateError> {
     let sk = format!("{cluster_arn}#{version}");
-    let item = to_item(serde_json::json!({ "at": now_secs() })).expect("a number serializes");
+    let item =
+        to_item(serde_json::json!({ "at": wire::clock::now_secs() })).expect("a number serializes");
     Ok(state.put_new(CLAIM, &sk, item).await?)
 }
 

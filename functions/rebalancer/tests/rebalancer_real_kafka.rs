@@ -303,12 +303,10 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
     );
     state.create().await?;
     let cluster_arn = "arn:aws:kafka:us-east-1:123456789012:cluster/local/1";
-    let settings = Settings::from_env(&HashMap::from([
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
-        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-        ("REBALANCE_POLL_MS", "200"),
-        ("REBALANCE_MARGIN_MS", "100"),
-    ]))?;
+    let settings = Settings::from_env(&testkit::kafka_env(
+        &bootstrap,
+        [("REBALANCE_POLL_MS", "200"), ("REBALANCE_MARGIN_MS", "100")],
+    ))?;
     let app = App {
         settings,
         handoffs: Some(Handoffs {

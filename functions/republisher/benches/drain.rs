@@ -36,7 +36,7 @@ const ROUNDS: usize = 3;
 struct Setup {
     aws: aws_config::SdkConfig,
     topic: String,
-    env: HashMap<&'static str, String>,
+    env: HashMap<String, String>,
 }
 
 fn records(topic: &str, keys: usize) -> Vec<StandbyRecord> {
@@ -103,9 +103,9 @@ impl Table for TrustTheBatch {
 async fn republisher_round(setup: &Setup, keys: usize, gate: bool) -> Result<Duration> {
     let records = records(&setup.topic, keys);
     let (table, state) = fresh_table(setup, &records).await?;
-    let mut env: HashMap<&str, &str> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    env.insert("STANDBY_TABLE_NAME", table.name());
-    env.insert("STATE_TABLE_NAME", &state);
+    let mut env = setup.env.clone();
+    env.insert("STANDBY_TABLE_NAME".into(), table.name().into());
+    env.insert("STATE_TABLE_NAME".into(), state);
     let app = App::new(
         Settings::from_env(&env)?,
         aws_sdk_dynamodb::Client::new(&setup.aws),
@@ -165,9 +165,9 @@ async fn warm_up<S: republisher::engine::Sink, T>(app: &App<S, T>, topic: &str) 
 async fn sequential_round(setup: &Setup, keys: usize) -> Result<Duration> {
     let records = records(&setup.topic, keys);
     let (table, state) = fresh_table(setup, &records).await?;
-    let mut env: HashMap<&str, &str> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    env.insert("STANDBY_TABLE_NAME", table.name());
-    env.insert("STATE_TABLE_NAME", &state);
+    let mut env = setup.env.clone();
+    env.insert("STANDBY_TABLE_NAME".into(), table.name().into());
+    env.insert("STATE_TABLE_NAME".into(), state);
     let settings = Settings::from_env(&env)?;
     let producer = settings.kafka.producer()?;
     producer
@@ -218,11 +218,10 @@ async fn main() -> Result<()> {
     let aws = testkit::aws_config(&stack.aws_endpoint()).await;
     let topic = testkit::unique_name("bench");
     testkit::create_topic(&stack.bootstrap_servers(), &topic, 6, 3, &[]).await?;
-    let env = HashMap::from([
-        ("KAFKA_BOOTSTRAP_SERVERS", stack.bootstrap_servers()),
-        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT".to_string()),
-        ("STANDBY_DEAD_LETTER_TOPIC", "bench-dlt".to_string()),
-    ]);
+    let env = testkit::kafka_env(
+        &stack.bootstrap_servers(),
+        [("STANDBY_DEAD_LETTER_TOPIC", "bench-dlt")],
+    );
     let setup = Setup { aws, topic, env };
 
     // The handler prints its EMF metric lines on stdout; the table comes after them.

@@ -294,7 +294,7 @@ async fn save_pass(state: &StateTable, table: &str, pass: &Pass) -> Result<(), T
         (MARKERS.to_string(), string_list(&pass.markers)),
         (
             "updated_at".to_string(),
-            AttributeValue::N((now_ms() / 1000).to_string()),
+            AttributeValue::N(wire::clock::now_secs().to_string()),
         ),
     ]);
     if let Some(last) = &pass.last_key {

@@ -62,16 +62,18 @@ async fn fixture(
         .create()
         .await?;
 
-    let mut env: HashMap<&str, &str> = HashMap::from([
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
-        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-        ("KAFKA_DELIVERY_TIMEOUT_MS", delivery_timeout_ms),
-        ("STANDBY_TABLE_NAME", standby_name.as_str()),
-        ("STATE_TABLE_NAME", state_name.as_str()),
-        ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
-        ("REPUBLISH_MARGIN_MS", "500"),
-    ]);
-    env.extend(extra_env.iter().copied());
+    let env = testkit::kafka_env(
+        &bootstrap,
+        [
+            ("KAFKA_DELIVERY_TIMEOUT_MS", delivery_timeout_ms),
+            ("STANDBY_TABLE_NAME", standby_name.as_str()),
+            ("STATE_TABLE_NAME", state_name.as_str()),
+            ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
+            ("REPUBLISH_MARGIN_MS", "500"),
+        ]
+        .into_iter()
+        .chain(extra_env.iter().copied()),
+    );
     let app = App::new(Settings::from_env(&env)?, dynamodb)?;
     Ok((
         Fixture {

@@ -63,19 +63,21 @@ impl Rig {
         );
         state.create().await?;
 
-        let mut env = HashMap::from([
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
-            ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-            ("KAFKA_DELIVERY_TIMEOUT_MS", "2000"),
-            ("STANDBY_TABLE_NAME", standby.name()),
-            ("STATE_TABLE_NAME", state.name()),
-            ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
-            ("REPUBLISH_MARGIN_MS", "500"),
-            // Markers may go as soon as a pass finds their topic empty (the demo's producers
-            // refresh them every second; one clock).
-            ("SWEEP_MARKER_GRACE_SECONDS", "2"),
-        ]);
-        env.extend(extra_env.iter().copied());
+        let env = devstack::testkit::kafka_env(
+            &bootstrap,
+            [
+                ("KAFKA_DELIVERY_TIMEOUT_MS", "2000"),
+                ("STANDBY_TABLE_NAME", standby.name()),
+                ("STATE_TABLE_NAME", state.name()),
+                ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
+                ("REPUBLISH_MARGIN_MS", "500"),
+                // Markers may go as soon as a pass finds their topic empty (the demo's producers
+                // refresh them every second; one clock).
+                ("SWEEP_MARKER_GRACE_SECONDS", "2"),
+            ]
+            .into_iter()
+            .chain(extra_env.iter().copied()),
+        );
         let recheck_ms = recheck_max_delay.as_millis().to_string();
         let stack_env = stack.env_file();
         let mut producer_env: Vec<(String, String)> = stack_env

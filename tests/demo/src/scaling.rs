@@ -158,17 +158,15 @@ pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> 
         .unwrap_or_default();
 
     let stack = Stack::attach()?;
-    let settings = rebalancer::settings::Settings::from_env(&HashMap::from([
-        (
-            "KAFKA_BOOTSTRAP_SERVERS",
-            stack.bootstrap_servers().as_str(),
-        ),
-        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-        ("REBALANCE_MAX_PARTITIONS_IN_FLIGHT", "20"),
-        ("REBALANCE_MAX_MOVES_PER_BROKER", "6"),
-        ("REBALANCE_POLL_MS", "500"),
-        ("REBALANCE_MARGIN_MS", "500"),
-    ]))?;
+    let settings = rebalancer::settings::Settings::from_env(&testkit::kafka_env(
+        &stack.bootstrap_servers(),
+        [
+            ("REBALANCE_MAX_PARTITIONS_IN_FLIGHT", "20"),
+            ("REBALANCE_MAX_MOVES_PER_BROKER", "6"),
+            ("REBALANCE_POLL_MS", "500"),
+            ("REBALANCE_MARGIN_MS", "500"),
+        ],
+    ))?;
     let rebalancer = rebalancer::handler::App {
         settings,
         handoffs: Some(Handoffs {

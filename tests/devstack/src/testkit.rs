@@ -520,3 +520,20 @@ pub fn scheduled_event(rule: &str) -> serde_json::Value {
         "detail": {}
     })
 }
+
+/// A function's or the producer SDK's configuration for the local stack: the Kafka connection
+/// (`bootstrap`, plaintext) and `vars`, which each test chooses (a later entry overrides an
+/// earlier one).
+pub fn kafka_env<'a>(
+    bootstrap: &'a str,
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> HashMap<String, String> {
+    [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+    ]
+    .into_iter()
+    .chain(vars)
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect()
+}

@@ -8,24 +8,22 @@
 //! answered.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sdk::config::ProcessEnv;
-use sdk::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
-use sdk::kafka::KafkaSettings;
-use sdk::standby_table::StandbyTable;
+use sdk::fallback::{Event, FallbackProducer, Outcome};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use wire::record::{EventId, Header};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let settings = FallbackSettings::from_env(&ProcessEnv)?;
-    let kafka =
-        KafkaSettings::from_env(&ProcessEnv, &settings.producer_id, Duration::from_secs(2))?;
+    // Built as `sdk/examples/producer.rs` shows; the fleet's environment sets a 2 s delivery
+    // timeout (KAFKA_DELIVERY_TIMEOUT_MS) so outages are noticed quickly.
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let table = StandbyTable::from_env(&ProcessEnv, aws_sdk_dynamodb::Client::new(&aws))?;
-    let producer = Arc::new(FallbackProducer::from_settings(&kafka, table, settings)?);
+    let producer = Arc::new(FallbackProducer::from_env(
+        &ProcessEnv,
+        aws_sdk_dynamodb::Client::new(&aws),
+    )?);
 
     let (answers, mut to_write) = tokio::sync::mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
