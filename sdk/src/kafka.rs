@@ -1,14 +1,8 @@
 //! Kafka client configuration from the environment, and the client context that logs through
 //! `tracing` and signs MSK IAM tokens.
 //!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `KAFKA_BOOTSTRAP_SERVERS` | required | `host:port,…` |
-//! | `KAFKA_SECURITY_PROTOCOL` | `SASL_SSL` | `PLAINTEXT`, `SSL` or `SASL_SSL` (MSK IAM over OAUTHBEARER) |
-//! | `KAFKA_SSL_CA_LOCATION` | system store | PEM bundle to trust instead |
-//! | `KAFKA_CLIENT_ID` | the caller's default | shows in broker logs and quotas |
-//! | `KAFKA_DELIVERY_TIMEOUT_MS` | the caller's default | how long a produce may wait for its ack |
-//! | `AWS_REGION` | required for `SASL_SSL` | region the IAM token is signed for |
+//! The variables are documented in `docs/configuration.md` (Kafka connection), which a test
+//! checks against what [`KafkaSettings::from_env`] reads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -85,18 +85,10 @@ fn event(topic: &str, key: &str, n: usize) -> Event {
 /// Every item in the table, decoded, in (partition key, event id) order.
 async fn table_records(table: &StandbyTable) -> Result<Vec<StandbyRecord>> {
     let mut records = Vec::new();
-    let mut start = None;
-    loop {
-        let (items, next) = table.scan_page(start, 1000).await?;
-        for item in items {
-            let is_marker = matches!(item.get("pk"), Some(AttributeValue::S(pk)) if marker::marker_topic(pk).is_some());
-            if !is_marker {
-                records.push(StandbyRecord::from_item(item)?);
-            }
-        }
-        start = next;
-        if start.is_none() {
-            break;
+    for item in testkit::standby_items(table).await? {
+        let is_marker = matches!(item.get("pk"), Some(AttributeValue::S(pk)) if marker::marker_topic(pk).is_some());
+        if !is_marker {
+            records.push(StandbyRecord::from_item(item)?);
         }
     }
     records.sort_by_key(|r| (r.partition_key(), r.event_id));

@@ -114,10 +114,6 @@ impl StateTable {
         &self.name
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     fn key(pk: &str, sk: &str) -> Item {
         HashMap::from([
             ("pk".to_string(), AttributeValue::S(pk.to_string())),

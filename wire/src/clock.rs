@@ -9,6 +9,11 @@ pub fn epoch_ms(time: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The time `ms` milliseconds after the Unix epoch (the inverse of [`epoch_ms`]).
+pub fn time_of_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}
+
 /// Now, in milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     epoch_ms(SystemTime::now())

@@ -6,3 +6,6 @@
 pub const EVENT_ID: &str = "event-id";
 /// Present (value `true`) on messages republished from the standby store.
 pub const REPUBLISHED: &str = "standby-republished";
+/// On a message `standbyctl dlt redrive` sent: the dead-letter record it came from
+/// (`{dead-letter topic}/{partition}/{offset}`).
+pub const REDRIVEN_FROM: &str = "standby-redriven-from";

@@ -1,17 +1,6 @@
-//! The autoscaler's configuration.
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `MSK_CLUSTER_ARN` | required | the cluster to scale |
-//! | `STATE_TABLE_NAME` | required | claims, last scale-out, rebalancer handoff |
-//! | `CPU_THRESHOLD_PERCENT` | 60 | `CpuUser + CpuSystem` above which the re-check scales (MSK's advice) |
-//! | `TOO_HOT_PERCENT` | 70 | CPU at which adding brokers is refused: reassignment needs headroom |
-//! | `BROKERS_PER_AZ_STEP` | 1 | brokers added per AZ in one scale-out |
-//! | `MAX_BROKERS` | 30 | never more brokers than this |
-//! | `BROKER_QUOTA` | 30 | MSK's brokers-per-cluster quota for the account |
-//! | `SCALE_COOLDOWN_SECONDS` | 3600 | minimum time between two scale-outs |
-//! | `CPU_WINDOW_MINUTES` | 5 | CPU is averaged over this window |
-//! | `DRY_RUN` | false | decide and report, change nothing |
+//! The autoscaler's configuration, read once per execution environment. The variables, their
+//! defaults and meanings are documented in `docs/configuration.md` (Autoscaler), which a test
+//! checks against what [`Settings::from_env`] reads.
 
 use std::time::Duration;
 

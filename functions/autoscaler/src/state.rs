@@ -4,7 +4,7 @@
 //! - the last scale-out (time, operation, brokers before), for the cooldown and the follow-up;
 //! - the *handoff* the rebalancer reads on its schedule (`shared::handoff`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use sdk::standby_table::TableError;
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ pub struct ScaleRecord {
 
 impl ScaleRecord {
     pub fn at_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.at)
+        wire::clock::time_of_ms(self.at * 1000)
     }
 }
 

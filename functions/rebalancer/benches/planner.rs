@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use devstack::testkit;
 use rebalancer::cluster::{Broker, ClusterDescription, Partition};
 use rebalancer::kafka_layout::{Seeded, assign, moves_between};
 use rebalancer::planner::{Options, plan};
@@ -72,11 +73,6 @@ fn generate_moves(cluster: &ClusterDescription) -> usize {
     moves
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 fn main() {
     println!("planner on 30 brokers (3 racks), RF 3; time = median of 5 runs");
     println!(
@@ -107,7 +103,7 @@ fn main() {
                 "{:<12} {:>11} {:>9.1}ms {:>9} {:>9} {:>8.3} {:>16} {:>13.1}x",
                 format!("{before} -> 30"),
                 partitions,
-                median(times).as_secs_f64() * 1000.0,
+                testkit::median(times).as_secs_f64() * 1000.0,
                 summary.moves,
                 summary.min_moves,
                 summary.moves as f64 / summary.min_moves.max(1) as f64,

@@ -1,15 +1,6 @@
-//! The rebalancer's configuration.
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_SECURITY_PROTOCOL`, `AWS_REGION` | see `sdk::kafka` | brokers; `SASL_SSL` = TLS + MSK IAM |
-//! | `REBALANCE_MAX_PARTITIONS_IN_FLIGHT` | 50 | partitions being reassigned at once |
-//! | `REBALANCE_MAX_MOVES_PER_BROKER` | 10 | replica moves touching one broker at once |
-//! | `REBALANCE_THROTTLE_BYTES_PER_SEC` | 52428800 | replication throttle per broker while moving |
-//! | `REBALANCE_EXCLUDED_TOPICS` | none | comma-separated topics never moved (MSK's canary topics always are) |
-//! | `REBALANCE_POLL_MS` | 2000 | how often a running batch is checked |
-//! | `REBALANCE_MARGIN_MS` | 10000 | time kept free before the invocation's deadline |
-//! | `STATE_TABLE_NAME`, `MSK_CLUSTER_ARN` | unset | where the autoscaler hands over the ids of brokers it added (both or neither) |
+//! The rebalancer's configuration, read once per execution environment. The variables, their
+//! defaults and meanings are documented in `docs/configuration.md` (Rebalancer), which a test
+//! checks against what [`Settings::from_env`] reads.
 
 use std::time::Duration;
 

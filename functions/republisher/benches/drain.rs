@@ -203,11 +203,6 @@ async fn sequential_round(setup: &Setup, keys: usize) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 fn per_second(duration: Duration) -> f64 {
     BATCH as f64 / duration.as_secs_f64()
 }
@@ -233,7 +228,11 @@ async fn main() -> Result<()> {
             ungated.push(republisher_round(&setup, keys, false).await?);
             baseline.push(sequential_round(&setup, keys).await?);
         }
-        let (ours, ungated, baseline) = (median(ours), median(ungated), median(baseline));
+        let (ours, ungated, baseline) = (
+            testkit::median(ours),
+            testkit::median(ungated),
+            testkit::median(baseline),
+        );
         rows.push(format!(
             "{label:<22} {:>15.0} {:>17.0} {:>26.0} {:>7.1}x {:>9.2}x",
             per_second(ours),

@@ -1,15 +1,6 @@
-//! The republisher's configuration, read once per execution environment.
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `KAFKA_*`, `AWS_REGION` | see `sdk::kafka` | brokers, TLS, MSK IAM; delivery timeout default 10 s |
-//! | `STANDBY_TABLE_NAME` | required | the standby table |
-//! | `STANDBY_DEAD_LETTER_TOPIC` | required | where poison records go |
-//! | `STATE_TABLE_NAME` | required | where the sweep keeps its resume point |
-//! | `REPUBLISH_MARGIN_MS` | 3000 | time kept free before the deadline for deletes and the response |
-//! | `SWEEP_MIN_AGE_SECONDS` | 3600 | the sweep takes items older than this (keep it ≥ the event source mapping's `MaximumRecordAgeInSeconds`) |
-//! | `SWEEP_PAGE_SIZE` | 500 | items per `Scan` page (1..1000) |
-//! | `SWEEP_MARKER_GRACE_SECONDS` | 60 | a topic's backlog marker is removed only if last raised this long before the sweep pass began (≥ producers' `STANDBY_SIGNAL_INTERVAL_MS` + clock skew) |
+//! The republisher's configuration, read once per execution environment. The variables, their
+//! defaults and meanings are documented in `docs/configuration.md` (Republisher), which a test
+//! checks against what [`Settings::from_env`] reads.
 
 use std::time::Duration;
 

@@ -125,16 +125,7 @@ async fn write(standby: &StandbyTable, records: &[StandbyRecord]) -> Result<()> 
 }
 
 async fn table_len(standby: &StandbyTable) -> Result<usize> {
-    let mut count = 0;
-    let mut start = None;
-    loop {
-        let (items, next) = standby.scan_page(start, 1000).await?;
-        count += items.len();
-        start = next;
-        if start.is_none() {
-            return Ok(count);
-        }
-    }
+    Ok(testkit::standby_items(standby).await?.len())
 }
 
 /// One invocation as Lambda makes it (60 s to run), its answer read as JSON.

@@ -5,3 +5,11 @@
 pub mod fleet;
 pub mod outage;
 pub mod scaling;
+
+/// A whole number from the environment (the demo's and the chaos test's sizes), else `default`.
+pub fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -18,13 +18,6 @@ use devstack::{Stack, testkit};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sdk::fallback::Outcome;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn bar(len: u64, template: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
@@ -61,8 +54,8 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<bool> {
     let plan = Plan {
-        events: env_number("DEMO_EVENTS", 20_000),
-        keys: env_number("DEMO_KEYS", 200),
+        events: demo::env_number("DEMO_EVENTS", 20_000),
+        keys: demo::env_number("DEMO_KEYS", 200),
         workers: 48,
         outage_at: 0.3,
         outage_for: Duration::from_secs(8),

@@ -100,18 +100,11 @@ fn malformed_items(topic: &str) -> Vec<(String, HashMap<String, AttributeValue>)
         .collect()
 }
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_is_lost_when_everything_goes_wrong() -> Result<()> {
     shared::telemetry::emit_metrics_to_stdout(false);
-    let events = env_number("CHAOS_EVENTS", 3000);
-    let outage_for = Duration::from_secs(env_number("CHAOS_OUTAGE_SECONDS", 8) as u64);
+    let events = demo::env_number("CHAOS_EVENTS", 3000);
+    let outage_for = Duration::from_secs(demo::env_number("CHAOS_OUTAGE_SECONDS", 8) as u64);
     let record_age_limit = Duration::from_secs(5);
     let signal_interval = Duration::from_millis(200);
     let key_count = (events / 30).clamp(10, 2000);

@@ -234,3 +234,25 @@ fn configuration_docs_match_what_the_code_reads() {
             .map_err(|e| e.to_string())
     });
 }
+
+/// Every environment variable `standbyctl` reads (its flags' fallbacks, and `EDITOR`) is in its
+/// section, and nothing else is; the Kafka connection is the shared section's.
+#[test]
+fn standbyctl_configuration_is_documented() {
+    fn env_names(command: &clap::Command, names: &mut BTreeSet<String>) {
+        for arg in command.get_arguments() {
+            if let Some(name) = arg.get_env() {
+                names.insert(name.to_string_lossy().into_owned());
+            }
+        }
+        for sub in command.get_subcommands() {
+            env_names(sub, names);
+        }
+    }
+    let mut read = BTreeSet::from(["EDITOR".to_string()]);
+    env_names(
+        &<standbyctl::cli::Cli as clap::CommandFactory>::command(),
+        &mut read,
+    );
+    assert_eq!(documented("standbyctl"), read);
+}

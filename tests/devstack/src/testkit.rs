@@ -537,3 +537,25 @@ pub fn kafka_env<'a>(
     .map(|(name, value)| (name.to_string(), value.to_string()))
     .collect()
 }
+
+/// Every item in the standby table (events and backlog markers), by a consistent scan.
+pub async fn standby_items(
+    table: &sdk::standby_table::StandbyTable,
+) -> Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>> {
+    let mut all = Vec::new();
+    let mut start = None;
+    loop {
+        let (items, next) = table.scan_page(start, 1000).await?;
+        all.extend(items);
+        start = next;
+        if start.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
+/// The median of timing samples (benchmarks take several rounds and report the middle one).
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}

@@ -5,7 +5,7 @@
 //! the republisher's by construction, not by imitation.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use republisher::adapters::{DynamoTable, KafkaSink};
@@ -278,7 +278,7 @@ pub enum ShowReport {
 }
 
 fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    humantime::format_rfc3339_millis(wire::clock::time_of_ms(ms)).to_string()
 }
 
 impl Report for ShowReport {

@@ -480,7 +480,7 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
         Some(first.event_id.to_string())
     );
     assert_eq!(
-        message.header("standby-redriven-from"),
+        message.header(headers::REDRIVEN_FROM),
         Some(format!(
             "{}/{}",
             f.dead_letter_topic,

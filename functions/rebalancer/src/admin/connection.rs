@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::{
     ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
     SaslHandshakeRequest,
@@ -118,7 +119,7 @@ impl Connection {
         let handshake = SaslHandshakeRequest::default()
             .with_mechanism(StrBytes::from_static_str("OAUTHBEARER"));
         let response = self.send(handshake, "SaslHandshake").await?;
-        if response.error_code != 0 {
+        if response.error_code.is_err() {
             return Err(AdminError::Authentication(format!(
                 "OAUTHBEARER not enabled ({}); brokers offer {:?}",
                 super::describe_code(response.error_code),
@@ -133,7 +134,7 @@ impl Connection {
         let request = SaslAuthenticateRequest::default()
             .with_auth_bytes(oauthbearer_initial_response(&token.token));
         let response = self.send(request, "SaslAuthenticate").await?;
-        if response.error_code != 0 {
+        if response.error_code.is_err() {
             return Err(AdminError::Authentication(
                 response
                     .error_message

@@ -13,7 +13,7 @@ mod connection;
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::error::ResponseError;
+use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -172,7 +172,7 @@ impl AdminClient {
         let mut partitions = Vec::new();
         for topic in &metadata.topics {
             let Some(name) = &topic.name else { continue };
-            if topic.error_code != 0 || topic.is_internal {
+            if topic.error_code.is_err() || topic.is_internal {
                 continue;
             }
             for p in &topic.partitions {
@@ -248,14 +248,17 @@ impl AdminClient {
             .responses
             .iter()
             .flat_map(|t| {
-                t.partitions.iter().filter(|p| p.error_code != 0).map(|p| {
-                    Refusal::new(
-                        &t.name.0,
-                        p.partition_index,
-                        p.error_code,
-                        p.error_message.as_ref(),
-                    )
-                })
+                t.partitions
+                    .iter()
+                    .filter(|p| p.error_code.is_err())
+                    .map(|p| {
+                        Refusal::new(
+                            &t.name.0,
+                            p.partition_index,
+                            p.error_code,
+                            p.error_message.as_ref(),
+                        )
+                    })
             })
             .collect())
     }
@@ -380,7 +383,7 @@ impl AdminClient {
             .flat_map(|r| {
                 r.partition_result
                     .iter()
-                    .filter(|p| p.error_code != 0 && p.error_code != not_needed)
+                    .filter(|p| p.error_code.is_err() && p.error_code != not_needed)
                     .map(|p| {
                         Refusal::new(
                             &r.topic.0,

@@ -27,9 +27,6 @@ use crate::cli::DltFilterArgs;
 use crate::error::CtlError;
 use crate::render::{self, DecodedValue, HeaderView, Report, Shown};
 
-/// Header on a redriven message naming the dead-letter record it came from.
-pub const REDRIVEN_FROM: &str = "standby-redriven-from";
-
 /// A dead-letter record's position: `PARTITION:OFFSET`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct DltId {

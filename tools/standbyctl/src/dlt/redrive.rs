@@ -12,7 +12,7 @@ use wire::record::Header;
 
 use super::reader::read_all;
 use super::redrive_log::{Destination, RedriveLog};
-use super::{DltFilter, DltId, DltRecord, REDRIVEN_FROM};
+use super::{DltFilter, DltId, DltRecord};
 use crate::error::{CtlError, Finish};
 use crate::patch::{self, Jq, PatchError};
 use crate::render::{self, DecodedValue, Report};
@@ -214,7 +214,8 @@ impl Redrive<'_> {
                 )
             });
         }
-        let value = match self.repair.apply(record) {
+        // The repair runs jq or waits on the operator's editor: off the async workers.
+        let value = match tokio::task::block_in_place(|| self.repair.apply(record)) {
             Ok(value) => value,
             Err(error) => return Ok(row(RedriveOutcome::Failed, Some(error.to_string()))),
         };
@@ -233,7 +234,7 @@ impl Redrive<'_> {
             self.topic, record.id.partition, record.id.offset
         );
         let original_headers = record.original_headers();
-        let redriven_from = [Header::new(REDRIVEN_FROM, from)];
+        let redriven_from = [Header::new(wire::headers::REDRIVEN_FROM, from)];
         let message = sdk::kafka::Message {
             topic: &topic,
             key: record.key.as_deref(),
