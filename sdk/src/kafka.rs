@@ -62,6 +62,24 @@ impl<'a> Message<'a> {
     }
 }
 
+/// A consumed message's headers, in order, repeated names kept (the inverse of
+/// [`Message::record`]'s header list).
+pub fn headers_of(message: &impl rdkafka::Message) -> Vec<Header> {
+    use rdkafka::message::Headers;
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    name: h.key.to_string(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// How the client reaches the brokers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Security {

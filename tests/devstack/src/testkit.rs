@@ -10,7 +10,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// An AWS SDK configuration for moto: fixed region and dummy credentials, and no SDK retries,
@@ -228,14 +228,10 @@ fn reader(bootstrap: &str, topic: &str, setting: (&str, &str)) -> Result<(BaseCo
 }
 
 fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
-    let headers = message
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let headers = sdk::kafka::headers_of(message)
+        .into_iter()
+        .map(|h| (h.name, h.value))
+        .collect();
     Consumed {
         partition: message.partition(),
         offset: message.offset(),

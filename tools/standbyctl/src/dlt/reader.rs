@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sdk::kafka::{KafkaContext, KafkaSettings};
-use wire::record::Header;
 
 use super::{DltId, DltRecord};
 use crate::error::CtlError;
@@ -52,17 +51,7 @@ fn owned(message: &BorrowedMessage<'_>) -> DltRecord {
         timestamp_ms: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        headers: message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        name: h.key.to_string(),
-                        value: h.value.map(<[u8]>::to_vec),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        headers: sdk::kafka::headers_of(message),
     }
 }
 
