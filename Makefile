@@ -79,11 +79,19 @@ ctl: setup-stack
 	  cargo run -q -p standbyctl -- $(ARGS)
 
 # The three functions as Lambda runs them: arm64, release, built by cargo-lambda (with zig).
+# cargo-lambda runs from a fixed path outside the clone: its zig wrappers record the path of the
+# binary that wrote them, and the C builds cached in the target directory (librdkafka's CMake
+# cache) call those wrappers, so a path inside a clone breaks every later clone once it is gone.
+LAMBDA_TOOLS := $(HOME)/.cache/standby-events/bin
+LAMBDA_TARGET_DIR := $(CARGO_TARGET_DIR)/arm64
 lambda-build: setup
-	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64 \
-	  --package republisher --package autoscaler --package rebalancer
+	@mkdir -p "$(LAMBDA_TOOLS)"
+	@cmp -s .venv/bin/cargo-lambda "$(LAMBDA_TOOLS)/cargo-lambda" || \
+	  install -m 755 .venv/bin/cargo-lambda "$(LAMBDA_TOOLS)/cargo-lambda"
+	PATH="$(LAMBDA_TOOLS):$(CURDIR)/.venv/bin:$$PATH" CARGO_TARGET_DIR="$(LAMBDA_TARGET_DIR)" \
+	  cargo lambda build --release --arm64 --package republisher --package autoscaler --package rebalancer
 	@for f in republisher autoscaler rebalancer; do \
-	  ls -l "$(CARGO_TARGET_DIR)/lambda/$$f/bootstrap" | awk -v f=$$f '{printf "%-12s %5.1f MB\n", f, $$5/1048576}'; done
+	  ls -l "$(LAMBDA_TARGET_DIR)/lambda/$$f/bootstrap" | awk -v f=$$f '{printf "%-12s %5.1f MB\n", f, $$5/1048576}'; done
 
 # The whole story on one machine; stops the stack afterwards unless it was already running.
 # The demo builds with the dev profile, sharing `make test`'s artifacts: it waits on Kafka and
