@@ -4,7 +4,7 @@
 //! [`StandbyRecord`] is the domain type; [`StandbyRecord::to_item`] and the `from_*` decoders are
 //! the single mapping to and from DynamoDB attributes, built on `serde_dynamo`, so the item a
 //! producer writes, the stream image the republisher receives and the page a sweep scans all go
-//! through the same code. The attribute table in the README mirrors [`StandbyItem`].
+//! through the same code. The attribute table in `docs/producer-guide.md` mirrors [`StandbyItem`].
 //!
 //! Ordering: every event of one (topic, Kafka key) shares a partition key and sorts by event id
 //! (UUIDv7, time-ordered) within it, so one strongly consistent Query returns a key's waiting
