@@ -25,6 +25,11 @@ pub enum ConfigError {
 #[derive(Debug, Error)]
 pub enum FallbackError {
     #[error(
+        "event {event_id}: header {name:?} is reserved for the platform (`event-id`, `standby-*`, \
+         `dlt-*`); rename it"
+    )]
+    ReservedHeader { event_id: EventId, name: String },
+    #[error(
         "event {event_id}: item would be {size} bytes, over DynamoDB's {limit}-byte limit, so it \
          cannot wait in the standby store (Kafka said: {kafka_error})"
     )]

@@ -314,6 +314,14 @@ impl FallbackProducer {
         event: Event,
         event_id: EventId,
     ) -> Result<Delivery, FallbackError> {
+        // Refused on either path: the platform sets these, and the republisher refuses an item
+        // carrying one, so a send must not succeed directly and fail later from the table.
+        if let Some(name) = headers::first_reserved(event.headers.iter().map(|h| h.name.as_str())) {
+            return Err(FallbackError::ReservedHeader {
+                event_id,
+                name: name.to_string(),
+            });
+        }
         let partition_key = event
             .key
             .as_deref()

@@ -6,6 +6,7 @@
 //!   ([`state_table::keys`]).
 //! - [`handoff`]: new broker ids passed from the autoscaler to the rebalancer through it.
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics.
+//! - [`topics`]: the topics the functions may publish events to (`EVENT_TOPICS`).
 //! - [`deadline`]: the time an invocation may still use; [`invocation`]: schedule detection and
 //!   the function's name, decided once.
 //!
@@ -17,3 +18,4 @@ pub mod handoff;
 pub mod invocation;
 pub mod state_table;
 pub mod telemetry;
+pub mod topics;

@@ -17,6 +17,13 @@ pub enum RecordError {
         crate::record::FORMAT_VERSION
     )]
     UnknownFormatVersion { found: String },
+    #[error(
+        "attribute `pk` is {stored:?}, but topic, key and event id give {expected:?} \
+         (see the partition-key rule in docs/producer-guide.md)"
+    )]
+    PartitionKeyMismatch { stored: String, expected: String },
+    #[error("attribute `headers` holds {name:?}, a header only the platform sets")]
+    ReservedHeader { name: String },
 }
 
 impl RecordError {
@@ -48,6 +55,8 @@ impl RecordError {
             Self::MissingAttribute { .. } => "missing_attribute",
             Self::InvalidAttribute { .. } => "invalid_attribute",
             Self::UnknownFormatVersion { .. } => "unknown_format_version",
+            Self::PartitionKeyMismatch { .. } => "partition_key_mismatch",
+            Self::ReservedHeader { .. } => "reserved_header",
         }
     }
 }

@@ -9,3 +9,48 @@ pub const REPUBLISHED: &str = "standby-republished";
 /// On a message `standbyctl dlt redrive` sent: the dead-letter record it came from
 /// (`{dead-letter topic}/{partition}/{offset}`).
 pub const REDRIVEN_FROM: &str = "standby-redriven-from";
+
+/// Prefixes of the header names only the platform sets: the event id consumers deduplicate on,
+/// the republisher's and redrive's markers (`standby-…`) and the dead-letter context (`dlt-…`).
+const RESERVED_PREFIXES: [&str; 2] = ["standby-", "dlt-"];
+
+/// Whether `name` is a header only the platform may set. Producers refuse an event carrying one,
+/// and a standby item carrying one is malformed: otherwise a producer could choose the id
+/// consumers drop as a duplicate, or forge a dead-letter context. Compared case-insensitively,
+/// as some Kafka clients and proxies fold header names.
+pub fn is_reserved(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == EVENT_ID || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
+/// The first reserved header name among `names`, if any.
+pub fn first_reserved<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    names.into_iter().find(|name| is_reserved(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platforms_headers_are_reserved_and_others_are_not() {
+        for name in [
+            EVENT_ID,
+            "Event-Id",
+            REPUBLISHED,
+            REDRIVEN_FROM,
+            "standby-anything",
+            crate::dead_letter::REASON,
+            "DLT-original-topic",
+        ] {
+            assert!(is_reserved(name), "{name}");
+        }
+        for name in ["trace", "event-id-of-parent", "x-standby-note", "dltx", ""] {
+            assert!(!is_reserved(name), "{name}");
+        }
+        assert_eq!(
+            first_reserved(["a", "dlt-reason", "event-id"]),
+            Some("dlt-reason")
+        );
+    }
+}

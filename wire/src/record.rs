@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::envelope;
 use crate::error::RecordError;
+use crate::headers;
 
 /// Version of the item layout described here. Readers refuse other versions by name.
 pub const FORMAT_VERSION: u32 = 1;
@@ -356,7 +357,12 @@ impl TryFrom<StandbyItem> for StandbyRecord {
                 reason: "empty topic name".into(),
             });
         }
-        Ok(Self {
+        if let Some(name) = headers::first_reserved(item.headers.iter().map(|h| h.name.as_str())) {
+            return Err(RecordError::ReservedHeader {
+                name: name.to_string(),
+            });
+        }
+        let record = Self {
             event_id,
             topic: item.topic,
             key: item.key.map(ByteBuf::into_vec),
@@ -372,7 +378,18 @@ impl TryFrom<StandbyItem> for StandbyRecord {
             producer_id: item.producer_id,
             created_at_ms: item.created_at,
             expires_at: item.expires_at,
-        })
+        };
+        // The partition key is what a writer's IAM policy can limit (`dynamodb:LeadingKeys`);
+        // the topic is what the republisher publishes to. An item whose two disagree would let
+        // a writer allowed one topic's keys publish to another topic.
+        let expected = record.partition_key();
+        if item.pk != expected {
+            return Err(RecordError::PartitionKeyMismatch {
+                stored: item.pk,
+                expected,
+            });
+        }
+        Ok(record)
     }
 }
 

@@ -215,7 +215,10 @@ async fn main() -> Result<()> {
     testkit::create_topic(&stack.bootstrap_servers(), &topic, 6, 3, &[]).await?;
     let env = testkit::kafka_env(
         &stack.bootstrap_servers(),
-        [("STANDBY_DEAD_LETTER_TOPIC", "bench-dlt")],
+        [
+            ("STANDBY_DEAD_LETTER_TOPIC", "bench-dlt"),
+            ("EVENT_TOPICS", topic.as_str()),
+        ],
     );
     let setup = Setup { aws, topic, env };
 

@@ -7,6 +7,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
 use sdk::kafka::{Message, RenewingProducer};
 use sdk::standby_table::StandbyTable;
+use shared::topics::TopicAllowList;
 use wire::headers;
 use wire::record::{Header, StandbyRecord};
 
@@ -22,13 +23,20 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct KafkaSink {
     producer: RenewingProducer,
     dead_letter_topic: String,
+    topics: TopicAllowList,
 }
 
 impl KafkaSink {
-    pub fn new(producer: RenewingProducer, dead_letter_topic: String) -> Self {
+    /// Publishes events to the topics `topics` allows, and dead letters to `dead_letter_topic`.
+    pub fn new(
+        producer: RenewingProducer,
+        dead_letter_topic: String,
+        topics: TopicAllowList,
+    ) -> Self {
         Self {
             producer,
             dead_letter_topic,
+            topics,
         }
     }
 
@@ -101,6 +109,10 @@ impl Sink for KafkaSink {
             }
             Err(_) => false,
         }
+    }
+
+    fn refuses(&self, topic: &str) -> Option<String> {
+        (!self.topics.permits(topic)).then(|| self.topics.refusal(topic))
     }
 }
 

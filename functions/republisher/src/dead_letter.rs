@@ -18,9 +18,33 @@ pub struct DeadLetter {
     pub headers: Vec<Header>,
 }
 
+/// `dlt-malformed-kind` of an event whose topic is not on the allow-list
+/// ([`shared::topics`]): the event is kept whole, so it can be redriven once the list allows it.
+pub const TOPIC_NOT_ALLOWED: &str = "topic_not_allowed";
+
 /// The dead-letter message for `entry`, failed with `reason`.
 pub fn for_entry(entry: &Entry, reason: &str, class: ErrorClass) -> DeadLetter {
+    build(entry, reason, class, None)
+}
+
+/// The dead-letter message for an event whose topic the republisher may not publish to.
+pub fn for_refused_topic(entry: &Entry, reason: &str) -> DeadLetter {
+    build(
+        entry,
+        reason,
+        ErrorClass::Malformed,
+        Some(TOPIC_NOT_ALLOWED),
+    )
+}
+
+fn build(
+    entry: &Entry,
+    reason: &str,
+    class: ErrorClass,
+    malformed_kind: Option<&str>,
+) -> DeadLetter {
     let mut context = Context::new(reason, class, Source::Republisher);
+    context.malformed_kind = malformed_kind.map(str::to_string);
     context.original_topic = entry.topic().map(str::to_string);
     context.stream_sequence = entry.sequence_number.clone();
     // Poison is dead-lettered the first time it is seen; it never waits for retries.

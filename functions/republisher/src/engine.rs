@@ -51,6 +51,9 @@ pub trait Sink: Sync {
     /// Whether a fresh metadata request confirms that `topic` does not exist; `false` when it
     /// exists or the request fails, so a "missing topic" during a broker restart is retried.
     fn topic_is_missing(&self, topic: &str) -> impl Future<Output = bool> + Send;
+    /// Why events of `topic` may not be published at all (it is not on the topic allow-list,
+    /// [`shared::topics`]), or `None` when they may.
+    fn refuses(&self, topic: &str) -> Option<String>;
 }
 
 /// Reads and deletes standby items.
@@ -457,6 +460,10 @@ async fn run_entry<S: Sink>(entry: &Entry, sink: &S, budget: &Budget) -> Outcome
             }
         }
         Work::Publish(record) => {
+            if let Some(reason) = sink.refuses(&record.topic) {
+                let letter = dead_letter::for_refused_topic(entry, &reason);
+                return send_dead_letter(entry, letter, &reason, ErrorClass::Malformed, sink).await;
+            }
             let started = Instant::now();
             match sink.republish(record).await {
                 Ok(()) => Outcome::Republished {
@@ -466,7 +473,8 @@ async fn run_entry<S: Sink>(entry: &Entry, sink: &S, budget: &Budget) -> Outcome
             }
         }
         Work::Malformed { reason, .. } => {
-            send_dead_letter(entry, reason, ErrorClass::Malformed, sink).await
+            let letter = dead_letter::for_entry(entry, reason, ErrorClass::Malformed);
+            send_dead_letter(entry, letter, reason, ErrorClass::Malformed, sink).await
         }
     }
 }
@@ -501,23 +509,23 @@ async fn on_publish_error<S: Sink>(
             }
         }
         Disposition::NonRetriable => {
-            send_dead_letter(entry, &error.to_string(), ErrorClass::NonRetriable, sink).await
+            let reason = error.to_string();
+            let letter = dead_letter::for_entry(entry, &reason, ErrorClass::NonRetriable);
+            send_dead_letter(entry, letter, &reason, ErrorClass::NonRetriable, sink).await
         }
     }
 }
 
 async fn send_dead_letter<S: Sink>(
     entry: &Entry,
+    letter: DeadLetter,
     reason: &str,
     class: ErrorClass,
     sink: &S,
 ) -> Outcome {
     let event_id = entry.event_id();
     let topic = entry.topic().unwrap_or("unknown");
-    match sink
-        .dead_letter(dead_letter::for_entry(entry, reason, class))
-        .await
-    {
+    match sink.dead_letter(letter).await {
         Ok(()) => {
             tracing::error!(
                 event_id,
@@ -566,6 +574,8 @@ mod tests {
         dead_letter_fails: Option<RDKafkaErrorCode>,
         /// Topics a metadata request confirms missing.
         missing_topics: HashSet<String>,
+        /// Topics not on the allow-list.
+        refused_topics: HashSet<String>,
     }
 
     impl Sink for FakeSink {
@@ -590,6 +600,12 @@ mod tests {
 
         async fn topic_is_missing(&self, topic: &str) -> bool {
             self.missing_topics.contains(topic)
+        }
+
+        fn refuses(&self, topic: &str) -> Option<String> {
+            self.refused_topics
+                .contains(topic)
+                .then(|| format!("{topic} is not allowed"))
         }
     }
 
@@ -785,6 +801,46 @@ mod tests {
         let letters = sink.dead_letters.lock().unwrap();
         assert_eq!(letters.len(), 1);
         assert_eq!(letters[0].value, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn events_for_topics_off_the_allow_list_are_dead_lettered_whole_never_published() {
+        let entries: Vec<Entry> = (0..3).map(|i| publish(i, "a")).collect();
+        let sink = FakeSink {
+            refused_topics: HashSet::from(["t".to_string()]),
+            ..Default::default()
+        };
+        let table = FakeTable::holding(&entries);
+        let report = process(&entries, &sink, &table, &budget()).await;
+        assert_eq!(report.first_failure, None);
+        assert!(sink.published.lock().unwrap().is_empty());
+        assert_eq!(report.deleted, 3);
+        let letters = sink.dead_letters.lock().unwrap();
+        assert_eq!(letters.len(), 3);
+        assert_eq!(
+            letters[0].value,
+            vec![0],
+            "the event itself, for a later redrive"
+        );
+        let header = |name: &str| {
+            letters[0]
+                .headers
+                .iter()
+                .find(|h| h.name == name)
+                .and_then(|h| h.value.clone())
+        };
+        assert_eq!(
+            header(wire::dead_letter::ERROR_CLASS),
+            Some(b"malformed".to_vec())
+        );
+        assert_eq!(
+            header(wire::dead_letter::MALFORMED_KIND),
+            Some(dead_letter::TOPIC_NOT_ALLOWED.as_bytes().to_vec())
+        );
+        assert_eq!(
+            header(wire::dead_letter::REASON),
+            Some(b"t is not allowed".to_vec())
+        );
     }
 
     #[tokio::test]

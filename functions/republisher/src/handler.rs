@@ -51,7 +51,11 @@ impl App<KafkaSink, DynamoTable> {
     pub fn new(settings: Settings, dynamodb: aws_sdk_dynamodb::Client) -> Result<Self, InitError> {
         let producer = settings.kafka.renewing_producer(&[("linger.ms", "1")])?;
         Ok(Self {
-            sink: KafkaSink::new(producer, settings.dead_letter_topic.clone()),
+            sink: KafkaSink::new(
+                producer,
+                settings.dead_letter_topic.clone(),
+                settings.topics.clone(),
+            ),
             table: DynamoTable::new(StandbyTable::new(dynamodb.clone(), &settings.standby_table)),
             standby: StandbyTable::new(dynamodb.clone(), &settings.standby_table),
             state: StateTable::new(dynamodb, &settings.state_table),

@@ -9,6 +9,7 @@ use sdk::config::{self, Env};
 use sdk::kafka::KafkaSettings;
 use sdk::standby_table;
 use shared::state_table;
+use shared::topics::TopicAllowList;
 
 pub const DEAD_LETTER_TOPIC: &str = "STANDBY_DEAD_LETTER_TOPIC";
 pub const MARGIN_MS: &str = "REPUBLISH_MARGIN_MS";
@@ -24,6 +25,8 @@ pub struct Settings {
     pub standby_table: String,
     pub state_table: String,
     pub dead_letter_topic: String,
+    /// The only topics events are republished to.
+    pub topics: TopicAllowList,
     pub margin: Duration,
     pub sweep_min_age: Duration,
     pub sweep_page_size: i32,
@@ -58,6 +61,7 @@ impl Settings {
                 DEAD_LETTER_TOPIC,
                 "topic for records that cannot be republished",
             )?,
+            topics: TopicAllowList::from_env(env)?,
             margin: config::millis(env, MARGIN_MS, Duration::from_secs(3))?,
             sweep_min_age: config::seconds(env, SWEEP_MIN_AGE_SECONDS, Duration::from_secs(3600))?,
             sweep_page_size,
@@ -83,6 +87,7 @@ mod tests {
             ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
             ("STANDBY_TABLE_NAME", "standby"),
             ("STATE_TABLE_NAME", "state"),
+            ("EVENT_TOPICS", "orders.*"),
         ]);
         let err = Settings::from_env(&env).unwrap_err();
         assert!(err.to_string().contains(DEAD_LETTER_TOPIC), "{err}");

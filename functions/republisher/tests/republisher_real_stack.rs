@@ -25,7 +25,10 @@ use shared::state_table::StateTable;
 use tokio::sync::RwLock;
 use wire::dead_letter;
 use wire::headers;
-use wire::record::{EventId, StandbyRecord};
+use wire::record::{EventId, Header, StandbyRecord};
+
+/// A topic on the allow-list that no test creates.
+const MISSING_TOPIC: &str = "no-such-topic-anywhere";
 
 /// The outage test takes it for writing; the others for reading.
 static CLUSTER: RwLock<()> = RwLock::const_new(());
@@ -52,6 +55,9 @@ async fn fixture(
     testkit::create_topic(&bootstrap, &topic, 6, 3, &[("max.message.bytes", "65536")]).await?;
     testkit::create_topic(&bootstrap, &dead_letter_topic, 1, 3, &[]).await?;
 
+    // The tests' own topic, the one that is never created, and those denied by an ACL; not
+    // the `forbidden-…` topics of the confused-deputy test.
+    let event_topics = format!("{topic},{MISSING_TOPIC},denied-*");
     let aws = testkit::aws_config(&stack.aws_endpoint()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let standby_name = testkit::unique_name("standby");
@@ -69,6 +75,7 @@ async fn fixture(
             ("STANDBY_TABLE_NAME", standby_name.as_str()),
             ("STATE_TABLE_NAME", state_name.as_str()),
             ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
+            ("EVENT_TOPICS", event_topics.as_str()),
             ("REPUBLISH_MARGIN_MS", "500"),
         ]
         .into_iter()
@@ -286,7 +293,9 @@ async fn kafka_down_fails_the_batch_deletes_nothing_then_drains_when_back() -> R
     tokio::task::block_in_place(|| outage.end())?;
 
     drain(&fixture, &app, &mut driver).await?;
-    let messages = consume(&fixture, &fixture.topic, 200).await?;
+    // To the end, not to a count: a publish retried after the outage may have landed twice, and
+    // 200 messages can then be read before the last of the 200 events.
+    let messages = consume_all(&fixture, &fixture.topic).await?;
     assert_eq!(per_key_order(&messages), expected_order(&records));
     assert_duplicates_are_identical(&messages);
     Ok(())
@@ -319,6 +328,10 @@ impl<S: Sink + Send> Sink for FailOnce<S> {
 
     async fn topic_is_missing(&self, topic: &str) -> bool {
         self.inner.topic_is_missing(topic).await
+    }
+
+    fn refuses(&self, topic: &str) -> Option<String> {
+        self.inner.refuses(topic)
     }
 }
 
@@ -379,7 +392,7 @@ async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() ->
             )
         })
         .collect();
-    let missing_topic = record("no-such-topic-anywhere", Some("x"), 100, Duration::ZERO);
+    let missing_topic = record(MISSING_TOPIC, Some("x"), 100, Duration::ZERO);
     let mut too_large = record(&fixture.topic, Some("big"), 101, Duration::ZERO);
     too_large.value.extend(std::iter::repeat_n(b'x', 100_000));
 
@@ -482,6 +495,92 @@ async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() ->
             Some(original.topic.clone())
         );
     }
+    Ok(())
+}
+
+/// Writes `item` as it is, as a producer with PutItem rights may.
+async fn put_raw(fixture: &Fixture, item: HashMap<String, AttributeValue>) -> Result<()> {
+    aws_sdk_dynamodb::Client::new(&fixture.aws)
+        .put_item()
+        .table_name(fixture.standby.name())
+        .set_item(Some(item))
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// A producer may write any item into the table; the republisher publishes with its own rights.
+/// Items that would make it write where the producer may not, or forge the id consumers dedupe
+/// on, are dead-lettered with the reason and never published.
+#[tokio::test(flavor = "multi_thread")]
+async fn items_that_would_make_the_republisher_a_confused_deputy_are_dead_lettered() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, app) = fixture("5000", &[]).await?;
+    // A real topic the republisher could write to, were it not for the allow-list.
+    let forbidden = testkit::unique_name("forbidden");
+    testkit::create_topic(&fixture.stack.bootstrap_servers(), &forbidden, 1, 3, &[]).await?;
+
+    // 1. Another topic's event under an allowed topic's partition key (what a producer limited
+    //    by `dynamodb:LeadingKeys` to its own topics could write).
+    let smuggled = record(&forbidden, Some("k"), 0, Duration::ZERO);
+    let mut item = smuggled.to_item();
+    let allowed_pk = record(&fixture.topic, Some("k"), 0, Duration::ZERO).partition_key();
+    item.insert("pk".into(), AttributeValue::S(allowed_pk));
+    put_raw(&fixture, item).await?;
+    // 2. A consistent item for a topic off the allow-list.
+    let off_list = record(&forbidden, Some("k"), 1, Duration::ZERO);
+    put_raw(&fixture, off_list.to_item()).await?;
+    // 3. An allowed topic, but the producer chose the event id header consumers dedupe on.
+    let mut forged_id = record(&fixture.topic, Some("k"), 2, Duration::ZERO);
+    forged_id
+        .headers
+        .push(Header::new(headers::EVENT_ID, EventId::new().to_string()));
+    put_raw(&fixture, forged_id.to_item()).await?;
+    // And an honest event of the key, which still flows.
+    let honest = record(&fixture.topic, Some("k"), 3, Duration::ZERO);
+    write(&fixture.standby, std::slice::from_ref(&honest)).await?;
+
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+    drain(&fixture, &app, &mut driver).await?;
+
+    let forbidden_messages = consume_all(&fixture, &forbidden).await?;
+    assert!(forbidden_messages.is_empty(), "{forbidden_messages:?}");
+    let delivered = consume_all(&fixture, &fixture.topic).await?;
+    let ids: Vec<Option<String>> = delivered
+        .iter()
+        .map(|m| m.header(headers::EVENT_ID))
+        .collect();
+    assert_eq!(ids, vec![Some(honest.event_id.to_string())]);
+
+    let letters = consume(&fixture, &fixture.dead_letter_topic, 3).await?;
+    let kind_of = |id: EventId| {
+        letters
+            .iter()
+            .find(|l| l.header(headers::EVENT_ID) == Some(id.to_string()))
+            .and_then(|l| l.header(dead_letter::MALFORMED_KIND))
+    };
+    assert_eq!(
+        kind_of(smuggled.event_id).as_deref(),
+        Some("partition_key_mismatch")
+    );
+    assert_eq!(
+        kind_of(off_list.event_id).as_deref(),
+        Some("topic_not_allowed")
+    );
+    assert_eq!(
+        kind_of(forged_id.event_id).as_deref(),
+        Some("reserved_header")
+    );
+    let off_list_letter = letters
+        .iter()
+        .find(|l| l.header(headers::EVENT_ID) == Some(off_list.event_id.to_string()))
+        .unwrap();
+    assert_eq!(
+        off_list_letter.value.as_ref(),
+        Some(&off_list.value),
+        "kept whole for a redrive"
+    );
+    assert!(testkit::standby_items(&fixture.standby).await?.is_empty());
     Ok(())
 }
 

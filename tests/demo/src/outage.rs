@@ -63,6 +63,9 @@ impl Rig {
         );
         state.create().await?;
 
+        // Every topic of the rig (and a test's own, such as the chaos test's refused topic)
+        // starts with the prefix.
+        let event_topics = format!("{prefix}-*");
         let env = devstack::testkit::kafka_env(
             &bootstrap,
             [
@@ -70,6 +73,7 @@ impl Rig {
                 ("STANDBY_TABLE_NAME", standby.name()),
                 ("STATE_TABLE_NAME", state.name()),
                 ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
+                ("EVENT_TOPICS", event_topics.as_str()),
                 ("REPUBLISH_MARGIN_MS", "500"),
                 // Markers may go as soon as a pass finds their topic empty (the demo's producers
                 // refresh them every second; one clock).
@@ -627,6 +631,10 @@ impl<S: republisher::engine::Sink + Send> republisher::engine::Sink for Timed<S>
 
     async fn topic_is_missing(&self, topic: &str) -> bool {
         self.inner.topic_is_missing(topic).await
+    }
+
+    fn refuses(&self, topic: &str) -> Option<String> {
+        self.inner.refuses(topic)
     }
 }
 

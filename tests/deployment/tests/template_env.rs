@@ -67,6 +67,7 @@ fn sample() -> HashMap<String, String> {
         ("STANDBY_TABLE_NAME", "standby"),
         ("STATE_TABLE_NAME", "state"),
         ("STANDBY_DEAD_LETTER_TOPIC", "dlt"),
+        ("EVENT_TOPICS", "orders.*"),
         ("STANDBY_PRODUCER_ID", "checkout-1"),
         (
             "MSK_CLUSTER_ARN",

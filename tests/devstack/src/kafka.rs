@@ -36,6 +36,9 @@ pub struct Node {
     pub controller_port: Option<u16>,
     pub dir: PathBuf,
     pub pid: Option<u32>,
+    /// Stopped with SIGSTOP: alive, its log intact, but answering nobody until continued.
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 impl Node {
@@ -182,7 +185,7 @@ log4j.logger.org.apache.kafka.raft=WARN
     /// Starts the broker process (it must be formatted) and records its PID.
     pub fn start(&mut self, libs: &Path) -> Result<()> {
         if self.is_running() {
-            return Ok(());
+            return self.thaw();
         }
         let mut command = self.java(libs, "kafka.Kafka");
         command.arg(self.config_path());
@@ -192,9 +195,31 @@ log4j.logger.org.apache.kafka.raft=WARN
 
     /// Graceful stop (SIGTERM, SIGKILL after 30 s).
     pub fn stop(&mut self) -> Result<()> {
+        // A frozen JVM would sit on the SIGTERM until the grace period ran out.
+        self.thaw()?;
         if let Some(pid) = self.pid.take() {
             process::stop(pid, &self.marker(), Duration::from_secs(30))?;
         }
+        Ok(())
+    }
+
+    /// Hang: SIGSTOP. Connections and requests stall as behind a network partition, and the
+    /// node keeps its log and its place in the ISR, which a crash does not (see
+    /// [`crate::Stack::stop_kafka`]).
+    pub fn freeze(&mut self) -> Result<()> {
+        if let Some(pid) = self.pid {
+            process::signal(pid, &self.marker(), libc::SIGSTOP)?;
+            self.frozen = true;
+        }
+        Ok(())
+    }
+
+    /// Continues a frozen node (SIGCONT); nothing to do for one that is not.
+    fn thaw(&mut self) -> Result<()> {
+        if let (true, Some(pid)) = (self.frozen, self.pid) {
+            process::signal(pid, &self.marker(), libc::SIGCONT)?;
+        }
+        self.frozen = false;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::topics::TopicAllowList;
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 done (also when nothing matched) · 1 a service call failed · 2 bad usage or \
@@ -82,6 +83,8 @@ pub enum StandbyCommand {
         /// Where records Kafka rejects for good (and malformed items) go.
         #[arg(long, env = "STANDBY_DEAD_LETTER_TOPIC", value_name = "TOPIC")]
         dead_letter_topic: String,
+        #[command(flatten)]
+        topics: EventTopicsArg,
         /// List what would be republished; publish and delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -92,6 +95,13 @@ pub enum StandbyCommand {
         table: StandbyTableArg,
         #[command(flatten)]
         filter: StandbyFilterArgs,
+        /// Select the whole table (required when no filter is given).
+        #[arg(long)]
+        all: bool,
+        /// Delete only if the selection still has exactly N items, as the listing showed
+        /// (exit 5 otherwise: the table changed since).
+        #[arg(long, value_name = "N")]
+        expect: Option<usize>,
         /// Really delete.
         #[arg(long)]
         yes: bool,
@@ -119,6 +129,20 @@ pub struct StandbyFilterArgs {
     /// Only items that are not valid standby records.
     #[arg(long)]
     pub malformed: bool,
+}
+
+/// The topics events may be sent to, as the republisher has them.
+#[derive(Debug, Clone, Args)]
+pub struct EventTopicsArg {
+    /// Topic names or prefixes ending in `*`, comma-separated (the template's EventTopics);
+    /// events for any other topic are refused.
+    #[arg(
+        long = "event-topics",
+        env = "EVENT_TOPICS",
+        value_name = "LIST",
+        value_parser = parse_topics
+    )]
+    pub list: TopicAllowList,
 }
 
 #[derive(Debug, Args)]
@@ -166,9 +190,15 @@ pub enum DltCommand {
         ids: Vec<String>,
         #[command(flatten)]
         filter: DltFilterArgs,
-        /// Take every record that passes the filters (there is no implicit "all").
+        /// Take every record that passes the filters (there is no implicit "all"); needs --yes
+        /// unless --dry-run.
         #[arg(long)]
         all: bool,
+        /// Confirm a redrive of --all.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        topics: EventTopicsArg,
         /// A jq filter applied to JSON payloads before sending, e.g. '.amount = 42 | del(.debug)'.
         #[arg(long, value_name = "FILTER", conflicts_with = "edit")]
         jq: Option<String>,
@@ -199,6 +229,12 @@ pub struct DltFilterArgs {
     /// Only records of these events (repeatable).
     #[arg(long = "event-id", value_name = "ID")]
     pub event_ids: Vec<String>,
+}
+
+fn parse_topics(text: &str) -> Result<TopicAllowList, String> {
+    TopicAllowList::parse(text).ok_or_else(|| {
+        "expected topic names or prefixes ending in `*`, comma-separated (not a bare `*`)".into()
+    })
 }
 
 /// An age such as `90s`, `15m`, `2h 30m` or `3d`.

@@ -7,7 +7,7 @@
 //! | 2 | bad usage: an unknown flag, a bad filter, missing configuration |
 //! | 3 | the record asked for by id does not exist |
 //! | 4 | partly done: some selected records failed (each is listed) |
-//! | 5 | refused: a destructive command without `--yes` (it printed what it would do) |
+//! | 5 | refused: a destructive command without `--yes`, or whose selection changed since `--expect` |
 
 use std::process::ExitCode;
 
@@ -41,6 +41,9 @@ pub enum CtlError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     NotFound(String),
+    /// A destructive command not confirmed as it must be; nothing was done.
+    #[error("{0}")]
+    Refused(String),
     /// Boxed: the SDK's error is large, and most results here are not errors.
     #[error("DynamoDB: {0}")]
     Table(Box<TableError>),
@@ -78,6 +81,7 @@ impl CtlError {
         ExitCode::from(match self {
             Self::Usage(_) | Self::Config(_) => 2,
             Self::NotFound(_) => 3,
+            Self::Refused(_) => 5,
             Self::Table(_) | Self::Kafka(_) | Self::Edit(_) | Self::Io { .. } => 1,
         })
     }

@@ -91,6 +91,7 @@ async fn standby_command(command: StandbyCommand, output: Output) -> Result<Fini
             table,
             filter,
             dead_letter_topic,
+            topics,
             dry_run,
         } => {
             let filter = StandbyFilter::try_from(filter)?;
@@ -112,7 +113,7 @@ async fn standby_command(command: StandbyCommand, output: Output) -> Result<Fini
             }
             let kafka = kafka()?;
             let producer = kafka.renewing_producer(&[])?;
-            let sink = KafkaSink::new(producer, dead_letter_topic);
+            let sink = KafkaSink::new(producer, dead_letter_topic, topics.list);
             let deleter = DynamoTable::new(standby);
             let progress =
                 standby::progress_bar(output == Output::Table && std::io::stderr().is_terminal());
@@ -121,9 +122,21 @@ async fn standby_command(command: StandbyCommand, output: Output) -> Result<Fini
             render::print(output, &report);
             Ok(report.finish())
         }
-        StandbyCommand::Purge { table, filter, yes } => {
+        StandbyCommand::Purge {
+            table,
+            filter,
+            all,
+            expect,
+            yes,
+        } => {
+            let filter = StandbyFilter::try_from(filter)?;
+            if filter.is_empty() && !all {
+                return Err(CtlError::Usage(
+                    "select items to purge with filters (--topic, --key, --older-than, --newer-than, --event-id, --malformed), or --all for the whole table".into(),
+                ));
+            }
             let table = StandbyTable::new(dynamodb().await, table.name);
-            let report = standby::purge(&table, &StandbyFilter::try_from(filter)?, yes).await?;
+            let report = standby::purge(&table, &filter, expect, yes).await?;
             render::print(output, &report);
             Ok(report.finish())
         }
@@ -163,6 +176,8 @@ async fn dlt_command(command: DltCommand, output: Output) -> Result<Finish, CtlE
             ids,
             filter,
             all,
+            yes,
+            topics,
             jq,
             edit,
             dry_run,
@@ -173,6 +188,11 @@ async fn dlt_command(command: DltCommand, output: Output) -> Result<Finish, CtlE
             if filter.is_empty() && !all {
                 return Err(CtlError::Usage(
                     "select records to redrive: PARTITION:OFFSET ids, --original-topic, --error-class or --event-id (or --all for every record)".into(),
+                ));
+            }
+            if all && !yes && !dry_run {
+                return Err(CtlError::Refused(
+                    "--all sends every selected record back to the topic its headers name: look first with --dry-run, then add --yes".into(),
                 ));
             }
             let repair = match (jq, edit) {
@@ -190,6 +210,7 @@ async fn dlt_command(command: DltCommand, output: Output) -> Result<Finish, CtlE
                 topic: &topic.name,
                 filter: &filter,
                 repair: &repair,
+                topics: &topics.list,
                 dry_run,
                 again,
                 log: log.as_ref(),

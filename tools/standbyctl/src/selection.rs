@@ -69,6 +69,11 @@ impl TryFrom<StandbyFilterArgs> for StandbyFilter {
 }
 
 impl StandbyFilter {
+    /// Whether no filter was given: the selection is the whole table.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Narrows the read as far as DynamoDB can; [`Self::matches`] has the last word.
     pub fn read_plan(&self, now_ms: u64) -> ReadPlan {
         let mut conditions = Vec::new();

@@ -552,7 +552,10 @@ pub async fn replay(
 pub struct PurgeReport {
     pub selected: usize,
     pub deleted: usize,
-    /// True when --yes was missing: nothing was deleted.
+    /// The count `--expect` pinned, when given.
+    pub expected: Option<usize>,
+    /// True when --yes was missing or the selection no longer has the expected count: nothing
+    /// was deleted.
     pub refused: bool,
     pub error: Option<String>,
     pub items: Vec<ItemRow>,
@@ -561,6 +564,12 @@ pub struct PurgeReport {
 impl Report for PurgeReport {
     fn human(&self) -> String {
         let summary = match (self.refused, &self.error) {
+            (true, _) if self.expected.is_some_and(|n| n != self.selected) => format!(
+                "the selection has {} item(s), not the {} expected: the table changed since the \
+                 listing; nothing deleted",
+                self.selected,
+                self.expected.unwrap_or_default()
+            ),
             (true, _) => format!(
                 "would delete {} item(s); refusing without --yes (these events would be lost)",
                 self.selected
@@ -585,18 +594,23 @@ impl PurgeReport {
     }
 }
 
+/// Deletes the items `filter` selects, if `yes`; with `expect`, only if they are exactly that
+/// many (the operator pins what a listing showed, so a selection that grew since deletes nothing).
 pub async fn purge(
     standby: &StandbyTable,
     filter: &StandbyFilter,
+    expect: Option<usize>,
     yes: bool,
 ) -> Result<PurgeReport, CtlError> {
     let now = now_ms();
     let entries = select(standby, filter, now).await?;
     let items: Vec<ItemRow> = entries.iter().map(|e| ItemRow::of(e, now)).collect();
+    let unexpected = expect.is_some_and(|n| n != entries.len());
     let mut report = PurgeReport {
         selected: entries.len(),
         deleted: 0,
-        refused: !yes && !entries.is_empty(),
+        expected: expect,
+        refused: unexpected || (!yes && !entries.is_empty()),
         error: None,
         items,
     };

@@ -62,6 +62,7 @@ impl Fixture {
             .env("STANDBY_TABLE_NAME", self.standby.name())
             .env("STATE_TABLE_NAME", self.state.name())
             .env("STANDBY_DEAD_LETTER_TOPIC", &self.dead_letter_topic)
+            .env("EVENT_TOPICS", "orders,payments,ctl-*")
             .timeout(Duration::from_secs(120));
         command
     }
@@ -243,12 +244,31 @@ async fn inspect_and_purge_the_standby_table() -> Result<()> {
             "no DynamoDB table \"no-such-table\"",
         ));
 
-    // purge: refuses without --yes (exit 5, nothing deleted), then deletes just the selection.
+    // purge: the whole table only when asked by name; refuses without --yes (exit 5, nothing
+    // deleted), or when the selection is not the count the listing showed; then deletes just
+    // the selection.
+    f.ctl()
+        .args(["standby", "purge", "--yes"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--all"));
     let refused = f.json(&["standby", "purge", "--topic", "payments"], 5);
     assert_eq!(refused["refused"], true);
     assert_eq!(refused["items"].as_array().unwrap().len(), 2);
+    let changed = f.json(
+        &[
+            "standby", "purge", "--topic", "payments", "--expect", "1", "--yes",
+        ],
+        5,
+    );
+    assert_eq!(changed["deleted"], 0, "{changed}");
     assert_eq!(f.json(&["standby", "count"], 0)["total"], 6);
-    let purged = f.json(&["standby", "purge", "--topic", "payments", "--yes"], 0);
+    let purged = f.json(
+        &[
+            "standby", "purge", "--topic", "payments", "--expect", "2", "--yes",
+        ],
+        0,
+    );
     assert_eq!(purged["deleted"], 2);
     let purged = f.json(&["standby", "purge", "--malformed", "--yes"], 0);
     assert_eq!(purged["deleted"], 1);
@@ -432,6 +452,27 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
         .code(2)
         .stderr(predicates::str::contains("does not compile"));
 
+    // Only to the topics the republisher may write: a record whose original topic is off the
+    // list is refused, whatever its headers say.
+    let off_list = f.json(
+        &[
+            "dlt",
+            "redrive",
+            &first_id,
+            "--event-topics",
+            "orders,payments",
+        ],
+        4,
+    );
+    assert_eq!(off_list["records"][0]["outcome"], "refused", "{off_list}");
+    assert!(
+        off_list["records"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("EVENT_TOPICS"),
+        "{off_list}"
+    );
+
     // Redriven before the topic exists: that record fails (exit 4) and nothing is recorded.
     let early = f.json(&["dlt", "redrive", &first_id], 4);
     assert_eq!(early["records"][0]["outcome"], "failed", "{early}");
@@ -519,7 +560,12 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
         .clone();
     let edited: Value = serde_json::from_slice(&edited)?;
     assert_eq!(edited["records"][0]["edited"], true);
-    let everything = f.json(&["dlt", "redrive", "--all"], 4);
+    f.ctl()
+        .args(["dlt", "redrive", "--all"])
+        .assert()
+        .code(5)
+        .stderr(predicates::str::contains("--yes"));
+    let everything = f.json(&["dlt", "redrive", "--all", "--yes"], 4);
     let outcomes: Vec<&str> = everything["records"]
         .as_array()
         .unwrap()

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use rdkafka::producer::FutureProducer;
 use sdk::kafka::{KafkaContext, KafkaSettings};
 use serde::Serialize;
+use shared::topics::TopicAllowList;
 use wire::dead_letter;
 use wire::record::Header;
 
@@ -135,6 +136,8 @@ pub struct Redrive<'a> {
     pub topic: &'a str,
     pub filter: &'a DltFilter,
     pub repair: &'a Repair,
+    /// Original topics a record may go back to; others are refused.
+    pub topics: &'a TopicAllowList,
     pub dry_run: bool,
     pub again: bool,
     pub log: Option<&'a RedriveLog>,
@@ -203,6 +206,12 @@ impl Redrive<'_> {
                 Some(format!("no {} header", dead_letter::ORIGINAL_TOPIC)),
             ));
         };
+        if !self.topics.permits(&topic) {
+            return Ok(row(
+                RedriveOutcome::Refused,
+                Some(self.topics.refusal(&topic)),
+            ));
+        }
         if let Some(before) = done.get(&record.id)
             && !self.again
         {
