@@ -54,27 +54,27 @@ pub mod keys {
         Family {
             leading_key: AUTOSCALER_CLAIM,
             owner: "autoscaler",
-            granted_to: &["AutoscalerFunction"],
+            granted_to: &["AutoscalerRole"],
         },
         Family {
             leading_key: AUTOSCALER_SCALE,
             owner: "autoscaler",
-            granted_to: &["AutoscalerFunction"],
+            granted_to: &["AutoscalerRole"],
         },
         Family {
             leading_key: REBALANCER_HANDOFF,
             owner: "shared::handoff",
-            granted_to: &["AutoscalerFunction", "RebalancerFunction"],
+            granted_to: &["AutoscalerRole", "RebalancerRole"],
         },
         Family {
             leading_key: REPUBLISHER_SWEEP,
             owner: "republisher::sweep",
-            granted_to: &["RepublisherFunction"],
+            granted_to: &["RepublisherRole"],
         },
         Family {
             leading_key: "republisher#held#*",
             owner: "republisher::held",
-            granted_to: &["RepublisherFunction"],
+            granted_to: &["RepublisherRole"],
         },
         Family {
             leading_key: STANDBYCTL_REDRIVE,

@@ -88,6 +88,21 @@ pub enum Decision {
     },
 }
 
+/// The refusal of an alarm that is not the one the autoscaler acts on (`CPU_ALARM_NAME`), or
+/// `None`. Anyone allowed to invoke the function, or an alarm wired to it by mistake, must not
+/// be able to add brokers; the schedule's re-check is always the autoscaler's own.
+pub fn foreign_alarm(signal: &Signal, configured: &str) -> Option<Decision> {
+    match signal {
+        Signal::Alarm { name, .. } if name != configured => Some(Decision::Refuse {
+            reason: format!(
+                "alarm {name:?} is not the alarm this autoscaler acts on ({configured:?}, \
+                 CPU_ALARM_NAME); nothing done"
+            ),
+        }),
+        _ => None,
+    }
+}
+
 pub fn decide(situation: &Situation, policy: &Policy) -> Decision {
     let no = |reason: String| Decision::NoAction { reason };
     let cluster = &situation.cluster;
@@ -229,6 +244,18 @@ mod tests {
 
     fn scaled(s: &Situation) -> Decision {
         decide(s, &policy())
+    }
+
+    #[test]
+    fn only_the_configured_alarm_is_acted_on() {
+        let signal = situation().signal;
+        assert_eq!(foreign_alarm(&signal, "msk-cpu"), None);
+        assert_eq!(foreign_alarm(&Signal::Recheck, "msk-cpu"), None);
+        let Some(Decision::Refuse { reason }) = foreign_alarm(&signal, "prod-broker-cpu-high")
+        else {
+            panic!("another alarm must be refused");
+        };
+        assert!(reason.contains("\"msk-cpu\"") && reason.contains("CPU_ALARM_NAME"));
     }
 
     #[test]

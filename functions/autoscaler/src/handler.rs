@@ -17,7 +17,7 @@ use shared::state_table::StateTable;
 use crate::aws::{CloudWatch, Msk};
 use shared::telemetry::{Metrics, Unit};
 
-use crate::decision::{ClusterKind, Decision, Situation, decide};
+use crate::decision::{self, ClusterKind, Decision, Situation, decide};
 use crate::ports::{ControlError, ControlPlane, CpuMetrics};
 use crate::settings::Settings;
 use crate::state::{self, ScaleRecord, StateError};
@@ -96,6 +96,16 @@ pub async fn handle<C: ControlPlane, M: CpuMetrics>(
 ) -> Result<Report, HandlerError> {
     let invocation = Invocation::from_context(&event.context, "autoscaler");
     let signal = trigger::parse(&event.payload)?;
+    if let Some(refusal) = decision::foreign_alarm(&signal, &app.settings.alarm_name) {
+        let report = Report {
+            decision: refusal,
+            dry_run: app.settings.dry_run,
+            cpu: None,
+            operation_arn: None,
+            handed_off: None,
+        };
+        return Ok(finish(&invocation, report));
+    }
     let arn = &app.settings.cluster_arn;
     let handed_off = follow_up(app).await?;
 

@@ -10,10 +10,13 @@ use sdk::config::{self, Env};
 use crate::decision::Policy;
 
 pub const CLUSTER_ARN: &str = "MSK_CLUSTER_ARN";
+pub const ALARM_NAME: &str = "CPU_ALARM_NAME";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub cluster_arn: String,
+    /// The only alarm whose invocations are acted on.
+    pub alarm_name: String,
     pub state_table: String,
     pub policy: Policy,
     pub cpu_window: Duration,
@@ -53,6 +56,11 @@ impl Settings {
         }
         Ok(Self {
             cluster_arn,
+            alarm_name: config::required(
+                env,
+                ALARM_NAME,
+                "name of the broker CPU alarm the autoscaler acts on",
+            )?,
             state_table: config::required(
                 env,
                 shared::state_table::STATE_TABLE_NAME,
@@ -91,7 +99,11 @@ mod tests {
 
     #[test]
     fn requires_a_cluster_arn_and_sane_thresholds() {
-        let mut env = HashMap::from([(CLUSTER_ARN, "prod"), ("STATE_TABLE_NAME", "state")]);
+        let mut env = HashMap::from([
+            (CLUSTER_ARN, "prod"),
+            ("STATE_TABLE_NAME", "state"),
+            (ALARM_NAME, "prod-broker-cpu-high"),
+        ]);
         assert!(
             Settings::from_env(&env)
                 .unwrap_err()

@@ -57,6 +57,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
     let max = (before + 3).to_string();
     let env = HashMap::from([
         ("MSK_CLUSTER_ARN", standin.cluster_arn.as_str()),
+        ("CPU_ALARM_NAME", "msk-broker-cpu-high"),
         ("STATE_TABLE_NAME", state.name()),
         ("MAX_BROKERS", max.as_str()),
         ("SCALE_COOLDOWN_SECONDS", "3600"),
@@ -96,6 +97,18 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
             "{report:?}"
         );
     }
+
+    // Any other alarm in ALARM (AWS's generic sample alarm event) is refused, with CPU high.
+    let other: Value = serde_json::from_str(include_str!(
+        "../../../events/autoscaler/alarm-other-alarm.json"
+    ))?;
+    let refused = handle(&app, testkit::invocation(other)).await?;
+    assert!(
+        matches!(&refused.decision, Decision::Refuse { reason } if reason.contains("lambda-demo-metric-alarm")),
+        "{refused:?}"
+    );
+    assert_eq!(refused.operation_arn, None);
+    assert_eq!(standin.state(), "ACTIVE", "no scale-out started");
 
     // The same ALARM delivered twice at once: one scale-out, the other sees the claim.
     let (first, second) = tokio::join!(
@@ -187,6 +200,7 @@ async fn scales_out_once_on_alarm_and_hands_the_new_brokers_to_the_rebalancer() 
     let dry = App {
         settings: Settings::from_env(&HashMap::from([
             ("MSK_CLUSTER_ARN", standin.cluster_arn.as_str()),
+            ("CPU_ALARM_NAME", "msk-broker-cpu-high"),
             ("STATE_TABLE_NAME", "unused"),
             ("MAX_BROKERS", "30"),
             ("SCALE_COOLDOWN_SECONDS", "1"),

@@ -105,6 +105,7 @@ async fn a_stale_version_is_read_again_and_decided_again() -> Result<()> {
         state: state.clone(),
         settings: Settings::from_env(&HashMap::from([
             ("MSK_CLUSTER_ARN", ARN),
+            ("CPU_ALARM_NAME", "msk-broker-cpu-high"),
             ("STATE_TABLE_NAME", state.name()),
             ("MAX_BROKERS", "12"),
         ]))?,

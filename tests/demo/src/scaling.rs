@@ -114,6 +114,7 @@ pub async fn scale_out_and_rebalance(progress: impl Fn(&str)) -> Result<Scaled> 
     let max = (brokers.len() + 3).to_string();
     let env = HashMap::from([
         ("MSK_CLUSTER_ARN", msk.cluster_arn.as_str()),
+        ("CPU_ALARM_NAME", "msk-broker-cpu-high"),
         ("STATE_TABLE_NAME", state.name()),
         ("MAX_BROKERS", max.as_str()),
         ("SCALE_COOLDOWN_SECONDS", "3600"),

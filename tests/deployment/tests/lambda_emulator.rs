@@ -74,6 +74,9 @@ fn check(function: &str, file: &str, response: &Value) -> Result<()> {
             if quiet && decision != "no_action" {
                 bail!("{file}: an OK / INSUFFICIENT_DATA alarm must not scale: {response}");
             }
+            if file.contains("other-alarm") && decision != "refuse" {
+                bail!("{file}: an alarm other than CPU_ALARM_NAME must be refused: {response}");
+            }
         }
         "rebalancer" => {
             let status = response["status"].as_str().context("a status")?;

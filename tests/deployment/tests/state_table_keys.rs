@@ -14,8 +14,31 @@ fn template() -> Yaml {
     YamlLoader::load_from_str(&text).unwrap().remove(0)
 }
 
-/// Every value listed under a `dynamodb:LeadingKeys` condition anywhere inside `node`.
+/// Whether `statement` grants on the state table (`!GetAtt StateTable.Arn`; the standby
+/// table's grants have leading keys too, the producers' partition keys).
+fn on_state_table(statement: &yaml_rust2::yaml::Hash) -> bool {
+    statement
+        .get(&Yaml::String("Resource".into()))
+        .and_then(Yaml::as_str)
+        .is_some_and(|resource| resource.starts_with("StateTable."))
+}
+
+/// Every value listed under a `dynamodb:LeadingKeys` condition of a state-table statement
+/// anywhere inside `node`.
 fn leading_keys(node: &Yaml, found: &mut BTreeSet<String>) {
+    match node {
+        Yaml::Hash(hash) if hash.contains_key(&Yaml::String("Resource".into())) => {
+            if on_state_table(hash) {
+                collect(node, found);
+            }
+        }
+        Yaml::Hash(hash) => hash.values().for_each(|value| leading_keys(value, found)),
+        Yaml::Array(items) => items.iter().for_each(|item| leading_keys(item, found)),
+        _ => {}
+    }
+}
+
+fn collect(node: &Yaml, found: &mut BTreeSet<String>) {
     match node {
         Yaml::Hash(hash) => {
             for (key, value) in hash {
@@ -26,11 +49,11 @@ fn leading_keys(node: &Yaml, found: &mut BTreeSet<String>) {
                     };
                     found.extend(values.iter().filter_map(|v| v.as_str()).map(String::from));
                 } else {
-                    leading_keys(value, found);
+                    collect(value, found);
                 }
             }
         }
-        Yaml::Array(items) => items.iter().for_each(|item| leading_keys(item, found)),
+        Yaml::Array(items) => items.iter().for_each(|item| collect(item, found)),
         _ => {}
     }
 }

@@ -68,6 +68,7 @@ fn sample() -> HashMap<String, String> {
         ("STATE_TABLE_NAME", "state"),
         ("STANDBY_DEAD_LETTER_TOPIC", "dlt"),
         ("EVENT_TOPICS", "orders.*"),
+        ("CPU_ALARM_NAME", "prod-broker-cpu-high"),
         ("STANDBY_PRODUCER_ID", "checkout-1"),
         (
             "MSK_CLUSTER_ARN",

@@ -1,0 +1,290 @@
+//! Least privilege as CloudFormation receives it: `template.yaml` after SAM's transform (run
+//! offline by `sam_transform.py` with SAM's own translator), not as written. SAM adds roles and
+//! managed policies of its own (a DynamoDB event source brings `AWSLambdaDynamoDBExecutionRole`,
+//! stream reads on every stream); checking the source template would miss them.
+//!
+//! Needs `.venv` with `aws-sam-cli` (`make setup`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Actions AWS offers no resource-level permission for: the only ones allowed on `"*"`.
+const NO_RESOURCE_LEVEL: [&str; 3] = [
+    "cloudwatch:GetMetricData",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn transformed() -> Value {
+    let root = repo();
+    let python = root.join(".venv/bin/python");
+    let output = Command::new(&python)
+        .arg(root.join("tests/deployment/sam_transform.py"))
+        .arg(root.join("template.yaml"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {} (make setup installs it): {e}", python.display()));
+    assert!(
+        output.status.success(),
+        "SAM's transform failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the transform prints JSON")
+}
+
+fn resources(template: &Value) -> &serde_json::Map<String, Value> {
+    template["Resources"].as_object().expect("Resources")
+}
+
+fn of_type<'a>(template: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
+    resources(template)
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(name, r)| (name.as_str(), r))
+        .collect()
+}
+
+/// A value that may be a string or a list of them (after `Fn::If` branches are taken).
+fn strings(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    }
+}
+
+/// Statements of a policy document, with both branches of a conditional statement.
+fn statements(document: &Value) -> Vec<&Value> {
+    strings(&document["Statement"])
+        .into_iter()
+        .flat_map(|s| match s.get("Fn::If").and_then(Value::as_array) {
+            Some(branches) => branches[1..].iter().collect(),
+            None => vec![s],
+        })
+        .filter(|s| s.get("Effect").is_some())
+        .collect()
+}
+
+/// Every IAM policy document in the transformed template, named by where it is.
+fn policy_documents(template: &Value) -> Vec<(String, &Value)> {
+    let mut documents = Vec::new();
+    for (name, role) in of_type(template, "AWS::IAM::Role") {
+        for policy in strings(&role["Properties"]["Policies"]) {
+            documents.push((
+                format!("{name}/{}", policy["PolicyName"]),
+                &policy["PolicyDocument"],
+            ));
+        }
+    }
+    for kind in ["AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"] {
+        for (name, policy) in of_type(template, kind) {
+            documents.push((name.to_string(), &policy["Properties"]["PolicyDocument"]));
+        }
+    }
+    documents
+}
+
+fn actions(statement: &Value) -> BTreeSet<String> {
+    strings(&statement["Action"])
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_function_runs_as_a_role_of_the_template_and_sam_adds_none() {
+    let template = transformed();
+    let roles = of_type(&template, "AWS::IAM::Role");
+    assert_eq!(
+        roles.keys().copied().collect::<Vec<_>>(),
+        ["AutoscalerRole", "RebalancerRole", "RepublisherRole"],
+        "SAM created a role of its own"
+    );
+    for (name, role) in &roles {
+        assert!(
+            role["Properties"].get("ManagedPolicyArns").is_none(),
+            "{name} has managed policies: {}",
+            role["Properties"]["ManagedPolicyArns"]
+        );
+    }
+    for (name, function) in of_type(&template, "AWS::Lambda::Function") {
+        let role = &function["Properties"]["Role"]["Fn::GetAtt"][0];
+        assert!(
+            role.as_str().is_some_and(|r| roles.contains_key(r)),
+            "{name} runs as {role}"
+        );
+    }
+}
+
+#[test]
+fn no_statement_allows_every_resource_unless_aws_offers_no_narrower_one() {
+    let template = transformed();
+    let documents = policy_documents(&template);
+    assert!(documents.len() >= 5, "{documents:?}");
+    for (name, document) in &documents {
+        for statement in statements(document) {
+            if statement["Effect"] != "Allow" {
+                continue;
+            }
+            let everything = strings(&statement["Resource"]).iter().any(|r| *r == "*");
+            let broad: BTreeSet<String> = actions(statement)
+                .into_iter()
+                .filter(|a| !NO_RESOURCE_LEVEL.contains(&a.as_str()))
+                .collect();
+            assert!(
+                !everything || broad.is_empty(),
+                "{name} / {}: {broad:?} on \"*\"",
+                statement["Sid"]
+            );
+            assert!(
+                statement.get("NotResource").is_none() && statement.get("NotAction").is_none(),
+                "{name} / {}: Allow with NotResource or NotAction",
+                statement["Sid"]
+            );
+        }
+    }
+}
+
+/// The topic grants carry wildcards for region, account and cluster after their first entry
+/// (CloudFormation cannot prefix list elements); a Deny in the same document must keep every
+/// such action to the cluster's own topics.
+#[test]
+fn wildcard_topic_grants_are_held_to_the_cluster_by_a_deny() {
+    let template = transformed();
+    let mut checked = 0;
+    for (name, document) in policy_documents(&template) {
+        let statements = statements(document);
+        for statement in &statements {
+            let text = statement["Resource"].to_string();
+            if statement["Effect"] != "Allow" || !text.contains("arn:*:kafka:*:*:topic/*/*/") {
+                continue;
+            }
+            checked += 1;
+            let guarded: BTreeSet<String> = statements
+                .iter()
+                .filter(|s| {
+                    s["Effect"] == "Deny" && s["NotResource"].to_string().contains(":topic/")
+                })
+                .flat_map(|s| actions(s))
+                .collect();
+            let missing: Vec<_> = actions(statement).difference(&guarded).cloned().collect();
+            assert!(
+                missing.is_empty(),
+                "{name}: {missing:?} not held to the cluster"
+            );
+        }
+    }
+    assert_eq!(
+        checked, 2,
+        "the republisher's and the operators' event topic grants"
+    );
+}
+
+#[test]
+fn the_key_outlives_the_stack_like_the_table_it_encrypts() {
+    let template = transformed();
+    for (name, key) in of_type(&template, "AWS::KMS::Key") {
+        assert_eq!(key["DeletionPolicy"], "Retain", "{name}");
+        assert_eq!(key["UpdateReplacePolicy"], "Retain", "{name}");
+    }
+}
+
+#[test]
+fn the_rebalancer_and_the_autoscaler_never_run_twice_at_once_nor_retry() {
+    let template = transformed();
+    let configs = of_type(&template, "AWS::Lambda::EventInvokeConfig");
+    for function in ["RebalancerFunction", "AutoscalerFunction"] {
+        let properties = &resources(&template)[function]["Properties"];
+        assert_eq!(properties["ReservedConcurrentExecutions"], 1, "{function}");
+        let config = configs
+            .values()
+            .find(|c| c["Properties"]["FunctionName"]["Ref"] == function)
+            .unwrap_or_else(|| panic!("{function} has no EventInvokeConfig"));
+        assert_eq!(
+            config["Properties"]["MaximumRetryAttempts"], 0,
+            "{function}"
+        );
+    }
+}
+
+#[test]
+fn every_function_logs_to_a_group_with_a_retention() {
+    let template = transformed();
+    let groups = of_type(&template, "AWS::Logs::LogGroup");
+    for (name, function) in of_type(&template, "AWS::Lambda::Function") {
+        let group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} logs to no declared group"));
+        assert!(
+            groups[group]["Properties"].get("RetentionInDays").is_some(),
+            "{group} keeps logs forever"
+        );
+    }
+}
+
+#[test]
+fn the_failure_bucket_uses_the_tables_key_tls_only_and_expires() {
+    let template = transformed();
+    let bucket = &resources(&template)["StreamFailureBucket"]["Properties"];
+    let sse = &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert_eq!(
+        sse["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0],
+        "StandbyTableKey"
+    );
+    assert!(bucket["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"].is_object());
+    let policy = of_type(&template, "AWS::S3::BucketPolicy");
+    let statement =
+        &policy["StreamFailureBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"], "Deny");
+    assert_eq!(
+        statement["Condition"]["Bool"]["aws:SecureTransport"],
+        "false"
+    );
+}
+
+/// CloudFormation matches AllowedPattern against the whole value.
+fn allowed(template: &Value, parameter: &str, value: &str) -> bool {
+    let pattern = template["Parameters"][parameter]["AllowedPattern"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{parameter} has no AllowedPattern"));
+    regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+        .unwrap()
+        .is_match(value)
+}
+
+#[test]
+fn event_topics_has_no_default_and_never_means_every_topic() {
+    let template = transformed();
+    assert!(
+        template["Parameters"]["EventTopics"]
+            .get("Default")
+            .is_none()
+    );
+    for good in ["orders", "orders.*", "orders.*,payments", "a_b-c.d*"] {
+        assert!(allowed(&template, "EventTopics", good), "{good}");
+    }
+    for bad in [
+        "*",
+        "",
+        "orders,*",
+        "or*ders",
+        "orders, payments",
+        "*.orders",
+    ] {
+        assert!(!allowed(&template, "EventTopics", bad), "{bad:?}");
+    }
+    // The code reads the same list, with the same rules.
+    for value in ["orders.*,payments", "*", "orders,*"] {
+        assert_eq!(
+            allowed(&template, "EventTopics", value),
+            shared::topics::TopicAllowList::parse(value).is_some(),
+            "{value}"
+        );
+    }
+}
