@@ -27,11 +27,7 @@ fn on_state_table(statement: &yaml_rust2::yaml::Hash) -> bool {
 /// anywhere inside `node`.
 fn leading_keys(node: &Yaml, found: &mut BTreeSet<String>) {
     match node {
-        Yaml::Hash(hash) if hash.contains_key(&Yaml::String("Resource".into())) => {
-            if on_state_table(hash) {
-                collect(node, found);
-            }
-        }
+        Yaml::Hash(hash) if on_state_table(hash) => collect(node, found),
         Yaml::Hash(hash) => hash.values().for_each(|value| leading_keys(value, found)),
         Yaml::Array(items) => items.iter().for_each(|item| leading_keys(item, found)),
         _ => {}
