@@ -394,7 +394,8 @@ impl FallbackProducer {
         let waiting = match result {
             Ok(waiting) => waiting,
             Err(error) => {
-                tracing::warn!(%event_id, partition_key, %error, "could not check the standby table; the event queues behind the key");
+                tracing::warn!(%event_id, topic, %error, "could not check the standby table; the event queues behind its key");
+                log_partition_key(event_id, partition_key);
                 true
             }
         };
@@ -426,7 +427,8 @@ impl FallbackProducer {
             );
         }
         if diverted {
-            tracing::info!(%event_id, partition_key, "standby drained for key; back to Kafka");
+            tracing::info!(%event_id, topic, "standby drained for this event's key; back to Kafka");
+            log_partition_key(event_id, partition_key);
         }
         if keys.len() >= KEYS_REMEMBERED {
             keys.retain(|_, e| match e.state {
@@ -630,3 +632,11 @@ impl FallbackProducer {
         self.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The partition key carries a hash of the Kafka key (often a customer or account id, and a
+/// short one can be guessed from its hash), so log lines name the event and its topic; the
+/// partition key is logged only at debug level, for an operator who asks for it.
+fn log_partition_key(event_id: EventId, partition_key: &str) {
+    tracing::debug!(%event_id, partition_key, "partition key of the event above");
+}
+

@@ -333,7 +333,9 @@ async fn run_keyed<S: Sink, T: Table>(
         {
             Ok(page) => page,
             Err(reason) => {
-                tracing::warn!(partition_key = pk, %reason, "could not read the key's backlog; will retry");
+                let event_id = id_of(first);
+                tracing::warn!(event_id, %reason, "could not read the backlog of this event's key; will retry");
+                tracing::debug!(partition_key = pk, "partition key of the event above");
                 let pending = triggers
                     .iter()
                     .copied()

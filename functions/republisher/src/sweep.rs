@@ -204,7 +204,9 @@ async fn release_held<S: Sink, T: Table>(
         tally(&outcome, report);
         if whole_backlog && outcome.first_failure.is_none() && outcome.held.is_empty() {
             if held::release(state, standby.name(), &held).await? {
-                tracing::info!(partition_key = held.pk, "held key released");
+                let topic = wire::record::topic_of_partition_key(&held.pk);
+                tracing::info!(topic, "held key released");
+                tracing::debug!(partition_key = held.pk, "partition key of the released key");
                 report.held_released += 1;
             } else {
                 // Held again meanwhile by a stream batch: its record stays.
