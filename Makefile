@@ -61,7 +61,7 @@ stack-status: devstack
 
 unit-test:
 	cargo test --workspace --lib --bins
-	cargo test -p wire --test record_roundtrip
+	cargo test -p wire --test record_roundtrip --test partition_key_vectors
 
 # The stack is started once for the whole run and stopped even when a test fails. The arm64
 # Lambda build comes last: it is the slowest step and needs no services.

@@ -639,4 +639,3 @@ impl FallbackProducer {
 fn log_partition_key(event_id: EventId, partition_key: &str) {
     tracing::debug!(%event_id, partition_key, "partition key of the event above");
 }
-
