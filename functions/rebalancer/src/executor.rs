@@ -85,14 +85,33 @@ pub async fn run(
 ) -> Result<RunReport, ExecutorError> {
     let result = run_inner(client, limits, options, expected_brokers, dry_run, deadline).await;
     if result.is_err() && !dry_run {
-        // Never leave throttles behind after a failure; a later run sets them again.
-        if let Ok(state) = client.cluster_state().await
-            && let Err(e) = remove_throttles(client, &state).await
-        {
-            tracing::error!(error = %e, "could not remove replication throttles after a failure");
-        }
+        release_throttles_after_failure(client).await;
     }
     result
+}
+
+/// After a failed run, removes the replication throttles only if no reassignment is in flight:
+/// removing them under moving partitions lets the copies run at full speed over the brokers'
+/// client traffic, and the reassignments may be another invocation's. A later run removes them
+/// once nothing moves.
+async fn release_throttles_after_failure(client: &mut AdminClient) {
+    let state = match client.cluster_state().await {
+        Ok(state) => state,
+        Err(error) => {
+            tracing::error!(%error, "after a failure, could not read the cluster to decide about throttles; they stay");
+            return;
+        }
+    };
+    if !state.ongoing.is_empty() {
+        tracing::warn!(
+            in_flight = state.ongoing.len(),
+            "after a failure, the replication throttles stay: reassignments are still moving"
+        );
+        return;
+    }
+    if let Err(error) = remove_throttles(client, &state).await {
+        tracing::error!(%error, "could not remove replication throttles after a failure");
+    }
 }
 
 async fn run_inner(
@@ -251,16 +270,21 @@ pub fn next_batch<'a>(plan: &'a Plan, state: &ClusterState, limits: &Limits) -> 
     batch
 }
 
-/// Throttle changes for a batch: the rate for every broker (the cluster-wide default), and the moving replicas per topic.
-pub fn throttle_changes(batch: &[&Target], limits: &Limits) -> Vec<ConfigChange> {
+/// The throttle rate for every broker (the cluster-wide default), as `limits` says.
+pub fn throttle_rate_changes(limits: &Limits) -> Vec<ConfigChange> {
     let rate = limits.throttle_bytes_per_sec.to_string();
-    let mut changes: Vec<ConfigChange> = [LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE]
+    [LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE]
         .map(|name| ConfigChange {
             resource: ConfigResource::AllBrokers,
             name: name.into(),
             op: ConfigOp::Set(rate.clone()),
         })
-        .to_vec();
+        .to_vec()
+}
+
+/// Throttle changes for a batch: the rate for every broker (the cluster-wide default), and the moving replicas per topic.
+pub fn throttle_changes(batch: &[&Target], limits: &Limits) -> Vec<ConfigChange> {
+    let mut changes = throttle_rate_changes(limits);
     let mut leader_side: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut follower_side: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for target in batch.iter().filter(|t| t.moves > 0) {

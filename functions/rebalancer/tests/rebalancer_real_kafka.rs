@@ -45,7 +45,9 @@ async fn produce(bootstrap: &str, topic: &str) -> Result<()> {
         .create()?;
     for n in 0..MESSAGES_PER_TOPIC {
         let key = format!("key-{}", n % 17);
-        let value = format!("{topic}:{n}");
+        // 2 KiB each, so every partition takes several replica fetches (64 KiB on the local
+        // stack) and a replication throttle holds its move back.
+        let value = format!("{topic}:{n}:{}", "x".repeat(2048));
         producer
             .send(
                 FutureRecord::to(topic).key(&key).payload(&value),
@@ -127,6 +129,11 @@ fn spread(counts: impl Iterator<Item = usize>) -> usize {
 async fn scale_out_rebalance_across_invocations() -> Result<()> {
     let mut stack = Stack::attach()?;
     let bootstrap = stack.bootstrap_servers();
+    // A run of this test that failed mid-way may have left its crawl of a throttle in place.
+    AdminClient::connect(&bootstrap, &Transport::Plaintext)
+        .await?
+        .alter_configs(&executor::throttle_rate_changes(&limits()))
+        .await?;
     // Suites share the cluster: one that crashed brokers may still have followers catching up,
     // and the rebalancer (rightly) moves nothing while a partition is under-replicated.
     {
@@ -211,6 +218,76 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
     let set = throttles(&bootstrap, &topics, &all_brokers).await?;
     assert!(!set.is_empty(), "throttles are set while moving");
 
+    // Two invocations at once (as an async retry overlapping the schedule would be, without the
+    // template's reserved concurrency of 1): A moves partitions at a crawl; B fails while A's
+    // moves are in flight (a Kafka ACL denies it Alter on the cluster, so its reassignment is
+    // refused). B must leave the throttles in place: they are A's.
+    let crawl = Limits {
+        throttle_bytes_per_sec: 1,
+        ..limits()
+    };
+    let overlapping = Limits {
+        max_partitions_in_flight: 100,
+        max_moves_per_broker: 100,
+        ..crawl.clone()
+    };
+    let settled = Instant::now() + Duration::from_secs(60);
+    while !client.list_reassignments().await?.is_empty() {
+        if Instant::now() > settled {
+            bail!("the first invocation's moves did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut a_client = AdminClient::connect(&bootstrap, &Transport::Plaintext).await?;
+    let mut b_client = AdminClient::connect(&bootstrap, &Transport::Plaintext).await?;
+    let a = executor::run(
+        &mut a_client,
+        &crawl,
+        &options,
+        &[],
+        false,
+        Instant::now() + Duration::from_secs(8),
+    );
+    let b = async {
+        let moving = Instant::now() + Duration::from_secs(5);
+        while client.list_reassignments().await?.is_empty() {
+            if Instant::now() > moving {
+                bail!("invocation A started no reassignment");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::task::block_in_place(|| stack.deny_on_cluster("Alter", true))?;
+        let report = executor::run(
+            &mut b_client,
+            &overlapping,
+            &options,
+            &[],
+            false,
+            Instant::now() + Duration::from_secs(20),
+        )
+        .await;
+        let throttles_after_b = throttles(&bootstrap, &topics, &all_brokers).await?;
+        let in_flight = client.list_reassignments().await?.len();
+        tokio::task::block_in_place(|| stack.deny_on_cluster("Alter", false))?;
+        Ok((report, in_flight, throttles_after_b))
+    };
+    let (a, b) = tokio::join!(a, b);
+    let (b_report, in_flight, throttles_after_b) = b?;
+    assert!(b_report.is_err(), "B was denied: {b_report:?}");
+    assert!(
+        !throttles_after_b.is_empty(),
+        "B removed the throttles under A's moving partitions"
+    );
+    assert!(
+        in_flight > 0,
+        "A's moves were still in flight after B failed"
+    );
+    assert!(matches!(a?, RunReport::InProgress { .. }));
+    // The operator raises the crawl back to the normal rate; the next runs finish the job.
+    client
+        .alter_configs(&executor::throttle_rate_changes(&limits()))
+        .await?;
+
     // Later invocations (as the schedule would make) continue from the cluster's state.
     let mut invocations = 1;
     loop {
@@ -281,6 +358,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         let mut values: Vec<String> = messages
             .iter()
             .map(|m| String::from_utf8(m.value.clone().unwrap_or_default()).unwrap())
+            .map(|v| v.trim_end_matches('x').trim_end_matches(':').to_string())
             .collect();
         values.sort();
         let mut expected: Vec<String> = (0..MESSAGES_PER_TOPIC)

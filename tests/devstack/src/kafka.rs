@@ -18,6 +18,17 @@ use crate::process;
 /// The cluster id every node is formatted with: base64url of the 16 bytes "standby-events-1".
 pub const CLUSTER_ID: &str = "c3RhbmRieS1ldmVudHMtMQ";
 
+/// Client settings for the quorum's listener as its super user (`User:controller`, SASL PLAIN
+/// with a throwaway local secret), for Kafka's own tools.
+pub fn quorum_admin_properties() -> String {
+    format!(
+        "security.protocol=SASL_PLAINTEXT\n\
+         sasl.mechanism=PLAIN\n\
+         sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \
+         username=\"controller\" password=\"{CLUSTER_ID}\";\n"
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// Broker and KRaft controller in one process (the initial quorum).
@@ -108,6 +119,9 @@ transaction.state.log.replication.factor=3
 transaction.state.log.min.isr=2
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=16777216
+# Followers fetch at most 64 KiB per partition at a time (default 1 MiB), so a replication
+# throttle holds back the small partitions of tests too: Kafka checks the quota between fetches.
+replica.fetch.max.bytes=65536
 num.network.threads=2
 num.io.threads=2
 background.threads=2

@@ -468,7 +468,46 @@ impl Stack {
     /// principal every local client uses, through Kafka's own ACL tool: produce requests then
     /// fail with `TopicAuthorizationFailed` on that topic only.
     pub fn deny_writes(&self, topic: &str, deny: bool) -> Result<()> {
+        self.deny(&["--topic", topic], "Write", deny)
+    }
+
+    /// Denies (or allows again) `operation` on the cluster resource to the anonymous principal:
+    /// `Alter` makes partition reassignments fail with `ClusterAuthorizationFailed`. Brokers
+    /// replicate as that principal too, and once the cluster resource has any ACL, "allow if no
+    /// ACL is found" no longer covers it: an ALLOW of every operation goes with the DENY (a DENY
+    /// wins over an ALLOW), so only `operation` is refused.
+    pub fn deny_on_cluster(&self, operation: &str, deny: bool) -> Result<()> {
+        let cluster = ["--cluster"];
+        if deny {
+            self.acl(&cluster, "--allow-principal", "All", true)?;
+            self.acl(&cluster, "--deny-principal", operation, true)
+        } else {
+            self.acl(&cluster, "--deny-principal", operation, false)?;
+            self.acl(&cluster, "--allow-principal", "All", false)
+        }
+    }
+
+    /// A DENY ACL for `User:ANONYMOUS` on `resource` (Kafka's AclCommand arguments), added or
+    /// removed.
+    fn deny(&self, resource: &[&str], operation: &str, deny: bool) -> Result<()> {
+        self.acl(resource, "--deny-principal", operation, deny)
+    }
+
+    /// Adds (or removes) an ACL for `User:ANONYMOUS`: `kind` is `--allow-principal` or
+    /// `--deny-principal`.
+    ///
+    /// Sent to the quorum as its super user, so an ACL can always be removed again (deleting
+    /// ACLs needs `Alter` on the cluster, which a test may have denied to everyone else).
+    fn acl(&self, resource: &[&str], kind: &str, operation: &str, add: bool) -> Result<()> {
         let classpath = format!("{}/*", self.tools.kafka_libs.display());
+        let controllers = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.controller_port.map(|port| format!("127.0.0.1:{port}")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let credentials = self.dir.join("quorum-admin.properties");
+        std::fs::write(&credentials, kafka::quorum_admin_properties())?;
         let output = std::process::Command::new("java")
             .args([
                 "-Xmx128m",
@@ -476,10 +515,13 @@ impl Stack {
                 &classpath,
                 "org.apache.kafka.tools.AclCommand",
             ])
-            .args(["--bootstrap-server", &self.bootstrap_servers()])
-            .arg(if deny { "--add" } else { "--remove" })
-            .args(["--force", "--deny-principal", "User:ANONYMOUS"])
-            .args(["--operation", "Write", "--topic", topic])
+            .args(["--bootstrap-controller", &controllers])
+            .arg("--command-config")
+            .arg(&credentials)
+            .arg(if add { "--add" } else { "--remove" })
+            .args(["--force", kind, "User:ANONYMOUS"])
+            .args(["--operation", operation])
+            .args(resource)
             .output()
             .context("running Kafka's AclCommand")?;
         if !output.status.success() {
