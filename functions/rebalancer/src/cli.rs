@@ -63,7 +63,7 @@ pub async fn run(command: Command) -> Result<()> {
                 env.insert(sdk::kafka::AWS_REGION, region);
             }
             let kafka = sdk::kafka::KafkaSettings::admin_from_env(&env, "rebalancer")?;
-            let transport = crate::settings::transport(&kafka.security);
+            let transport = crate::settings::transport(&kafka);
             let mut client = AdminClient::connect(&kafka.bootstrap_servers, &transport).await?;
             let description = client.cluster_state().await?.description();
             println!("{}", serde_json::to_string_pretty(&description)?);

@@ -2,6 +2,7 @@
 //! defaults and meanings are documented in `docs/configuration.md` (Rebalancer), which a test
 //! checks against what [`Settings::from_env`] reads.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sdk::ConfigError;
@@ -51,7 +52,7 @@ impl Settings {
             Ok(value)
         };
         Ok(Self {
-            transport: transport(&kafka.security),
+            transport: transport(&kafka),
             bootstrap_servers: kafka.bootstrap_servers,
             limits: Limits {
                 max_partitions_in_flight: positive(MAX_PARTITIONS_IN_FLIGHT, 50)?,
@@ -97,13 +98,18 @@ impl Settings {
     }
 }
 
-/// The admin client's transport for the shared security settings.
-pub fn transport(security: &Security) -> Transport {
-    match security {
+/// The admin client's transport for the shared Kafka settings.
+pub fn transport(kafka: &KafkaSettings) -> Transport {
+    let ca_location = kafka.ca_location.as_ref().map(PathBuf::from);
+    match &kafka.security {
         Security::Plaintext => Transport::Plaintext,
-        Security::Tls => Transport::Tls { iam_region: None },
+        Security::Tls => Transport::Tls {
+            iam_region: None,
+            ca_location,
+        },
         Security::MskIam { region } => Transport::Tls {
             iam_region: Some(region.clone()),
+            ca_location,
         },
     }
 }

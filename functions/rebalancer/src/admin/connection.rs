@@ -1,10 +1,17 @@
 //! The wire under the admin client: one connection to a broker (plaintext, or TLS with
 //! SASL/OAUTHBEARER carrying an MSK IAM token), API versions negotiated once, and
 //! length-prefixed request/response frames matched by correlation id.
+//!
+//! Bounded everywhere a peer could hold us: connecting, every round trip and the TLS and SASL
+//! handshakes have timeouts; a response's memory is allocated as its bytes arrive, never from
+//! the length the peer announces, and a response larger than [`MAX_RESPONSE_BYTES`] is refused.
+//! An authenticated session is renewed (a new connection with a fresh token) before the broker's
+//! session lifetime ends, so a run longer than the IAM token's 15 minutes keeps working.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ParseResponseErrorCode;
@@ -25,13 +32,22 @@ pub enum Transport {
     /// TLS; with `iam_region`, SASL/OAUTHBEARER with an MSK IAM token for that region.
     Tls {
         iam_region: Option<String>,
+        /// PEM file of the certificate authorities to trust instead of the system's
+        /// (`KAFKA_SSL_CA_LOCATION`, as librdkafka's `ssl.ca.location`).
+        ca_location: Option<PathBuf>,
     },
 }
 
 const CLIENT_ID: &str = "standby-rebalancer";
-/// Largest response we accept (metadata of a 100k-partition cluster fits easily).
-const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+/// Largest response accepted: metadata of a 100,000-partition cluster is a few megabytes, and
+/// the function has 512 MB.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// One round trip, handshakes included; above the controller timeout requests carry (30 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Renew a session when this much of its lifetime is left (MSK IAM sessions end with the
+/// token, 15 minutes after it was made).
+const RENEW_BEFORE_END: Duration = Duration::from_secs(60);
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -42,6 +58,16 @@ pub(super) struct Connection {
     correlation_id: i32,
     /// API key → (lowest, highest) version the broker speaks.
     versions: HashMap<i16, (i16, i16)>,
+    /// Where to connect again when the session must be renewed.
+    bootstrap: String,
+    transport: Transport,
+    /// When the broker ends the authenticated session (its `session_lifetime_ms`), if it does.
+    session_ends: Option<Instant>,
+}
+
+/// Whether a session ending at `ends` must be renewed before a request at `now`.
+pub fn renewal_due(ends: Option<Instant>, now: Instant) -> bool {
+    ends.is_some_and(|ends| now + RENEW_BEFORE_END >= ends)
 }
 
 impl Connection {
@@ -81,22 +107,45 @@ impl Connection {
         tcp.set_nodelay(true).map_err(io)?;
         let stream: Box<dyn Stream> = match transport {
             Transport::Plaintext => Box::new(tcp),
-            Transport::Tls { .. } => Box::new(tls(server, tcp).await.map_err(io)?),
+            Transport::Tls { ca_location, .. } => Box::new(
+                tokio::time::timeout(REQUEST_TIMEOUT, tls(server, tcp, ca_location.as_deref()))
+                    .await
+                    .map_err(|_| {
+                        io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "TLS handshake timed out",
+                        ))
+                    })?
+                    .map_err(io)?,
+            ),
         };
         let mut connection = Self {
             stream,
             broker: server.to_string(),
             correlation_id: 0,
             versions: HashMap::new(),
+            bootstrap: server.to_string(),
+            transport: transport.clone(),
+            session_ends: None,
         };
         connection.negotiate().await?;
         if let Transport::Tls {
             iam_region: Some(region),
+            ..
         } = transport
         {
             connection.authenticate(region).await?;
         }
         Ok(connection)
+    }
+
+    /// Replaces this connection by a new one (fresh token) when its session ends soon.
+    async fn renew_if_due(&mut self) -> Result<(), AdminError> {
+        if renewal_due(self.session_ends, Instant::now()) {
+            tracing::info!(broker = self.broker, "renewing the authenticated session");
+            *self = Self::open(&self.bootstrap.clone(), &self.transport.clone()).await?;
+        }
+        Ok(())
     }
 
     async fn negotiate(&mut self) -> Result<(), AdminError> {
@@ -118,7 +167,7 @@ impl Connection {
     async fn authenticate(&mut self, region: &str) -> Result<(), AdminError> {
         let handshake = SaslHandshakeRequest::default()
             .with_mechanism(StrBytes::from_static_str("OAUTHBEARER"));
-        let response = self.send(handshake, "SaslHandshake").await?;
+        let response = self.send_now(handshake, "SaslHandshake").await?;
         if response.error_code.is_err() {
             return Err(AdminError::Authentication(format!(
                 "OAUTHBEARER not enabled ({}); brokers offer {:?}",
@@ -133,7 +182,7 @@ impl Connection {
             .map_err(|e| AdminError::Authentication(e.to_string()))?;
         let request = SaslAuthenticateRequest::default()
             .with_auth_bytes(oauthbearer_initial_response(&token.token));
-        let response = self.send(request, "SaslAuthenticate").await?;
+        let response = self.send_now(request, "SaslAuthenticate").await?;
         if response.error_code.is_err() {
             return Err(AdminError::Authentication(
                 response
@@ -142,6 +191,11 @@ impl Connection {
                     .unwrap_or_else(|| super::describe_code(response.error_code)),
             ));
         }
+        // Zero means the broker does not end sessions (KIP-368).
+        self.session_ends = u64::try_from(response.session_lifetime_ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
         Ok(())
     }
 
@@ -158,8 +212,19 @@ impl Connection {
         Ok(version)
     }
 
-    /// One round trip at the highest version both sides speak.
+    /// One round trip at the highest version both sides speak, on a session renewed first if
+    /// it would end soon.
     pub async fn send<R: Request>(
+        &mut self,
+        request: R,
+        api: &'static str,
+    ) -> Result<R::Response, AdminError> {
+        self.renew_if_due().await?;
+        self.send_now(request, api).await
+    }
+
+    /// One round trip on this connection as it is (the handshakes that open a session).
+    async fn send_now<R: Request>(
         &mut self,
         request: R,
         api: &'static str,
@@ -199,17 +264,20 @@ impl Connection {
             broker: broker.clone(),
             source,
         };
-        self.stream.write_all(&frame).await.map_err(io)?;
-        self.stream.flush().await.map_err(io)?;
-        let length = self.stream.read_u32().await.map_err(io)? as usize;
-        if length > MAX_RESPONSE_BYTES {
-            return Err(AdminError::Protocol {
-                api,
-                reason: format!("response of {length} bytes is too large"),
-            });
-        }
-        let mut buffer = vec![0; length];
-        self.stream.read_exact(&mut buffer).await.map_err(io)?;
+        let round_trip = async {
+            self.stream.write_all(&frame).await?;
+            self.stream.flush().await?;
+            read_frame(&mut self.stream).await
+        };
+        let buffer = tokio::time::timeout(REQUEST_TIMEOUT, round_trip)
+            .await
+            .map_err(|_| {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no response within {REQUEST_TIMEOUT:?}"),
+                ))
+            })?
+            .map_err(io)?;
         let mut buffer = Bytes::from(buffer);
         let response_header =
             ResponseHeader::decode(&mut buffer, R::Response::header_version(version))
@@ -235,19 +303,71 @@ impl Connection {
     }
 }
 
+/// One length-prefixed frame. Memory grows with the bytes that arrive, not with the length
+/// the peer claims; a claim above [`MAX_RESPONSE_BYTES`] is refused before reading on.
+async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let length = stream.read_u32().await? as usize;
+    if length > MAX_RESPONSE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a response of {length} bytes is over the {MAX_RESPONSE_BYTES}-byte limit"),
+        ));
+    }
+    let mut buffer = Vec::with_capacity(length.min(64 * 1024));
+    stream.take(length as u64).read_to_end(&mut buffer).await?;
+    if buffer.len() < length {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "the connection closed after {} of {length} response bytes",
+                buffer.len()
+            ),
+        ));
+    }
+    Ok(buffer)
+}
+
 /// RFC 7628 initial client response for OAUTHBEARER: `n,,\x01auth=Bearer <token>\x01\x01`.
 pub fn oauthbearer_initial_response(token: &str) -> Bytes {
     Bytes::from(format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}"))
 }
 
+/// The certificate authorities to trust: those in `ca_location` only, or the system's.
+fn trust_roots(ca_location: Option<&Path>) -> std::io::Result<tokio_rustls::rustls::RootCertStore> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    let Some(path) = ca_location else {
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        return Ok(roots);
+    };
+    let invalid = |reason: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("KAFKA_SSL_CA_LOCATION {}: {reason}", path.display()),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| invalid(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(invalid("no PEM certificate in it".into()));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(roots)
+}
+
 async fn tls(
     server: &str,
     tcp: TcpStream,
+    ca_location: Option<&Path>,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
+    let roots = trust_roots(ca_location)?;
     let config = tokio_rustls::rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -265,6 +385,42 @@ async fn tls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_is_renewed_a_minute_before_it_ends() {
+        let now = Instant::now();
+        assert!(!renewal_due(None, now), "sessions without a lifetime never end");
+        assert!(!renewal_due(Some(now + Duration::from_secs(600)), now));
+        assert!(renewal_due(Some(now + Duration::from_secs(59)), now));
+        assert!(renewal_due(Some(now), now + Duration::from_secs(1)));
+    }
+
+    #[tokio::test]
+    async fn a_frame_allocates_what_arrives_and_refuses_oversized_claims() {
+        let mut ok: &[u8] = &[0, 0, 0, 3, b'a', b'b', b'c'];
+        assert_eq!(read_frame(&mut ok).await.unwrap(), b"abc");
+        // A peer claiming 2 GiB and sending 3 bytes: refused without allocating the claim.
+        let mut huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff, b'a', b'b', b'c'];
+        let error = read_frame(&mut huge).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+        // Within the limit but cut short: an error, not a short frame.
+        let mut short: &[u8] = &[0, 0, 0x10, 0, b'a'];
+        let error = read_frame(&mut short).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{error}");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_a_clear_error() {
+        let file = std::env::temp_dir().join(format!("no-ca-{}.pem", std::process::id()));
+        std::fs::write(&file, "not a certificate").unwrap();
+        let error = trust_roots(Some(&file)).unwrap_err().to_string();
+        assert!(error.contains("KAFKA_SSL_CA_LOCATION") && error.contains("no PEM"), "{error}");
+        let missing = trust_roots(Some(Path::new("/nonexistent/ca.pem")))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("/nonexistent/ca.pem"), "{missing}");
+        std::fs::remove_file(file).unwrap();
+    }
 
     #[test]
     fn oauthbearer_response_follows_rfc_7628() {
