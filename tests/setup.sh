@@ -19,7 +19,7 @@ apt_install() {
 
 # command -> Debian package providing it
 missing=()
-for pair in cmake:cmake perl:perl make:make java:openjdk-17-jre-headless mvn:maven python3:python3 curl:curl; do
+for pair in cmake:cmake perl:perl make:make openssl:openssl java:openjdk-17-jre-headless mvn:maven python3:python3 curl:curl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -354,7 +354,12 @@ impl FallbackProducer {
 
         match classify(&error) {
             Disposition::Retriable => {
-                let reason = error.to_string();
+                // A timeout alone does not say why the brokers were unreachable; the client's
+                // last error report (TLS, authentication, connection refused) does.
+                let reason = match self.kafka.recent_client_error(self.delivery_timeout) {
+                    Some(client) => format!("{error} (last client error: {client})"),
+                    None => error.to_string(),
+                };
                 self.to_standby(event_id, event, reason, Some(&error)).await
             }
             Disposition::NonRetriable => self.to_dead_letter(event_id, event, error).await,

@@ -224,11 +224,17 @@ impl KafkaSettings {
 
     /// The client context matching the security settings.
     pub fn context(&self) -> KafkaContext {
+        self.context_reporting_to(Arc::default())
+    }
+
+    /// [`Self::context`], its client errors recorded in `errors`.
+    fn context_reporting_to(&self, errors: Arc<ClientErrors>) -> KafkaContext {
         KafkaContext {
             iam: match &self.security {
                 Security::MskIam { region } => Some(MskIamTokenSource::new(region.clone())),
                 _ => None,
             },
+            errors,
         }
     }
 
@@ -247,9 +253,13 @@ impl KafkaSettings {
             config.set(*name, *value);
         }
         let settings = self.clone();
-        RenewingProducer::new(Box::new(move || {
-            config.create_with_context(settings.context())
-        }))
+        let errors = Arc::new(ClientErrors::default());
+        let reported = errors.clone();
+        let mut producer = RenewingProducer::new(Box::new(move || {
+            config.create_with_context(settings.context_reporting_to(reported.clone()))
+        }))?;
+        producer.errors = errors;
+        Ok(producer)
     }
 }
 
@@ -269,6 +279,9 @@ pub struct RenewingProducer {
     current: std::sync::RwLock<Arc<FutureProducer<KafkaContext>>>,
     build: ProducerFactory,
     renewals: AtomicUsize,
+    /// Where the producers' contexts record client errors (when built by
+    /// [`KafkaSettings::renewing_producer`]).
+    errors: Arc<ClientErrors>,
 }
 
 impl RenewingProducer {
@@ -277,7 +290,13 @@ impl RenewingProducer {
             current: std::sync::RwLock::new(Arc::new(build()?)),
             build,
             renewals: AtomicUsize::new(0),
+            errors: Arc::default(),
         })
+    }
+
+    /// The client error librdkafka reported within `recent`, if any.
+    pub fn recent_client_error(&self, recent: Duration) -> Option<String> {
+        self.errors.recent(recent)
     }
 
     /// The producer in use now.
@@ -346,6 +365,29 @@ fn is_host_port(server: &str) -> bool {
 /// and OAUTHBEARER tokens come from MSK IAM when configured.
 pub struct KafkaContext {
     iam: Option<MskIamTokenSource>,
+    errors: Arc<ClientErrors>,
+}
+
+/// A client's latest error report (a failed TLS handshake, a refused connection), so a delivery
+/// that only says "timed out" can say why.
+#[derive(Debug, Default)]
+pub struct ClientErrors(std::sync::Mutex<Option<(std::time::Instant, String)>>);
+
+impl ClientErrors {
+    fn record(&self, reason: &str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), reason.to_string()));
+    }
+
+    /// The report made within `recent`, e.g. `ssl handshake failed: … certificate verify failed`.
+    pub fn recent(&self, recent: Duration) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() <= recent)
+            .map(|(_, reason)| reason.clone())
+    }
 }
 
 impl ClientContext for KafkaContext {
@@ -370,6 +412,7 @@ impl ClientContext for KafkaContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // Brokers going away is what this project exists for: a warning, not an error.
         tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+        self.errors.record(reason);
     }
 
     fn generate_oauth_token(

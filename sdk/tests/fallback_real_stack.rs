@@ -516,3 +516,64 @@ async fn a_producer_in_librdkafkas_fatal_state_is_replaced() -> Result<()> {
     assert!(matches!(after.outcome, Outcome::Kafka { .. }), "{after:?}");
     Ok(())
 }
+
+/// The producer configured for the cluster's TLS listener, trusting `ca`.
+fn tls_producer(fixture: &Fixture, ca: &std::path::Path) -> Result<FallbackProducer> {
+    let bootstrap = fixture.stack.tls_bootstrap_servers();
+    let ca = ca.display().to_string();
+    let env = HashMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("KAFKA_SECURITY_PROTOCOL", "SSL"),
+        ("KAFKA_SSL_CA_LOCATION", ca.as_str()),
+    ]);
+    let kafka = KafkaSettings::from_env(&env, "fallback-tls-test", DELIVERY_TIMEOUT)?;
+    let settings = FallbackSettings {
+        producer_id: "tls-producer".into(),
+        dead_letter_topic: fixture.dead_letter_topic.clone(),
+        retention: Duration::from_secs(3600),
+        recheck_max_delay: sdk::fallback::DEFAULT_RECHECK_MAX_DELAY,
+        signal_interval: sdk::fallback::DEFAULT_SIGNAL_INTERVAL,
+    };
+    Ok(FallbackProducer::from_settings(
+        &kafka,
+        fixture.table.clone(),
+        settings,
+    )?)
+}
+
+/// Over the TLS listener (`KAFKA_SECURITY_PROTOCOL=SSL`, `KAFKA_SSL_CA_LOCATION`): events go to
+/// Kafka. Trusting another CA, the handshake fails and the event waits in the standby table
+/// with the reason saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_events_go_to_kafka_and_a_wrong_ca_is_named() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let fixture = fixture(&[]).await?;
+    let tls = fixture.stack.tls();
+
+    let producer = tls_producer(&fixture, &tls.ca)?;
+    for n in 0..5 {
+        let delivery = producer.send(event(&fixture.topic, "tls", n)).await?;
+        assert!(
+            matches!(delivery.outcome, Outcome::Kafka { .. }),
+            "{delivery:?}"
+        );
+    }
+    let consumed = testkit::read_topic(
+        &fixture.stack.bootstrap_servers(),
+        &fixture.topic,
+        5,
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert_eq!(values_of_key(&consumed, "tls").len(), 5);
+
+    let untrusting = tls_producer(&fixture, &tls.wrong_ca)?;
+    let delivery = untrusting
+        .send(event(&fixture.topic, "wrong-ca", 0))
+        .await?;
+    let Outcome::Standby { reason } = &delivery.outcome else {
+        panic!("a broker certificate from an untrusted CA must not be accepted: {delivery:?}");
+    };
+    assert!(reason.contains("certificate verify failed"), "{reason}");
+    Ok(())
+}

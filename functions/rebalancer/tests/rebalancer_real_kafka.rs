@@ -1,6 +1,7 @@
 //! The rebalancer on the real local cluster: 3 brokers with data, then 3 more brokers in the same
 //! racks (ids 4–6, as a scale-out adds them); the rebalancer runs across several invocations, the
-//! first forced to stop mid-way, until done. Checked with rdkafka, an independent client: every
+//! first forced to stop mid-way, until done (the later ones over TLS). Checked with rdkafka, an
+//! independent client: every
 //! partition on its target, replicas balanced per rack, leaders balanced, throttles gone, every
 //! message still there.
 //!
@@ -288,11 +289,26 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         .alter_configs(&executor::throttle_rate_changes(&limits()))
         .await?;
 
-    // Later invocations (as the schedule would make) continue from the cluster's state.
+    // Later invocations (as the schedule would make) continue from the cluster's state, over
+    // the TLS listener as in AWS (the CA from KAFKA_SSL_CA_LOCATION). Trusting another CA, the
+    // connection is refused with the reason.
+    let tls_bootstrap = stack.tls_bootstrap_servers();
+    let trusting = |ca: std::path::PathBuf| Transport::Tls {
+        iam_region: None,
+        ca_location: Some(ca),
+    };
+    let Err(refused) = AdminClient::connect(&tls_bootstrap, &trusting(stack.tls().wrong_ca)).await
+    else {
+        bail!("a broker certificate from an untrusted CA was accepted");
+    };
+    assert!(
+        refused.to_string().contains("invalid peer certificate"),
+        "{refused}"
+    );
     let mut invocations = 1;
     loop {
         invocations += 1;
-        let mut client = AdminClient::connect(&bootstrap, &Transport::Plaintext).await?;
+        let mut client = AdminClient::connect(&tls_bootstrap, &trusting(stack.tls().ca)).await?;
         let report = executor::run(
             &mut client,
             &limits(),

@@ -498,6 +498,35 @@ async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() ->
     Ok(())
 }
 
+/// The whole drain over the cluster's TLS listener, as the Lambda connects to MSK (TLS, the
+/// CA from `KAFKA_SSL_CA_LOCATION`).
+#[tokio::test(flavor = "multi_thread")]
+async fn drains_over_tls() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let stack = Stack::attach()?;
+    let (bootstrap, ca) = (
+        stack.tls_bootstrap_servers(),
+        stack.tls().ca.display().to_string(),
+    );
+    let (fixture, app) = fixture(
+        "5000",
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+            ("KAFKA_SECURITY_PROTOCOL", "SSL"),
+            ("KAFKA_SSL_CA_LOCATION", ca.as_str()),
+        ],
+    )
+    .await?;
+    let records = records_for(&fixture.topic, &["t1", "t2"], 10, Duration::ZERO);
+    write(&fixture.standby, &records).await?;
+    let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
+    drain(&fixture, &app, &mut driver).await?;
+    assert_eq!(driver.stats.partial_failures, 0);
+    let messages = consume_all(&fixture, &fixture.topic).await?;
+    assert_eq!(per_key_order(&messages), expected_order(&records));
+    Ok(())
+}
+
 /// Writes `item` as it is, as a producer with PutItem rights may.
 async fn put_raw(fixture: &Fixture, item: HashMap<String, AttributeValue>) -> Result<()> {
     aws_sdk_dynamodb::Client::new(&fixture.aws)

@@ -44,6 +44,10 @@ pub struct Node {
     pub rack: String,
     pub role: Role,
     pub broker_port: u16,
+    /// The TLS listener (certificates in [`crate::tls`]); absent in a stack recorded before it
+    /// existed, which `down` can still stop.
+    #[serde(default)]
+    pub tls_port: u16,
     pub controller_port: Option<u16>,
     pub dir: PathBuf,
     pub pid: Option<u32>,
@@ -55,6 +59,10 @@ pub struct Node {
 impl Node {
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.broker_port)
+    }
+
+    pub fn tls_bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.tls_port)
     }
 
     fn config_path(&self) -> PathBuf {
@@ -76,19 +84,20 @@ impl Node {
     }
 
     /// Writes `server.properties` and the log configuration. `voters` is the quorum's
-    /// `id@host:port` list.
-    pub fn write_config(&self, voters: &str) -> Result<()> {
+    /// `id@host:port` list; `keystore` the TLS listener's PEM keystore.
+    pub fn write_config(&self, voters: &str, keystore: &Path) -> Result<()> {
         std::fs::create_dir_all(self.dir.join("data"))?;
         let roles = match self.role {
             Role::Combined => "broker,controller",
             Role::Broker => "broker",
         };
+        let clients = format!(
+            "PLAINTEXT://127.0.0.1:{},SSL://127.0.0.1:{}",
+            self.broker_port, self.tls_port
+        );
         let listeners = match self.controller_port {
-            Some(port) => format!(
-                "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{port}",
-                self.broker_port
-            ),
-            None => format!("PLAINTEXT://127.0.0.1:{}", self.broker_port),
+            Some(port) => format!("{clients},CONTROLLER://127.0.0.1:{port}"),
+            None => clients.clone(),
         };
         let config = format!(
             "\
@@ -97,8 +106,12 @@ node.id={id}
 broker.rack={rack}
 controller.quorum.voters={voters}
 listeners={listeners}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+advertised.listeners={clients}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,CONTROLLER:SASL_PLAINTEXT
+# TLS for clients that ask for it (no client certificates: they are User:ANONYMOUS, as on
+# PLAINTEXT); the keystore is a PEM file, the key unencrypted PKCS#8.
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location={keystore}
 controller.listener.names=CONTROLLER
 # The quorum talks as User:controller (SASL PLAIN, a throwaway local secret), the one super user:
 # an ACL authorizer answers nobody else before it has loaded the ACLs, and clients must not be
@@ -135,7 +148,7 @@ allow.everyone.if.no.acl.found=true
 ",
             id = self.id,
             rack = self.rack,
-            port = self.broker_port,
+            keystore = keystore.display(),
             data = self.dir.join("data").display(),
             secret = CLUSTER_ID,
         );

@@ -1,7 +1,8 @@
 //! The local stack: real services on 127.0.0.1 for the integration tests and `make demo`.
 //!
 //! - a 3-node Apache Kafka 4.3.1 cluster in KRaft mode (nodes 1..3 are broker + controller,
-//!   racks `az-a`, `az-b`, `az-c`), from the jars `make setup` resolves with Maven;
+//!   racks `az-a`, `az-b`, `az-c`), from the jars `make setup` resolves with Maven, with a
+//!   PLAINTEXT and a TLS listener per broker (a local CA made at start-up, [`tls`]);
 //! - moto server for DynamoDB, DynamoDB Streams and CloudWatch.
 //!
 //! `devstack up` starts them once per `make test` run and records ports and PIDs in
@@ -20,6 +21,7 @@ pub mod msk_standin;
 pub mod process;
 pub mod stream_driver;
 pub mod testkit;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -243,6 +245,7 @@ impl Stack {
                 rack: (*rack).to_string(),
                 role: Role::Combined,
                 broker_port: process::free_port()?,
+                tls_port: process::free_port()?,
                 controller_port: Some(process::free_port()?),
                 dir: dir.join(format!("node-{}", index + 1)),
                 pid: None,
@@ -263,9 +266,10 @@ impl Stack {
         };
         stack.save()?;
 
+        let tls = tls::TlsFiles::make(&stack.dir)?;
         let voters = stack.voters();
         for node in &stack.nodes {
-            node.write_config(&voters)?;
+            node.write_config(&voters, &tls.keystore)?;
         }
         stack.format_all()?;
         let libs = stack.tools.kafka_libs.clone();
@@ -366,6 +370,20 @@ impl Stack {
             .map(Node::bootstrap)
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The brokers' TLS listeners (clients trust [`TlsFiles::ca`]).
+    pub fn tls_bootstrap_servers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::tls_bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The CA files of the TLS listener.
+    pub fn tls(&self) -> tls::TlsFiles {
+        tls::TlsFiles::at(&self.dir)
     }
 
     pub fn aws_endpoint(&self) -> String {
@@ -543,12 +561,13 @@ impl Stack {
             rack: rack.to_string(),
             role: Role::Broker,
             broker_port: process::free_port()?,
+            tls_port: process::free_port()?,
             controller_port: None,
             dir: self.dir.join(format!("node-{id}")),
             pid: None,
             frozen: false,
         };
-        node.write_config(&self.voters())?;
+        node.write_config(&self.voters(), &self.tls().keystore)?;
         node.format(&self.tools.kafka_libs)?;
         let libs = self.tools.kafka_libs.clone();
         self.update(|stack| {
@@ -595,12 +614,17 @@ impl Stack {
             "\
 KAFKA_BOOTSTRAP_SERVERS={}
 KAFKA_SECURITY_PROTOCOL=PLAINTEXT
+# The same brokers over TLS: KAFKA_SECURITY_PROTOCOL=SSL with these two.
+KAFKA_TLS_BOOTSTRAP_SERVERS={}
+KAFKA_TLS_CA_LOCATION={}
 AWS_ENDPOINT_URL={}
 AWS_REGION=us-east-1
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 ",
             self.bootstrap_servers(),
+            self.tls_bootstrap_servers(),
+            self.tls().ca.display(),
             self.aws_endpoint()
         )
     }

@@ -389,7 +389,10 @@ mod tests {
     #[test]
     fn a_session_is_renewed_a_minute_before_it_ends() {
         let now = Instant::now();
-        assert!(!renewal_due(None, now), "sessions without a lifetime never end");
+        assert!(
+            !renewal_due(None, now),
+            "sessions without a lifetime never end"
+        );
         assert!(!renewal_due(Some(now + Duration::from_secs(600)), now));
         assert!(renewal_due(Some(now + Duration::from_secs(59)), now));
         assert!(renewal_due(Some(now), now + Duration::from_secs(1)));
@@ -414,7 +417,10 @@ mod tests {
         let file = std::env::temp_dir().join(format!("no-ca-{}.pem", std::process::id()));
         std::fs::write(&file, "not a certificate").unwrap();
         let error = trust_roots(Some(&file)).unwrap_err().to_string();
-        assert!(error.contains("KAFKA_SSL_CA_LOCATION") && error.contains("no PEM"), "{error}");
+        assert!(
+            error.contains("KAFKA_SSL_CA_LOCATION") && error.contains("no PEM"),
+            "{error}"
+        );
         let missing = trust_roots(Some(Path::new("/nonexistent/ca.pem")))
             .unwrap_err()
             .to_string();
