@@ -288,3 +288,30 @@ fn event_topics_has_no_default_and_never_means_every_topic() {
         );
     }
 }
+
+#[test]
+fn producers_are_limited_to_their_topics_partition_keys() {
+    let template = transformed();
+    let policy = &of_type(&template, "AWS::IAM::ManagedPolicy")["ProducerPolicy"];
+    let document = &policy["Properties"]["PolicyDocument"];
+    let table = statements(document)
+        .into_iter()
+        .find(|s| actions(s).contains("dynamodb:PutItem"))
+        .expect("a PutItem statement");
+    let leading = &table["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+    assert!(
+        leading.to_string().contains("#*"),
+        "each topic's partition keys, `{{topic}}#*`: {leading}"
+    );
+    assert_eq!(
+        actions(table),
+        [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem"
+        ]
+        .map(String::from)
+        .into()
+    );
+}
