@@ -38,7 +38,7 @@ build:
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	.venv/bin/cfn-lint template.yaml
+	.venv/bin/cfn-lint template.yaml templates/producer-policy.yaml
 	@# SAM's own checks run offline: the lint pass, then the transform (it wants a region, no account)
 	SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template template.yaml
 	SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline \

@@ -17,6 +17,14 @@ pub const EVENT_TOPICS: &str = "EVENT_TOPICS";
 const EXPECTED: &str = "comma-separated topic names or prefixes ending in `*` (not a bare `*`), \
      each of the characters Kafka allows in topic names (A-Z a-z 0-9 . _ -)";
 
+/// Kafka's topic-name characters, at least one.
+fn legal_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// One entry of the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pattern {
@@ -42,29 +50,25 @@ impl TopicAllowList {
     /// `None` when any entry is empty, a bare `*`, has `*` anywhere but at its end, or has a
     /// character Kafka does not allow in topic names.
     pub fn parse(text: &str) -> Option<Self> {
-        let legal = |name: &str| {
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        };
         text.split(',')
             .map(str::trim)
             .map(|entry| match entry.strip_suffix('*') {
-                Some(prefix) if legal(prefix) => Some(Pattern::Prefix(prefix.to_string())),
-                None if legal(entry) => Some(Pattern::Exact(entry.to_string())),
+                Some(prefix) if legal_name(prefix) => Some(Pattern::Prefix(prefix.to_string())),
+                None if legal_name(entry) => Some(Pattern::Exact(entry.to_string())),
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()
             .map(Self)
     }
 
-    /// Whether events may be published to `topic`.
+    /// Whether events may be published to `topic`. A name with a character Kafka does not
+    /// allow (a `#`, which would also confuse partition keys) never matches.
     pub fn permits(&self, topic: &str) -> bool {
-        self.0.iter().any(|pattern| match pattern {
-            Pattern::Exact(name) => name == topic,
-            Pattern::Prefix(prefix) => topic.starts_with(prefix.as_str()),
-        })
+        legal_name(topic)
+            && self.0.iter().any(|pattern| match pattern {
+                Pattern::Exact(name) => name == topic,
+                Pattern::Prefix(prefix) => topic.starts_with(prefix.as_str()),
+            })
     }
 
     /// Why `topic` is refused, for the dead-letter reason and the operator.
@@ -103,6 +107,7 @@ mod tests {
         assert!(!list.permits("payments.v2"));
         assert!(!list.permits("order"));
         assert!(!list.permits("audit"));
+        assert!(!list.permits("orders.x#k#00"), "not a Kafka topic name");
         assert_eq!(list.to_string(), "orders.*,payments");
         assert_eq!(
             list.refusal("audit"),

@@ -1,4 +1,4 @@
-"""Prints template.yaml as CloudFormation receives it after SAM's transform, as JSON.
+"""Prints a template as CloudFormation receives it (after SAM's transform, if it has one), as JSON.
 
 Offline: SAM's own translator (the `samtranslator` package that `sam validate` runs) with its
 bundled map of AWS managed policies, so no AWS account or network is needed. Local CodeUri
@@ -20,6 +20,10 @@ from samtranslator.yaml_helper import yaml_parse
 def main(path: str) -> None:
     with open(path, encoding="utf-8") as f:
         template = yaml_parse(f.read())
+    if "Transform" not in template:
+        # Plain CloudFormation: the same JSON form (intrinsics in their long names).
+        json.dump(template, sys.stdout, indent=1, sort_keys=True, default=str)
+        return
     for resource in template.get("Resources", {}).values():
         if resource.get("Type") == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://placeholder-bucket/code.zip"

@@ -17,9 +17,11 @@ pub enum RecordError {
         crate::record::FORMAT_VERSION
     )]
     UnknownFormatVersion { found: String },
+    /// The values stay out of the message (it becomes a log line and a dead-letter header):
+    /// a partition key carries a hash of the Kafka key.
     #[error(
-        "attribute `pk` is {stored:?}, but topic, key and event id give {expected:?} \
-         (see the partition-key rule in docs/producer-guide.md)"
+        "attribute `pk` is not the partition key of the item's topic, key and event id (see \
+         the partition-key rule in docs/producer-guide.md)"
     )]
     PartitionKeyMismatch { stored: String, expected: String },
     #[error("attribute `headers` holds {name:?}, a header only the platform sets")]

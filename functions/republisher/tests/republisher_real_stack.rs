@@ -545,13 +545,18 @@ async fn put_raw(fixture: &Fixture, item: HashMap<String, AttributeValue>) -> Re
 async fn items_that_would_make_the_republisher_a_confused_deputy_are_dead_lettered() -> Result<()> {
     let _shared = CLUSTER.read().await;
     let (fixture, app) = fixture("5000", &[]).await?;
-    // A real topic the republisher could write to, were it not for the allow-list.
+    // A real topic the republisher could write to, were it not for the allow-list, and another
+    // allowed topic (the fixture allows `denied-*`) that some producer group may not write.
     let forbidden = testkit::unique_name("forbidden");
-    testkit::create_topic(&fixture.stack.bootstrap_servers(), &forbidden, 1, 3, &[]).await?;
+    let others = testkit::unique_name("denied");
+    for topic in [&forbidden, &others] {
+        testkit::create_topic(&fixture.stack.bootstrap_servers(), topic, 1, 3, &[]).await?;
+    }
 
-    // 1. Another topic's event under an allowed topic's partition key (what a producer limited
-    //    by `dynamodb:LeadingKeys` to its own topics could write).
-    let smuggled = record(&forbidden, Some("k"), 0, Duration::ZERO);
+    // 1. Another allowed topic's event under this topic's partition key (what a producer
+    //    limited by `dynamodb:LeadingKeys` to its own topics could write): only the partition
+    //    key check stops it.
+    let smuggled = record(&others, Some("k"), 0, Duration::ZERO);
     let mut item = smuggled.to_item();
     let allowed_pk = record(&fixture.topic, Some("k"), 0, Duration::ZERO).partition_key();
     item.insert("pk".into(), AttributeValue::S(allowed_pk));
@@ -572,8 +577,10 @@ async fn items_that_would_make_the_republisher_a_confused_deputy_are_dead_letter
     let mut driver = StreamDriver::new(&fixture.aws, fixture.standby.name()).await?;
     drain(&fixture, &app, &mut driver).await?;
 
-    let forbidden_messages = consume_all(&fixture, &forbidden).await?;
-    assert!(forbidden_messages.is_empty(), "{forbidden_messages:?}");
+    for topic in [&forbidden, &others] {
+        let messages = consume_all(&fixture, topic).await?;
+        assert!(messages.is_empty(), "{topic}: {messages:?}");
+    }
     let delivered = consume_all(&fixture, &fixture.topic).await?;
     let ids: Vec<Option<String>> = delivered
         .iter()

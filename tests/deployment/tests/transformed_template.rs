@@ -5,7 +5,7 @@
 //!
 //! Needs `.venv` with `aws-sam-cli` (`make setup`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -23,11 +23,16 @@ fn repo() -> PathBuf {
 }
 
 fn transformed() -> Value {
+    as_cloudformation_receives("template.yaml")
+}
+
+/// `path` (from the repository root) as JSON, after SAM's transform if it has one.
+fn as_cloudformation_receives(path: &str) -> Value {
     let root = repo();
     let python = root.join(".venv/bin/python");
     let output = Command::new(&python)
         .arg(root.join("tests/deployment/sam_transform.py"))
-        .arg(root.join("template.yaml"))
+        .arg(root.join(path))
         .output()
         .unwrap_or_else(|e| panic!("running {} (make setup installs it): {e}", python.display()));
     assert!(
@@ -189,7 +194,9 @@ fn wildcard_topic_grants_are_held_to_the_cluster_by_a_deny() {
 #[test]
 fn the_key_outlives_the_stack_like_the_table_it_encrypts() {
     let template = transformed();
-    for (name, key) in of_type(&template, "AWS::KMS::Key") {
+    let keys = of_type(&template, "AWS::KMS::Key");
+    assert!(!keys.is_empty());
+    for (name, key) in keys {
         assert_eq!(key["DeletionPolicy"], "Retain", "{name}");
         assert_eq!(key["UpdateReplacePolicy"], "Retain", "{name}");
     }
@@ -289,29 +296,251 @@ fn event_topics_has_no_default_and_never_means_every_topic() {
     }
 }
 
+/// The intrinsic functions the policies use, evaluated with `params` (pseudo parameters
+/// included); `Fn::GetAtt` becomes `<Resource.Attribute>`.
+fn eval(value: &Value, params: &HashMap<&str, &str>) -> Value {
+    let text = |v: &Value| eval(v, params).as_str().unwrap_or_default().to_string();
+    let list = |v: &Value| match eval(v, params) {
+        Value::Array(items) => items,
+        other => panic!("expected a list, got {other}"),
+    };
+    let Some((function, args)) = value.as_object().and_then(|o| o.iter().next()) else {
+        return match value {
+            Value::Array(items) => Value::Array(items.iter().map(|v| eval(v, params)).collect()),
+            other => other.clone(),
+        };
+    };
+    match function.as_str() {
+        "Ref" => Value::from(params[args.as_str().unwrap()]),
+        "Fn::GetAtt" => Value::from(format!(
+            "<{}.{}>",
+            args[0].as_str().unwrap(),
+            args[1].as_str().unwrap()
+        )),
+        "Fn::Split" => {
+            let delimiter = args[0].as_str().unwrap();
+            Value::from(text(&args[1]).split(delimiter).collect::<Vec<_>>())
+        }
+        "Fn::Join" => {
+            let parts: Vec<String> = list(&args[1])
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            Value::from(parts.join(args[0].as_str().unwrap()))
+        }
+        "Fn::Select" => list(&args[1])[args[0].as_u64().unwrap() as usize].clone(),
+        "Fn::Sub" => {
+            let (template, vars) = match args {
+                Value::String(template) => (template.clone(), serde_json::Map::new()),
+                _ => (
+                    args[0].as_str().unwrap().to_string(),
+                    args[1].as_object().unwrap().clone(),
+                ),
+            };
+            let mut out = template;
+            for (name, value) in &vars {
+                out = out.replace(&format!("${{{name}}}"), &text(value));
+            }
+            for (name, value) in params {
+                out = out.replace(&format!("${{{name}}}"), value);
+            }
+            Value::from(out)
+        }
+        _ => value.clone(),
+    }
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` one.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    fn go(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(&p, &t)
+}
+
+fn sample_parameters() -> HashMap<&'static str, &'static str> {
+    HashMap::from([
+        ("AWS::Partition", "aws"),
+        ("AWS::Region", "eu-west-1"),
+        ("AWS::AccountId", "123456789012"),
+        (
+            "MskClusterArn",
+            "arn:aws:kafka:eu-west-1:123456789012:cluster/prod/abc-1",
+        ),
+        ("EventTopics", "orders.*,payments"),
+        ("ProducerTopics", "orders.*,payments"),
+        ("DeadLetterTopic", "standby-events-dlt"),
+        (
+            "StandbyTableArn",
+            "arn:aws:dynamodb:eu-west-1:123456789012:table/standby-events",
+        ),
+        (
+            "StandbyTableKeyArn",
+            "arn:aws:kms:eu-west-1:123456789012:key/k",
+        ),
+    ])
+}
+
+/// Whether `document` lets an identity do `action` on `resource`: an Allow matches and no Deny
+/// does (a `NotResource` Deny applies to everything outside its patterns).
+fn permitted(document: &Value, action: &str, resource: &str, params: &HashMap<&str, &str>) -> bool {
+    let patterns = |s: &Value, key: &str| -> Vec<String> {
+        match eval(&s[key], params) {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect(),
+            Value::String(one) => vec![one],
+            _ => Vec::new(),
+        }
+    };
+    let mut allowed = false;
+    for statement in statements(document) {
+        if !actions(statement).contains(action) {
+            continue;
+        }
+        let matches = if statement.get("NotResource").is_some() {
+            !patterns(statement, "NotResource")
+                .iter()
+                .any(|p| glob(p, resource))
+        } else {
+            patterns(statement, "Resource")
+                .iter()
+                .any(|p| glob(p, resource))
+        };
+        match (statement["Effect"].as_str(), matches) {
+            (Some("Deny"), true) => return false,
+            (Some("Allow"), true) => allowed = true,
+            _ => {}
+        }
+    }
+    allowed
+}
+
+/// The topic grants, evaluated with sample parameters and read as IAM reads them: exactly this
+/// cluster's EventTopics (and the dead-letter topic), whatever the wildcards in the ARNs.
 #[test]
-fn producers_are_limited_to_their_topics_partition_keys() {
+fn the_functions_may_write_exactly_this_clusters_event_topics() {
     let template = transformed();
-    let policy = &of_type(&template, "AWS::IAM::ManagedPolicy")["ProducerPolicy"];
-    let document = &policy["Properties"]["PolicyDocument"];
-    let table = statements(document)
-        .into_iter()
-        .find(|s| actions(s).contains("dynamodb:PutItem"))
-        .expect("a PutItem statement");
-    let leading = &table["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
-    assert!(
-        leading.to_string().contains("#*"),
-        "each topic's partition keys, `{{topic}}#*`: {leading}"
-    );
+    let params = sample_parameters();
+    let ours = "arn:aws:kafka:eu-west-1:123456789012:topic/prod/abc-1";
+    let other_cluster = "arn:aws:kafka:eu-west-1:123456789012:topic/staging/xyz-9";
+    for (name, document) in policy_documents(&template) {
+        if !(name.starts_with("RepublisherRole") || name == "StandbyOperatorPolicy") {
+            continue;
+        }
+        for (topic, expected) in [
+            (format!("{ours}/orders.created"), true),
+            (format!("{ours}/payments"), true),
+            (format!("{ours}/standby-events-dlt"), true),
+            (format!("{ours}/payments.v2"), false),
+            (format!("{ours}/audit"), false),
+            (format!("{other_cluster}/payments"), false),
+            (format!("{other_cluster}/orders.created"), false),
+            (
+                "arn:aws:kafka:us-east-1:999999999999:topic/prod/abc-1/payments".into(),
+                false,
+            ),
+        ] {
+            assert_eq!(
+                permitted(document, "kafka-cluster:WriteData", &topic, &params),
+                expected,
+                "{name}: {topic}"
+            );
+        }
+    }
+}
+
+/// The producer policies (the main template's and the per-group template) evaluated with
+/// sample topics: a producer may write only its topics' partition keys.
+#[test]
+fn producer_policies_cover_exactly_their_topics_partition_keys() {
+    let params = sample_parameters();
+    let main = transformed();
+    let group = as_cloudformation_receives("templates/producer-policy.yaml");
+    for template in [&main, &group] {
+        let policy = &of_type(template, "AWS::IAM::ManagedPolicy")["ProducerPolicy"];
+        let table = statements(&policy["Properties"]["PolicyDocument"])
+            .into_iter()
+            .find(|s| actions(s).contains("dynamodb:PutItem"))
+            .expect("a PutItem statement");
+        let leading = eval(
+            &table["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+            &params,
+        );
+        assert_eq!(leading, serde_json::json!(["orders.*#*", "payments#*"]));
+        let may = |pk: &str| {
+            leading
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| glob(p.as_str().unwrap(), pk))
+        };
+        assert!(may("orders.created#k#a045eb33f8797f35ea7d5fad7c5e0d02"));
+        assert!(may("payments#n#07") && may("payments#backlog"));
+        assert!(!may("paymentsx#k#00") && !may("audit#k#00"));
+    }
+}
+
+#[test]
+fn functions_reach_only_the_brokers_and_https_and_the_autoscaler_stays_outside_the_vpc() {
+    let template = transformed();
+    let resources = resources(&template);
+    let egress = &resources["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"];
+    let rules: Vec<(i64, bool)> = egress
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["FromPort"], r["ToPort"], "{r}");
+            (
+                r["FromPort"].as_i64().unwrap(),
+                r.get("DestinationSecurityGroupId").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(rules, [(9098, true), (443, false)]);
+    let ingress = &resources["BrokerIngressFromFunctions"]["Properties"];
     assert_eq!(
-        actions(table),
-        [
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:Query",
-            "dynamodb:UpdateItem"
-        ]
-        .map(String::from)
-        .into()
+        ingress["SourceSecurityGroupId"]["Ref"],
+        "FunctionSecurityGroup"
     );
+    assert_eq!(ingress["FromPort"], 9098);
+    // Without AutoscalerInVpc=true the autoscaler has no VPC configuration.
+    let vpc = &resources["AutoscalerFunction"]["Properties"]["VpcConfig"]["Fn::If"];
+    assert_eq!(vpc[0], "AutoscalerInVpc");
+    assert_eq!(vpc[2]["Ref"], "AWS::NoValue");
+}
+
+#[test]
+fn keys_are_used_only_through_their_services_and_unused_grants_are_gone() {
+    let template = transformed();
+    for (name, document) in policy_documents(&template) {
+        for statement in statements(document) {
+            if actions(statement).iter().any(|a| a.starts_with("kms:")) {
+                assert!(
+                    statement["Condition"]["StringEquals"]
+                        .get("kms:ViaService")
+                        .is_some(),
+                    "{name} / {}: KMS without kms:ViaService",
+                    statement["Sid"]
+                );
+            }
+        }
+    }
+    let operator = &of_type(&template, "AWS::IAM::ManagedPolicy")["StandbyOperatorPolicy"];
+    let granted: BTreeSet<String> = statements(&operator["Properties"]["PolicyDocument"])
+        .into_iter()
+        .flat_map(actions)
+        .collect();
+    for unused in ["dynamodb:DeleteItem", "kafka-cluster:AlterGroup"] {
+        assert!(!granted.contains(unused), "standbyctl never calls {unused}");
+    }
 }

@@ -308,3 +308,41 @@ pub fn wait_for_brokers(
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Waits until the cluster takes `acks=all` writes again: every partition has a leader and at
+/// least `min.insync.replicas` (2, or all replicas when fewer) in sync. Brokers listed in the
+/// metadata are not enough after an outage: leaders are elected and followers rejoin the ISR
+/// some seconds later.
+pub fn wait_until_writable(bootstrap: &str, timeout: Duration) -> Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let blocked: Vec<String> = match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+            Ok(metadata) => metadata
+                .topics()
+                .iter()
+                .flat_map(|t| {
+                    t.partitions()
+                        .iter()
+                        .filter(|p| p.leader() < 0 || p.isr().len() < p.replicas().len().min(2))
+                        .map(move |p| format!("{}-{}", t.name(), p.id()))
+                })
+                .collect(),
+            Err(e) => vec![format!("metadata: {e}")],
+        };
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} partitions not writable {timeout:?} after the outage, e.g. {:?}",
+                blocked.len(),
+                &blocked[..3.min(blocked.len())]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -663,10 +663,12 @@ pub struct KafkaOutage<'a> {
 }
 
 impl KafkaOutage<'_> {
-    /// Starts the nodes again and waits until every broker is back.
+    /// Starts the nodes again and waits until every broker is back and every partition takes
+    /// `acks=all` writes.
     pub fn end(mut self) -> Result<()> {
         self.ended = true;
-        self.stack.start_kafka()
+        self.stack.start_kafka()?;
+        kafka::wait_until_writable(&self.stack.bootstrap_servers(), STARTUP_TIMEOUT)
     }
 }
 

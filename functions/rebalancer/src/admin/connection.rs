@@ -43,8 +43,10 @@ const CLIENT_ID: &str = "standby-rebalancer";
 /// the function has 512 MB.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// One round trip, handshakes included; above the controller timeout requests carry (30 s).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// One round trip: the controller timeout requests carry (30 s) and some slack. The template's
+/// `REBALANCE_MARGIN_MS` stays above this plus a connect, so a hung broker near the deadline
+/// still leaves time to report.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 /// Renew a session when this much of its lifetime is left (MSK IAM sessions end with the
 /// token, 15 minutes after it was made).
 const RENEW_BEFORE_END: Duration = Duration::from_secs(60);
@@ -108,7 +110,7 @@ impl Connection {
         let stream: Box<dyn Stream> = match transport {
             Transport::Plaintext => Box::new(tcp),
             Transport::Tls { ca_location, .. } => Box::new(
-                tokio::time::timeout(REQUEST_TIMEOUT, tls(server, tcp, ca_location.as_deref()))
+                tokio::time::timeout(CONNECT_TIMEOUT, tls(server, tcp, ca_location.as_deref()))
                     .await
                     .map_err(|_| {
                         io(std::io::Error::new(
