@@ -144,10 +144,11 @@ pub fn consume(
         if Instant::now() > deadline {
             bail!("read {count} of {expected} messages from {topic} within {timeout:?}");
         }
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(e)) if transient(&e) => continue,
+            Some(message) => message?,
         };
-        let message = message?;
         by_partition
             .entry(message.partition())
             .or_default()
@@ -184,6 +185,7 @@ pub fn consume_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Ve
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
                 at_end.insert(partition);
             }
+            Some(Err(e)) if transient(&e) => {}
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(message)) => {
                 at_end.remove(&message.partition());
@@ -201,6 +203,16 @@ pub fn consume_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Ve
     }
     messages.sort_by_key(|m| (m.partition, m.offset));
     Ok(messages)
+}
+
+/// An error librdkafka reports through `poll` while it reconnects by itself (a broker that just
+/// came back closed an old connection): the reader goes on, bounded by its deadline.
+fn transient(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
+    matches!(
+        error.rdkafka_error_code(),
+        Some(BrokerTransportFailure | AllBrokersDown)
+    )
 }
 
 /// A consumer outside any committed group, assigned every partition of `topic` from the

@@ -278,6 +278,31 @@ async fn inspect_and_purge_the_standby_table() -> Result<()> {
     Ok(())
 }
 
+/// `standby replay` publishes with the republisher's rights, so it applies the same topic
+/// allow-list: an event for a topic off `EVENT_TOPICS` is dead-lettered, never published.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_refuses_topics_off_the_allow_list() -> Result<()> {
+    let f = fixture().await?;
+    let topic = testkit::unique_name("ctl-off-list");
+    testkit::create_topic(&f.stack.bootstrap_servers(), &topic, 1, 3, &[]).await?;
+    f.standby
+        .put_new(&record(&topic, "k", "{}", Duration::from_secs(1)))
+        .await?;
+    let replay = f.json(
+        &["standby", "replay", "--event-topics", "orders,payments"],
+        0,
+    );
+    assert_eq!(replay["dead_lettered"], 1, "{replay}");
+    assert_eq!(replay["republished"], 0, "{replay}");
+    assert!(f.consume(&topic).is_empty(), "nothing reached {topic}");
+    let letters = f.consume(&f.dead_letter_topic);
+    assert_eq!(
+        letters[0].header(dead_letter::MALFORMED_KIND).as_deref(),
+        Some("topic_not_allowed")
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_republishes_with_the_republishers_rules() -> Result<()> {
     let f = fixture().await?;
