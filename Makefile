@@ -9,6 +9,7 @@ export KAFKA_LIBS ?= $(HOME)/.cache/standby-events/kafka-libs
 export MOTO_SERVER ?= $(CURDIR)/.venv/bin/moto_server
 # Named explicitly: the cached target directory may hold a devstack built from another clone.
 export DEVSTACK_DIR ?= $(CURDIR)/.stack
+export DEVSTACK_MOTO_LAUNCHER ?= $(CURDIR)/tests/devstack/moto_server.py
 DEVSTACK := $(CARGO_TARGET_DIR)/debug/devstack
 
 .PHONY: help setup setup-stack build lint fmt test unit-test devstack stack-up stack-down stack-status demo chaos bench invoke ctl lambda-build

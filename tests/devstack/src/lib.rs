@@ -341,10 +341,14 @@ impl Stack {
 
     /// moto through `moto_server.py` (beside this crate): the same server with base-table
     /// Queries reading one partition, as DynamoDB does, instead of sorting the whole table per
-    /// call (see that file). Run by the venv's Python, next to `moto_server`.
+    /// call (see that file). Run by the venv's Python, next to `moto_server`. The Makefile names
+    /// the clone's copy (`DEVSTACK_MOTO_LAUNCHER`): the cached target directory may hold a
+    /// devstack built in another clone, whose path is compiled in.
     fn start_moto(&mut self) -> Result<()> {
         let python = self.tools.moto_server.with_file_name("python");
-        let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("moto_server.py");
+        let launcher = std::env::var_os("DEVSTACK_MOTO_LAUNCHER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("moto_server.py"));
         let mut command = Command::new(python);
         command.arg(launcher);
         command.args(["-H", "127.0.0.1", "-p", &self.moto.port.to_string()]);
