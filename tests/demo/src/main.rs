@@ -76,7 +76,7 @@ async fn run() -> Result<bool> {
 
     shared::telemetry::emit_metrics_to_stdout(false);
     println!(
-        "1/2 Producing {} events over {} keys through the producer fallback; the brokers crash (SIGKILL) at {:.0}%\n    \
+        "1/2 Producing {} events over {} keys through the producer fallback; the brokers go down (one killed, the others frozen) at {:.0}%\n    \
          and restart {}s later. Meanwhile the stream driver invokes the republisher with the standby table's\n    \
          stream, exactly as Lambda would.",
         plan.events,

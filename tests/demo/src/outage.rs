@@ -132,7 +132,8 @@ pub struct Plan {
     pub outage_at: f64,
     /// …and start again this long after.
     pub outage_for: Duration,
-    /// SIGKILL (a crash) rather than SIGTERM.
+    /// A crash (one node SIGKILLed, the others frozen: see `Stack::stop_kafka`) rather than
+    /// SIGTERM.
     pub crash: bool,
 }
 

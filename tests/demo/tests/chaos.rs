@@ -4,9 +4,10 @@
 //! - Three producer **processes** share the keys (a key moves between them every few events,
 //!   one signal interval apart), and one is killed (SIGKILL) and replaced mid-outage; its
 //!   unanswered sends are retried with their event ids on the replacement.
-//! - Every broker crashes (SIGKILL) for longer than the stream mapping's record-age limit, so the
-//!   mapping gives up on records (as Lambda's does after `MaximumRecordAgeInSeconds`) and their
-//!   events must come through the order gate and the sweep.
+//! - No broker answers (one SIGKILLed, the others frozen) for longer than the stream mapping's
+//!   record-age limit, so the mapping gives up on records (as Lambda's does after
+//!   `MaximumRecordAgeInSeconds`) and their events must come through the order gate and the
+//!   sweep.
 //! - The stream is read in three lanes (items of one key on different shards), with a retry
 //!   limit; republisher invocations are killed mid-batch, batches delivered twice, and DynamoDB
 //!   deletes fail between the handler and the table.
