@@ -426,12 +426,7 @@ async fn poison_records_are_dead_lettered_with_context_and_the_rest_proceed() ->
         }
         .to_item();
         edit(&mut item);
-        aws_sdk_dynamodb::Client::new(&fixture.aws)
-            .put_item()
-            .table_name(fixture.standby.name())
-            .set_item(Some(item))
-            .send()
-            .await?;
+        put_raw(&fixture, item).await?;
         malformed.push(kind);
     }
     write(

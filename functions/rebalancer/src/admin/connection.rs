@@ -97,28 +97,20 @@ impl Connection {
             broker: server.to_string(),
             source,
         };
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server))
+        let tcp = within(CONNECT_TIMEOUT, "connect", TcpStream::connect(server))
             .await
-            .map_err(|_| {
-                io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connect timed out",
-                ))
-            })?
             .map_err(io)?;
         tcp.set_nodelay(true).map_err(io)?;
         let stream: Box<dyn Stream> = match transport {
             Transport::Plaintext => Box::new(tcp),
             Transport::Tls { ca_location, .. } => Box::new(
-                tokio::time::timeout(CONNECT_TIMEOUT, tls(server, tcp, ca_location.as_deref()))
-                    .await
-                    .map_err(|_| {
-                        io(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "TLS handshake timed out",
-                        ))
-                    })?
-                    .map_err(io)?,
+                within(
+                    CONNECT_TIMEOUT,
+                    "TLS handshake",
+                    tls(server, tcp, ca_location.as_deref()),
+                )
+                .await
+                .map_err(io)?,
             ),
         };
         let mut connection = Self {
@@ -271,14 +263,8 @@ impl Connection {
             self.stream.flush().await?;
             read_frame(&mut self.stream).await
         };
-        let buffer = tokio::time::timeout(REQUEST_TIMEOUT, round_trip)
+        let buffer = within(REQUEST_TIMEOUT, "response", round_trip)
             .await
-            .map_err(|_| {
-                io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no response within {REQUEST_TIMEOUT:?}"),
-                ))
-            })?
             .map_err(io)?;
         let mut buffer = Bytes::from(buffer);
         let response_header =
@@ -303,6 +289,20 @@ impl Connection {
         }
         Ok(response)
     }
+}
+
+/// `work`, or a `TimedOut` error naming `what` after `limit`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    work: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} took longer than {limit:?}"),
+        ))
+    })
 }
 
 /// One length-prefixed frame. Memory grows with the bytes that arrive, not with the length
