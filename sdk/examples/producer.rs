@@ -22,11 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let producer = FallbackProducer::from_env(&ProcessEnv, aws_sdk_dynamodb::Client::new(&aws))?;
 
     // The value carries its schema version in the prefix consumers read first.
-    let value = Envelope {
-        schema_version: 3,
-        payload: br#"{"order_id":"o-1","status":"paid"}"#,
-    }
-    .encode();
+    let value = Envelope::confluent(3, br#"{"order_id":"o-1","status":"paid"}"#).encode();
     let mut event = Event::new("orders", Some(b"customer-42".to_vec()), value);
     event.headers.push(Header::new("trace-id", "abc123"));
 

@@ -13,8 +13,8 @@ pub enum RecordError {
     #[error("attribute `{attribute}` is invalid: {reason}")]
     InvalidAttribute { attribute: String, reason: String },
     #[error(
-        "attribute `format_version` is {found}, this build reads only version {}",
-        crate::record::FORMAT_VERSION
+        "attribute `format_version` is {found}, this build reads versions {:?}",
+        crate::record::READABLE_FORMAT_VERSIONS
     )]
     UnknownFormatVersion { found: String },
     /// The values stay out of the message (it becomes a log line and a dead-letter header):

@@ -28,8 +28,12 @@ use crate::envelope;
 use crate::error::RecordError;
 use crate::headers;
 
-/// Version of the item layout described here. Readers refuse other versions by name.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the item layout this build writes. Version 2 made `schema_version` a string (a
+/// Glue schema version UUID, or a Confluent id in decimal); version 1 had it as a number.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Layout versions this build reads; readers refuse others by name.
+pub const READABLE_FORMAT_VERSIONS: [u32; 2] = [1, 2];
 
 /// DynamoDB's hard limit on the size of one item (names plus values).
 pub const DYNAMODB_MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -143,9 +147,9 @@ impl StandbyRecord {
         partition_key(&self.topic, self.key.as_deref(), self.event_id)
     }
 
-    /// Schema version from the value's prefix, if the value is framed.
-    pub fn schema_version(&self) -> Option<u32> {
-        envelope::schema_version(&self.value)
+    /// Schema id from the value's prefix, if the value is framed.
+    pub fn schema_id(&self) -> Option<envelope::SchemaId> {
+        envelope::schema_id(&self.value)
     }
 
     /// Age of the event at `now`, saturating at zero for clocks that disagree.
@@ -223,7 +227,7 @@ impl StandbyRecord {
             + "created_at".len()
             + NUMBER
             + "schema_version".len()
-            + NUMBER
+            + 36
             + "expires_at".len()
             + NUMBER
     }
@@ -301,11 +305,19 @@ struct StandbyItem {
     producer_id: String,
     /// Milliseconds since the Unix epoch.
     created_at: u64,
-    /// Parsed from the value's prefix for metrics and operators; never used to decode.
+    /// Parsed from the value's prefix for metrics and operators; never used to decode. Read
+    /// whatever its type (a number in layout 1), as nothing depends on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    schema_version: Option<u32>,
+    schema_version: Option<SchemaVersionAttribute>,
     /// DynamoDB TTL attribute, seconds since the Unix epoch.
     expires_at: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum SchemaVersionAttribute {
+    Number(u64),
+    Text(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -334,7 +346,9 @@ impl From<&StandbyRecord> for StandbyItem {
                 .collect(),
             producer_id: record.producer_id.clone(),
             created_at: record.created_at_ms,
-            schema_version: record.schema_version(),
+            schema_version: record
+                .schema_id()
+                .map(|id| SchemaVersionAttribute::Text(id.to_string())),
             expires_at: record.expires_at,
         }
     }
@@ -400,7 +414,12 @@ fn check_format_version(image: &serde_dynamo::Item) -> Result<(), RecordError> {
         None => Err(RecordError::MissingAttribute {
             attribute: attr::FORMAT_VERSION.into(),
         }),
-        Some(serde_dynamo::AttributeValue::N(n)) if n.trim() == FORMAT_VERSION.to_string() => {
+        Some(serde_dynamo::AttributeValue::N(n))
+            if n
+                .trim()
+                .parse()
+                .is_ok_and(|v| READABLE_FORMAT_VERSIONS.contains(&v)) =>
+        {
             Ok(())
         }
         Some(serde_dynamo::AttributeValue::N(n)) => {
@@ -433,16 +452,14 @@ fn attribute_kind(value: &serde_dynamo::AttributeValue) -> &'static str {
 mod tests {
     use super::*;
 
+    const SCHEMA_VERSION: Uuid = Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_23456789abcd);
+
     fn sample() -> StandbyRecord {
         StandbyRecord {
             event_id: EventId::new(),
             topic: "orders".into(),
             key: Some(b"customer-42".to_vec()),
-            value: envelope::Envelope {
-                schema_version: 3,
-                payload: b"{\"total\":10}",
-            }
-            .encode(),
+            value: envelope::Envelope::glue(SCHEMA_VERSION, b"{\"total\":10}").encode(),
             headers: vec![
                 Header::new("trace", "a"),
                 Header::new("trace", "b"),
@@ -491,9 +508,24 @@ mod tests {
     #[test]
     fn item_carries_schema_version_and_format() {
         let item = sample().to_item();
-        assert_eq!(item["schema_version"], AttributeValue::N("3".into()));
-        assert_eq!(item["format_version"], AttributeValue::N("1".into()));
+        assert_eq!(
+            item["schema_version"],
+            AttributeValue::S("01234567-89ab-4cde-8f01-23456789abcd".into())
+        );
+        assert_eq!(item["format_version"], AttributeValue::N("2".into()));
         assert!(matches!(item["value"], AttributeValue::B(_)));
+    }
+
+    #[test]
+    fn layout_1_items_are_still_read() {
+        let record = StandbyRecord {
+            value: envelope::Envelope::confluent(3, b"{}").encode(),
+            ..sample()
+        };
+        let mut item = record.to_item();
+        item.insert("format_version".into(), AttributeValue::N("1".into()));
+        item.insert("schema_version".into(), AttributeValue::N("3".into()));
+        assert_eq!(StandbyRecord::from_item(item).unwrap(), record);
     }
 
     #[test]
@@ -538,10 +570,10 @@ mod tests {
     #[test]
     fn unknown_format_version_is_reported_first() {
         let mut item = sample().to_item();
-        item.insert("format_version".into(), AttributeValue::N("2".into()));
+        item.insert("format_version".into(), AttributeValue::N("3".into()));
         item.remove("topic");
         let err = StandbyRecord::from_item(item).unwrap_err();
-        assert_eq!(err, RecordError::UnknownFormatVersion { found: "2".into() });
+        assert_eq!(err, RecordError::UnknownFormatVersion { found: "3".into() });
     }
 
     #[test]

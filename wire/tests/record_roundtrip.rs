@@ -4,6 +4,7 @@
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use proptest::prelude::*;
 use serde_json::json;
+use wire::envelope::SchemaId;
 use wire::record::{EventId, Header, StandbyRecord};
 
 fn header() -> impl Strategy<Value = Header> {
@@ -171,7 +172,7 @@ fn decodes_a_literal_lambda_stream_record() {
     assert_eq!(record.topic, "orders");
     assert_eq!(record.key.as_deref(), Some(&b"customer-42"[..]));
     assert_eq!(record.value, vec![0, 0, 0, 0, 3, b'{', b'}']);
-    assert_eq!(record.schema_version(), Some(3));
+    assert_eq!(record.schema_id(), Some(SchemaId::Confluent(3)));
     assert_eq!(
         record.headers,
         vec![
@@ -183,4 +184,29 @@ fn decodes_a_literal_lambda_stream_record() {
         ]
     );
     assert_eq!(record.created_at_ms, 1_700_000_000_123);
+}
+
+/// Layout 2, as a producer of this project writes it: a Glue-framed value and the schema
+/// version as a string. Written by hand, like the record above.
+#[test]
+fn decodes_a_literal_layout_2_stream_record() {
+    let text = r#"{"Records":[{"eventID":"1","eventName":"INSERT","eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":"us-east-1",
+      "dynamodb":{"ApproximateCreationDateTime":1700000000,"Keys":{"pk":{"S":"orders#k#a045eb33f8797f35ea7d5fad7c5e0d02"},"event_id":{"S":"01890a5d-ac96-774b-bcce-b302099a8057"}},
+        "NewImage":{
+          "pk":{"S":"orders#k#a045eb33f8797f35ea7d5fad7c5e0d02"},"event_id":{"S":"01890a5d-ac96-774b-bcce-b302099a8057"},"format_version":{"N":"2"},
+          "topic":{"S":"orders"},"key":{"B":"Y3VzdG9tZXItNDI="},"value":{"B":"AwABI0VniatM3o8BI0VniavNe30="},
+          "headers":{"L":[]},
+          "producer_id":{"S":"checkout-1"},"created_at":{"N":"1700000000123"},"schema_version":{"S":"01234567-89ab-4cde-8f01-23456789abcd"},"expires_at":{"N":"1701209600"}},
+        "SequenceNumber":"111","SizeBytes":300,"StreamViewType":"NEW_IMAGE"},
+      "eventSourceARN":"arn:aws:dynamodb:us-east-1:123456789012:table/standby/stream/2026-01-01T00:00:00.000"}]}"#;
+    let event: StreamEvent = serde_json::from_str(text).unwrap();
+    let image = event.records.into_iter().next().unwrap().change.new_image;
+    let record = StandbyRecord::from_image(image).unwrap();
+    assert_eq!(
+        record.schema_id(),
+        Some(SchemaId::Glue(
+            "01234567-89ab-4cde-8f01-23456789abcd".parse().unwrap()
+        ))
+    );
+    assert_eq!(&record.value[18..], b"{}");
 }

@@ -172,11 +172,7 @@ pub fn payload(key: usize, seq: usize) -> Vec<u8> {
         "{{\"key\":{key},\"seq\":{seq},\"amount\":{}}}",
         (key * 31 + seq * 7) % 1000
     );
-    Envelope {
-        schema_version: 1,
-        payload: body.as_bytes(),
-    }
-    .encode()
+    Envelope::confluent(1, body.as_bytes()).encode()
 }
 
 #[derive(Deserialize)]

@@ -509,11 +509,7 @@ impl RecordBuilder {
 
     pub fn build(self) -> wire::record::StandbyRecord {
         wire::record::StandbyRecord {
-            value: wire::envelope::Envelope {
-                schema_version: self.schema_version,
-                payload: &self.payload,
-            }
-            .encode(),
+            value: wire::envelope::Envelope::confluent(self.schema_version, &self.payload).encode(),
             ..self.record
         }
     }

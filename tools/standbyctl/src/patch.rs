@@ -9,7 +9,9 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Filter, Native, RcIter};
 use jaq_json::Val;
 use serde_json::Value;
-use wire::envelope::Envelope;
+use std::borrow::Cow;
+
+use wire::envelope::{self, Compression, Envelope, SchemaId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
@@ -64,33 +66,36 @@ impl Jq {
     }
 }
 
-/// The value split around its payload: `prefix` is the schema-version frame, if any.
+/// The value split around its payload: the schema-version frame, if any, and the payload as the
+/// schema describes it (inflated when the frame says it was compressed).
 struct Framed<'a> {
-    schema_version: Option<u32>,
-    payload: &'a [u8],
+    frame: Option<(SchemaId, Compression)>,
+    payload: Cow<'a, [u8]>,
 }
 
 impl<'a> Framed<'a> {
     fn of(value: &'a [u8]) -> Self {
-        match Envelope::parse(value) {
-            Ok(envelope) => Self {
-                schema_version: Some(envelope.schema_version),
-                payload: envelope.payload,
+        let unframed = || Self {
+            frame: None,
+            payload: Cow::Borrowed(value),
+        };
+        let Ok(envelope) = Envelope::parse(value) else {
+            return unframed();
+        };
+        match envelope.decoded_payload() {
+            Ok(payload) => Self {
+                frame: Some((envelope.schema, envelope.compression)),
+                payload,
             },
-            Err(_) => Self {
-                schema_version: None,
-                payload: value,
-            },
+            // Shown to the JSON parser as is, which then names the problem.
+            Err(_) => unframed(),
         }
     }
 
+    /// The new payload framed as the old one was (same schema id, same compression).
     fn with_payload(&self, payload: &[u8]) -> Vec<u8> {
-        match self.schema_version {
-            Some(schema_version) => Envelope {
-                schema_version,
-                payload,
-            }
-            .encode(),
+        match self.frame {
+            Some((schema, compression)) => envelope::frame(schema, compression, payload),
             None => payload.to_vec(),
         }
     }
@@ -99,7 +104,7 @@ impl<'a> Framed<'a> {
 /// `value` with `jq` applied to its JSON payload, re-framed with the same schema version.
 pub fn apply_jq(value: &[u8], jq: &Jq) -> Result<Vec<u8>, PatchError> {
     let framed = Framed::of(value);
-    let json: Value = serde_json::from_slice(framed.payload).map_err(PatchError::NotJson)?;
+    let json: Value = serde_json::from_slice(&framed.payload).map_err(PatchError::NotJson)?;
     let patched = jq.run(json)?;
     Ok(framed.with_payload(
         serde_json::to_vec(&patched)
@@ -117,7 +122,7 @@ pub fn apply_editor(value: &[u8], editor: &str, label: &str) -> Result<Vec<u8>, 
         problem,
     };
     let framed = Framed::of(value);
-    let json: Value = serde_json::from_slice(framed.payload).map_err(PatchError::NotJson)?;
+    let json: Value = serde_json::from_slice(&framed.payload).map_err(PatchError::NotJson)?;
     let mut file = tempfile::Builder::new()
         .prefix(&format!("standbyctl-{label}-"))
         .suffix(".json")
@@ -153,11 +158,7 @@ mod tests {
     use super::*;
 
     fn framed(version: u32, payload: &str) -> Vec<u8> {
-        Envelope {
-            schema_version: version,
-            payload: payload.as_bytes(),
-        }
-        .encode()
+        Envelope::confluent(version, payload.as_bytes()).encode()
     }
 
     #[test]

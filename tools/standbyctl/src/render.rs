@@ -126,21 +126,29 @@ pub use wire::clock::now_ms;
 /// A value split into its schema-version prefix (when framed) and payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DecodedValue {
-    pub schema_version: Option<u32>,
+    /// A Glue schema version UUID or a Confluent id.
+    pub schema_version: Option<String>,
     pub bytes: usize,
+    /// Inflated when the frame says the payload was compressed.
     pub payload: Shown,
 }
 
 impl DecodedValue {
     pub fn of(value: &[u8], force_hex: bool) -> Self {
-        let (schema_version, payload) = match Envelope::parse(value) {
-            Ok(envelope) => (Some(envelope.schema_version), envelope.payload),
-            Err(_) => (None, value),
-        };
-        Self {
-            schema_version,
-            bytes: value.len(),
-            payload: Shown::of(payload, force_hex),
+        let decoded = Envelope::parse(value)
+            .ok()
+            .and_then(|e| Some((e.schema.to_string(), e.decoded_payload().ok()?)));
+        match decoded {
+            Some((schema_version, payload)) => Self {
+                schema_version: Some(schema_version),
+                bytes: value.len(),
+                payload: Shown::of(&payload, force_hex),
+            },
+            None => Self {
+                schema_version: None,
+                bytes: value.len(),
+                payload: Shown::of(value, force_hex),
+            },
         }
     }
 }
@@ -176,7 +184,7 @@ mod tests {
     #[test]
     fn framed_values_show_their_schema_version() {
         let decoded = DecodedValue::of(b"\x00\x00\x00\x00\x07{}", false);
-        assert_eq!(decoded.schema_version, Some(7));
+        assert_eq!(decoded.schema_version, Some("7".to_string()));
         assert_eq!(decoded.payload, Shown::Utf8("{}".into()));
         assert_eq!(DecodedValue::of(b"plain", false).schema_version, None);
     }

@@ -59,7 +59,7 @@ pub struct ItemRow {
     pub key: Option<Shown>,
     pub age_seconds: Option<u64>,
     pub value_bytes: Option<usize>,
-    pub schema_version: Option<u32>,
+    pub schema_version: Option<String>,
     pub producer_id: Option<String>,
     /// Why the item is not a valid standby record.
     pub malformed: Option<String>,
@@ -75,7 +75,7 @@ impl ItemRow {
                 key: record.key.as_deref().map(|k| Shown::of(k, false)),
                 age_seconds: Some(now_ms.saturating_sub(record.created_at_ms) / 1000),
                 value_bytes: Some(record.value.len()),
-                schema_version: record.schema_version(),
+                schema_version: record.schema_id().map(|id| id.to_string()),
                 producer_id: Some(record.producer_id.clone()),
                 malformed: None,
             },
@@ -119,7 +119,7 @@ fn item_table(rows: &[ItemRow]) -> Option<String> {
             row.age_seconds
                 .map_or_else(dash, |s| render::age(Duration::from_secs(s))),
             row.value_bytes.map_or_else(dash, |b| b.to_string()),
-            row.schema_version.map_or_else(dash, |v| v.to_string()),
+            row.schema_version.clone().unwrap_or_else(dash),
             match (&row.malformed, &row.producer_id) {
                 (Some(reason), _) => format!("malformed: {reason}"),
                 (None, Some(producer)) => producer.clone(),
@@ -302,7 +302,8 @@ impl Report for ShowReport {
                     render::age(Duration::from_secs(*age_seconds)),
                     value
                         .schema_version
-                        .map_or_else(|| "(no prefix)".into(), |v| v.to_string()),
+                        .clone()
+                        .unwrap_or_else(|| "(no prefix)".into()),
                     value.bytes,
                 );
                 out.push_str(&render::header_lines(headers));

@@ -188,7 +188,7 @@ async fn inspect_and_purge_the_standby_table() -> Result<()> {
     // show: decoded, in both forms.
     let shown = f.json(&["standby", "show", &orders[2].event_id.to_string()], 0);
     assert_eq!(shown["kind"], "record");
-    assert_eq!(shown["value"]["schema_version"], 2);
+    assert_eq!(shown["value"]["schema_version"], "2");
     assert_eq!(shown["value"]["payload"]["data"], "{\"n\":2}");
     assert_eq!(shown["headers"][0]["name"], "trace");
     let text = f
@@ -449,7 +449,7 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
     assert_eq!(rejected["total"], 2);
     assert_eq!(rejected["records"][0]["original_topic"], topic.as_str());
     let shown = f.json(&["dlt", "show", &first_id], 0);
-    assert_eq!(shown["value"]["schema_version"], 2);
+    assert_eq!(shown["value"]["schema_version"], "2");
     assert!(
         shown["headers"]
             .as_array()
@@ -526,11 +526,7 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
     assert_eq!(
         message.value.as_deref(),
         Some(
-            Envelope {
-                schema_version: 2,
-                payload: br#"{"amount":42}"#
-            }
-            .encode()
+            Envelope::confluent(2, br#"{"amount":42}"#).encode()
             .as_slice()
         ),
         "patched payload, same schema prefix"
@@ -610,11 +606,7 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
     assert!(arrived.iter().any(|m| {
         m.value.as_deref()
             == Some(
-                Envelope {
-                    schema_version: 2,
-                    payload: br#"{"amount":6}"#,
-                }
-                .encode()
+                Envelope::confluent(2, br#"{"amount":6}"#).encode()
                 .as_slice(),
             )
     }));

@@ -258,7 +258,8 @@ impl Report for DltShowReport {
             render::or_null(self.key.as_ref()),
             self.value
                 .schema_version
-                .map_or_else(|| "(no prefix)".into(), |v| v.to_string()),
+                .clone()
+                .unwrap_or_else(|| "(no prefix)".into()),
             self.value.bytes,
             render::header_lines(&self.headers)
         );
