@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+use wire::envelope::SchemaId;
 
 use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -67,15 +68,14 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
     })
 }
 
+const SCHEMA_VERSION: uuid::Uuid = uuid::Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_23456789abcd);
+
 fn event(topic: &str, key: &str, n: usize) -> Event {
     Event {
         topic: topic.into(),
         key: Some(key.as_bytes().to_vec()),
-        value: wire::envelope::Envelope {
-            schema_version: 2,
-            payload: format!("{{\"n\":{n}}}").as_bytes(),
-        }
-        .encode(),
+        value: wire::envelope::Envelope::glue(SCHEMA_VERSION, format!("{{\"n\":{n}}}").as_bytes())
+            .encode(),
         headers: vec![
             Header::new("trace", format!("t{n}")),
             Header::new("trace", "dup"),
@@ -320,7 +320,7 @@ async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Res
         assert_eq!(record.value, event.value);
         assert_eq!(record.headers, event.headers);
         assert_eq!(record.producer_id, "test-producer");
-        assert_eq!(record.schema_version(), Some(2));
+        assert_eq!(record.schema_id(), Some(SchemaId::Glue(SCHEMA_VERSION)));
     }
 
     tokio::task::block_in_place(|| outage.end())?;

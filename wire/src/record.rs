@@ -415,8 +415,7 @@ fn check_format_version(image: &serde_dynamo::Item) -> Result<(), RecordError> {
             attribute: attr::FORMAT_VERSION.into(),
         }),
         Some(serde_dynamo::AttributeValue::N(n))
-            if n
-                .trim()
+            if n.trim()
                 .parse()
                 .is_ok_and(|v| READABLE_FORMAT_VERSIONS.contains(&v)) =>
         {

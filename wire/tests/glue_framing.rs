@@ -70,5 +70,11 @@ fn still_reads_confluent_framing() {
 #[test]
 fn a_truncated_glue_header_is_named() {
     let err = Envelope::parse(&UNCOMPRESSED[..10]).unwrap_err();
-    assert_eq!(err, EnvelopeError::TooShort { len: 10, needed: 18 });
+    assert_eq!(
+        err,
+        EnvelopeError::TooShort {
+            len: 10,
+            needed: 18
+        }
+    );
 }

@@ -526,8 +526,9 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
     assert_eq!(
         message.value.as_deref(),
         Some(
-            Envelope::confluent(2, br#"{"amount":42}"#).encode()
-            .as_slice()
+            Envelope::confluent(2, br#"{"amount":42}"#)
+                .encode()
+                .as_slice()
         ),
         "patched payload, same schema prefix"
     );
@@ -606,8 +607,9 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
     assert!(arrived.iter().any(|m| {
         m.value.as_deref()
             == Some(
-                Envelope::confluent(2, br#"{"amount":6}"#).encode()
-                .as_slice(),
+                Envelope::confluent(2, br#"{"amount":6}"#)
+                    .encode()
+                    .as_slice(),
             )
     }));
     Ok(())
