@@ -9,7 +9,7 @@ use crate::record::Header;
 
 /// Why the event could not be written.
 pub const REASON: &str = "dlt-reason";
-/// [`ErrorClass`]: `non_retriable` or `malformed`.
+/// [`ErrorClass`]: `non_retriable`, `malformed`, `invalid` or `handler_failed`.
 pub const ERROR_CLASS: &str = "dlt-error-class";
 /// The topic the event was meant for, when known.
 pub const ORIGINAL_TOPIC: &str = "dlt-original-topic";
@@ -25,6 +25,17 @@ pub const ATTEMPT: &str = "dlt-attempt";
 pub const MALFORMED_KIND: &str = "dlt-malformed-kind";
 /// On malformed records: the value's format ([`PayloadFormat`]), since there is no event to keep.
 pub const PAYLOAD_FORMAT: &str = "dlt-payload-format";
+/// On events that failed schema validation: where in the payload (a JSON pointer, or the Avro
+/// field path); the message is in [`REASON`].
+pub const ERROR_PATH: &str = "dlt-error-path";
+/// On records a consumer forwarded: the partition and offset they were read at.
+pub const ORIGINAL_PARTITION: &str = "dlt-original-partition";
+pub const ORIGINAL_OFFSET: &str = "dlt-original-offset";
+/// On records a consumer forwarded: when handling it first failed, milliseconds since the epoch.
+pub const FIRST_FAILURE_AT: &str = "dlt-first-failure-at";
+/// On records in a consumer's retry topic: when the next attempt is due, milliseconds since the
+/// epoch.
+pub const DUE_AT: &str = "dlt-due-at";
 
 /// Whether `name` is a dead-letter context header (as opposed to one of the event's own).
 pub fn is_context_header(name: &str) -> bool {
@@ -38,6 +49,10 @@ pub enum ErrorClass {
     NonRetriable,
     /// The standby item is not a valid record: there is no event to publish.
     Malformed,
+    /// The event does not match its schema (or its schema is not known).
+    Invalid,
+    /// A consumer's handler failed for good, or ran out of retries.
+    HandlerFailed,
 }
 
 impl ErrorClass {
@@ -45,10 +60,17 @@ impl ErrorClass {
         match self {
             Self::NonRetriable => "non_retriable",
             Self::Malformed => "malformed",
+            Self::Invalid => "invalid",
+            Self::HandlerFailed => "handler_failed",
         }
     }
 
-    pub const ALL: [Self; 2] = [Self::NonRetriable, Self::Malformed];
+    pub const ALL: [Self; 4] = [
+        Self::NonRetriable,
+        Self::Malformed,
+        Self::Invalid,
+        Self::HandlerFailed,
+    ];
 
     pub fn parse(text: &str) -> Option<Self> {
         by_label(Self::ALL, Self::as_str, text)
@@ -62,15 +84,26 @@ pub enum Source {
     ProducerFallback,
     /// The republisher, publishing from the standby table.
     Republisher,
+    /// The producer SDK, when an event failed validation against its schema.
+    ProducerValidation,
+    /// The consumer SDK (validation, or the handler).
+    Consumer,
 }
 
 impl Source {
-    const ALL: [Self; 2] = [Self::ProducerFallback, Self::Republisher];
+    const ALL: [Self; 4] = [
+        Self::ProducerFallback,
+        Self::Republisher,
+        Self::ProducerValidation,
+        Self::Consumer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ProducerFallback => "producer-fallback",
             Self::Republisher => "republisher",
+            Self::ProducerValidation => "producer-validation",
+            Self::Consumer => "consumer",
         }
     }
 }
@@ -108,6 +141,11 @@ pub struct Context {
     pub attempt: Option<u32>,
     pub malformed_kind: Option<String>,
     pub payload_format: Option<PayloadFormat>,
+    pub error_path: Option<String>,
+    pub original_partition: Option<i32>,
+    pub original_offset: Option<i64>,
+    pub first_failure_at_ms: Option<u64>,
+    pub due_at_ms: Option<u64>,
 }
 
 impl Context {
@@ -123,6 +161,11 @@ impl Context {
             attempt: None,
             malformed_kind: None,
             payload_format: None,
+            error_path: None,
+            original_partition: None,
+            original_offset: None,
+            first_failure_at_ms: None,
+            due_at_ms: None,
         }
     }
 
@@ -138,6 +181,17 @@ impl Context {
                 PAYLOAD_FORMAT,
                 self.payload_format.map(|f| f.as_str().to_string()),
             ),
+            (ERROR_PATH, self.error_path.clone()),
+            (
+                ORIGINAL_PARTITION,
+                self.original_partition.map(|p| p.to_string()),
+            ),
+            (ORIGINAL_OFFSET, self.original_offset.map(|o| o.to_string())),
+            (
+                FIRST_FAILURE_AT,
+                self.first_failure_at_ms.map(|t| t.to_string()),
+            ),
+            (DUE_AT, self.due_at_ms.map(|t| t.to_string())),
         ];
         let mut headers = vec![
             Header::new(REASON, self.reason.as_str()),
@@ -177,6 +231,11 @@ impl Context {
             malformed_kind: text(MALFORMED_KIND),
             payload_format: text(PAYLOAD_FORMAT)
                 .and_then(|f| by_label(PayloadFormat::ALL, PayloadFormat::as_str, &f)),
+            error_path: text(ERROR_PATH),
+            original_partition: text(ORIGINAL_PARTITION).and_then(|p| p.parse().ok()),
+            original_offset: text(ORIGINAL_OFFSET).and_then(|o| o.parse().ok()),
+            first_failure_at_ms: text(FIRST_FAILURE_AT).and_then(|t| t.parse().ok()),
+            due_at_ms: text(DUE_AT).and_then(|t| t.parse().ok()),
         })
     }
 }
@@ -216,6 +275,19 @@ mod tests {
         assert!(headers.contains(&Header::new(MALFORMED_KIND, "missing_attribute")));
         assert!(headers.contains(&Header::new(PAYLOAD_FORMAT, "dynamodb-item-json")));
         assert_eq!(Context::read(&headers), Some(context));
+    }
+
+    #[test]
+    fn a_consumers_context_reads_back() {
+        let mut context = Context::new("timeout", ErrorClass::HandlerFailed, Source::Consumer);
+        context.original_topic = Some("orders".into());
+        context.original_partition = Some(3);
+        context.original_offset = Some(1234);
+        context.attempt = Some(4);
+        context.first_failure_at_ms = Some(1_700_000_000_000);
+        context.due_at_ms = Some(1_700_000_005_000);
+        context.error_path = Some("/total".into());
+        assert_eq!(Context::read(&context.headers()), Some(context));
     }
 
     #[test]
