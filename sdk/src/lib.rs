@@ -19,6 +19,7 @@ pub mod fallback;
 pub mod kafka;
 pub mod msk_iam;
 pub mod retry;
+pub mod schema;
 pub mod standby_table;
 
 pub use error::{ConfigError, FallbackError, SetupError};
