@@ -599,18 +599,7 @@ impl FallbackProducer {
             dead_letter::Source::ProducerFallback,
         );
         context.original_topic = Some(event.topic.clone());
-        context.producer_id = Some(self.settings.producer_id.clone());
-        let mut extra = vec![Header::new(headers::EVENT_ID, event_id.to_string())];
-        extra.extend(context.headers());
-        let record = Message {
-            topic: &self.settings.dead_letter_topic,
-            key: event.key.as_deref(),
-            value: &event.value,
-            headers: &event.headers,
-            extra: &extra,
-        }
-        .record();
-        match self.kafka.send(record, self.delivery_timeout).await {
+        match self.publish_dead_letter(event_id, &event, &context).await {
             Ok(_) => {
                 tracing::error!(%event_id, topic = %event.topic, %reason, dead_letter_topic = %self.settings.dead_letter_topic, "Kafka rejected the event; dead-lettered");
                 Ok(Delivery {
@@ -625,6 +614,35 @@ impl FallbackProducer {
                 source,
             }),
         }
+    }
+
+    /// Writes `event` to the dead-letter topic as is, with its id and `context` (the producer id
+    /// filled in), and waits for the ack: `(partition, offset)`. Nothing else is tried when the
+    /// topic refuses it; the caller still holds the event.
+    pub async fn publish_dead_letter(
+        &self,
+        event_id: EventId,
+        event: &Event,
+        context: &dead_letter::Context,
+    ) -> Result<(i32, i64), KafkaError> {
+        let mut context = context.clone();
+        context.producer_id = Some(self.settings.producer_id.clone());
+        let mut extra = vec![Header::new(headers::EVENT_ID, event_id.to_string())];
+        extra.extend(context.headers());
+        let record = Message {
+            topic: &self.settings.dead_letter_topic,
+            key: event.key.as_deref(),
+            value: &event.value,
+            headers: &event.headers,
+            extra: &extra,
+        }
+        .record();
+        self.kafka.send(record, self.delivery_timeout).await
+    }
+
+    /// The settings this producer was built with (its id and dead-letter topic among them).
+    pub fn settings(&self) -> &FallbackSettings {
+        &self.settings
     }
 
     // A panic while holding these locks cannot leave a map inconsistent (single inserts and

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fallback;
 pub mod kafka;
 pub mod msk_iam;
+pub mod producer;
 pub mod retry;
 pub mod schema;
 pub mod standby_table;

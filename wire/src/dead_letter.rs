@@ -108,22 +108,26 @@ impl Source {
     }
 }
 
-/// What the value of a dead-lettered malformed record is.
+/// What the value of a dead-lettered record is, when it is not the event's own value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadFormat {
     /// The raw DynamoDB stream record, as JSON.
     StreamRecordJson,
     /// The raw item as a scan returned it, as JSON.
     ItemJson,
+    /// An Avro value that failed validation, so could not be encoded: its JSON rendering,
+    /// framed with the schema version it failed against.
+    AvroValueJson,
 }
 
 impl PayloadFormat {
-    const ALL: [Self; 2] = [Self::StreamRecordJson, Self::ItemJson];
+    const ALL: [Self; 3] = [Self::StreamRecordJson, Self::ItemJson, Self::AvroValueJson];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::StreamRecordJson => "dynamodb-stream-record-json",
             Self::ItemJson => "dynamodb-item-json",
+            Self::AvroValueJson => "avro-value-json",
         }
     }
 }

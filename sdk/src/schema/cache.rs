@@ -260,7 +260,10 @@ mod tests {
         let name = SchemaName::new("r", "orders");
         let cache = SchemaCache::new(Arc::new(Slow::new()));
         let err = cache.by_definition(&name, "{}", false).await.unwrap_err();
-        assert!(matches!(err, SchemaError::Registry(RegistryError::NotFound { .. })));
+        assert!(matches!(
+            err,
+            SchemaError::Registry(RegistryError::NotFound { .. })
+        ));
         assert_eq!(
             cache.by_definition(&name, "{}", true).await.unwrap().id(),
             Uuid::from_u128(2)

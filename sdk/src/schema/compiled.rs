@@ -6,10 +6,10 @@
 //! payload (a JSON pointer; for Avro the field path) and never quote the payload's values, so
 //! they may go into logs and headers.
 
-use apache_avro::schema::{NamesRef, ResolvedSchema};
-use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{NamesRef, ResolvedSchema};
+use apache_avro::types::Value as AvroValue;
 use apache_avro::writer::datum::GenericDatumWriter;
 use thiserror::Error;
 use uuid::Uuid;
@@ -99,8 +99,8 @@ impl CompiledSchema {
                 Validator::Json(Box::new(validator))
             }
             DataFormat::Avro => {
-                let schema = Schema::parse_str(&version.definition)
-                    .map_err(|e| failed(e.to_string()))?;
+                let schema =
+                    Schema::parse_str(&version.definition).map_err(|e| failed(e.to_string()))?;
                 let schema: &'static Schema = Box::leak(Box::new(schema));
                 let names = ResolvedSchema::try_from(schema)
                     .map_err(|e| failed(e.to_string()))?
@@ -191,7 +191,10 @@ impl CompiledSchema {
     }
 }
 
-fn json_errors(validator: &jsonschema::Validator, value: &serde_json::Value) -> Result<(), Invalid> {
+fn json_errors(
+    validator: &jsonschema::Validator,
+    value: &serde_json::Value,
+) -> Result<(), Invalid> {
     match validator.iter_errors(value).next() {
         None => Ok(()),
         Some(error) => Err(Invalid {
@@ -330,7 +333,10 @@ fn primitive_fits(schema: &Schema, value: &AvroValue) -> bool {
             | (Schema::Int, V::Int(_))
             | (Schema::Long, V::Long(_) | V::Int(_))
             | (Schema::Float, V::Float(_) | V::Int(_) | V::Long(_))
-            | (Schema::Double, V::Double(_) | V::Float(_) | V::Int(_) | V::Long(_))
+            | (
+                Schema::Double,
+                V::Double(_) | V::Float(_) | V::Int(_) | V::Long(_)
+            )
             | (Schema::Bytes, V::Bytes(_))
             | (Schema::String, V::String(_))
             | (Schema::Date, V::Date(_) | V::Int(_))
@@ -410,7 +416,10 @@ mod tests {
             ("order_id".into(), AvroValue::String("o-1".into())),
             ("total".into(), AvroValue::Double(12.5)),
             ("lines".into(), AvroValue::Array(lines)),
-            ("note".into(), AvroValue::Union(0, Box::new(AvroValue::Null))),
+            (
+                "note".into(),
+                AvroValue::Union(0, Box::new(AvroValue::Null)),
+            ),
         ])
     }
 
@@ -491,7 +500,9 @@ mod tests {
     fn truncated_or_padded_avro_bytes_are_invalid() {
         let schema = avro_schema();
         let bytes = schema
-            .encode(&Payload::Avro(order(vec![line(AvroValue::String("a".into()))])))
+            .encode(&Payload::Avro(order(vec![line(AvroValue::String(
+                "a".into(),
+            ))])))
             .unwrap();
         assert!(schema.decode(&bytes[..bytes.len() - 2]).is_err());
         let mut padded = bytes.clone();
@@ -501,7 +512,11 @@ mod tests {
 
     #[test]
     fn a_payload_of_the_other_language_is_invalid() {
-        assert!(json_schema().encode(&Payload::Avro(AvroValue::Null)).is_err());
+        assert!(
+            json_schema()
+                .encode(&Payload::Avro(AvroValue::Null))
+                .is_err()
+        );
         assert!(avro_schema().encode(&Payload::Json(json!({}))).is_err());
     }
 }

@@ -244,11 +244,7 @@ where
         _ => None,
     };
     let reason = match &error {
-        SdkError::ServiceError(e) => e
-            .err()
-            .message()
-            .unwrap_or("no message")
-            .to_string(),
+        SdkError::ServiceError(e) => e.err().message().unwrap_or("no message").to_string(),
         other => aws_sdk_glue::error::DisplayErrorContext(other)
             .to_string()
             .chars()

@@ -685,3 +685,53 @@ impl Drop for KafkaOutage<'_> {
         }
     }
 }
+
+/// A moto server of one test's own, for faults the shared one must not suffer: the test can
+/// SIGKILL it (an outage of the service it stands for) without breaking the suites running
+/// beside it. Killed when dropped.
+pub struct PrivateMoto {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateMoto {
+    /// Starts the plain `moto_server` from the venv on a free port and waits until it listens.
+    pub fn start() -> Result<Self> {
+        let tools = Tools::from_env();
+        tools.check()?;
+        let port = process::free_port()?;
+        let child = Command::new(&tools.moto_server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", tools.moto_server.display()))?;
+        let mut moto = Self { port, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if moto.child.try_wait()?.is_some() || Instant::now() > deadline {
+                bail!("a private moto server did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(moto)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, as a crash: connections are refused from now on.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -563,3 +563,64 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
+
+/// Creates schema `schema` in Glue registry `registry` (made if missing) with `definition` as its
+/// first version, in `format` (`JSON` or `AVRO`); returns the version's id (`SchemaVersionId`).
+pub async fn glue_schema(
+    aws: &SdkConfig,
+    registry: &str,
+    schema: &str,
+    format: &str,
+    definition: &str,
+) -> Result<String> {
+    use aws_sdk_glue::types::{Compatibility, DataFormat, RegistryId};
+    let glue = aws_sdk_glue::Client::new(aws);
+    if let Err(error) = glue.create_registry().registry_name(registry).send().await {
+        let exists = error
+            .as_service_error()
+            .is_some_and(|e| e.is_already_exists_exception());
+        if !exists {
+            return Err(anyhow::Error::from(error).context(format!("creating registry {registry}")));
+        }
+    }
+    let created = glue
+        .create_schema()
+        .registry_id(RegistryId::builder().registry_name(registry).build())
+        .schema_name(schema)
+        .data_format(DataFormat::from(format))
+        .compatibility(Compatibility::Backward)
+        .schema_definition(definition)
+        .send()
+        .await
+        .with_context(|| format!("creating schema {registry}/{schema}"))?;
+    created
+        .schema_version_id()
+        .map(str::to_string)
+        .context("CreateSchema returned no SchemaVersionId")
+}
+
+/// Registers `definition` as a new version of an existing schema; returns the version's id.
+pub async fn glue_schema_version(
+    aws: &SdkConfig,
+    registry: &str,
+    schema: &str,
+    definition: &str,
+) -> Result<String> {
+    let glue = aws_sdk_glue::Client::new(aws);
+    let registered = glue
+        .register_schema_version()
+        .schema_id(
+            aws_sdk_glue::types::SchemaId::builder()
+                .registry_name(registry)
+                .schema_name(schema)
+                .build(),
+        )
+        .schema_definition(definition)
+        .send()
+        .await
+        .with_context(|| format!("registering a version of {registry}/{schema}"))?;
+    registered
+        .schema_version_id()
+        .map(str::to_string)
+        .context("RegisterSchemaVersion returned no SchemaVersionId")
+}

@@ -1,0 +1,312 @@
+//! The producer SDK on the real local stack: schemas in Glue (moto), events in Kafka.
+//!
+//! Needs the stack: `make stack-up`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use apache_avro::types::Value as AvroValue;
+use aws_config::SdkConfig;
+use devstack::testkit::{self, Consumed};
+use devstack::{PrivateMoto, Stack};
+use sdk::fallback::{FallbackProducer, FallbackSettings, Outcome};
+use sdk::kafka::KafkaSettings;
+use sdk::producer::{
+    OutgoingEvent, Producer, ProducerSettings, Route, SendError, TopicSchema, VersionChoice,
+};
+use sdk::schema::{GlueRegistry, Payload, SchemaCache, SchemaName};
+use sdk::standby_table::StandbyTable;
+use serde_json::json;
+use uuid::Uuid;
+use wire::dead_letter::{self, ErrorClass, Source};
+use wire::envelope::{Compression, Envelope, SchemaId};
+use wire::headers;
+use wire::record::Header;
+
+const ORDER_JSON: &str = r#"{"type":"object","required":["order_id","total"],
+  "properties":{"order_id":{"type":"string"},"total":{"type":"number","minimum":0}}}"#;
+const ORDER_AVRO: &str = r#"{"type":"record","name":"Order","fields":[
+  {"name":"order_id","type":"string"},{"name":"total","type":"double"}]}"#;
+
+struct Rig {
+    stack: Stack,
+    producer: Producer,
+    cache: Arc<SchemaCache>,
+    json_topic: String,
+    avro_topic: String,
+    dead_letter_topic: String,
+    json_version: Uuid,
+    avro_version: Uuid,
+}
+
+/// Topics, schemas in a fresh registry on `registry_aws`, and a producer configured for both
+/// topics, routed to the local cluster.
+async fn rig(registry_aws: &SdkConfig, compression: Compression) -> Result<Rig> {
+    let stack = Stack::attach()?;
+    let bootstrap = stack.bootstrap_servers();
+    let json_topic = testkit::unique_name("orders-json");
+    let avro_topic = testkit::unique_name("orders-avro");
+    let dead_letter_topic = testkit::unique_name("producer-dlt");
+    for topic in [&json_topic, &avro_topic, &dead_letter_topic] {
+        testkit::create_topic(&bootstrap, topic, 3, 3, &[]).await?;
+    }
+    let registry = testkit::unique_name("registry");
+    let json_version =
+        testkit::glue_schema(registry_aws, &registry, &json_topic, "JSON", ORDER_JSON)
+            .await?
+            .parse()?;
+    let avro_version =
+        testkit::glue_schema(registry_aws, &registry, &avro_topic, "AVRO", ORDER_AVRO)
+            .await?
+            .parse()?;
+
+    let cache = Arc::new(SchemaCache::new(Arc::new(GlueRegistry::new(
+        aws_sdk_glue::Client::new(registry_aws),
+    ))));
+    let route = Route::new("", fallback(&stack, &bootstrap, &dead_letter_topic).await?);
+    let settings = ProducerSettings {
+        topics: vec![
+            TopicSchema {
+                topic: json_topic.clone(),
+                schema: SchemaName::new(&registry, &json_topic),
+                version: VersionChoice::Latest,
+            },
+            TopicSchema {
+                topic: avro_topic.clone(),
+                schema: SchemaName::new(&registry, &avro_topic),
+                version: VersionChoice::Definition(ORDER_AVRO.into()),
+            },
+        ],
+        compression,
+        ..ProducerSettings::new(&registry)
+    };
+    let producer = Producer::start(cache.clone(), vec![route], settings).await?;
+    Ok(Rig {
+        stack,
+        producer,
+        cache,
+        json_topic,
+        avro_topic,
+        dead_letter_topic,
+        json_version,
+        avro_version,
+    })
+}
+
+async fn fallback(
+    stack: &Stack,
+    bootstrap: &str,
+    dead_letter_topic: &str,
+) -> Result<FallbackProducer> {
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let table = StandbyTable::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        testkit::unique_name("standby"),
+    );
+    table.create().await?;
+    let env = testkit::kafka_env(bootstrap, []);
+    let kafka = KafkaSettings::from_env(&env, "producer-test", Duration::from_secs(5))?;
+    let settings = FallbackSettings {
+        producer_id: "producer-test".into(),
+        dead_letter_topic: dead_letter_topic.into(),
+        retention: Duration::from_secs(3600),
+        recheck_max_delay: sdk::fallback::DEFAULT_RECHECK_MAX_DELAY,
+        signal_interval: sdk::fallback::DEFAULT_SIGNAL_INTERVAL,
+    };
+    Ok(FallbackProducer::from_settings(&kafka, table, settings)?)
+}
+
+fn order(id: &str, total: f64) -> Payload {
+    Payload::Json(json!({"order_id": id, "total": total}))
+}
+
+fn avro_order(id: &str, total: f64) -> Payload {
+    Payload::Avro(AvroValue::Record(vec![
+        ("order_id".into(), AvroValue::String(id.into())),
+        ("total".into(), AvroValue::Double(total)),
+    ]))
+}
+
+async fn read(stack: &Stack, topic: &str) -> Result<Vec<Consumed>> {
+    testkit::read_topic_to_end(&stack.bootstrap_servers(), topic, Duration::from_secs(30)).await
+}
+
+fn context(message: &Consumed) -> Option<dead_letter::Context> {
+    let headers: Vec<Header> = message
+        .headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    dead_letter::Context::read(&headers)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn valid_events_reach_their_topic_framed_with_their_schema_version() -> Result<()> {
+    let aws = testkit::aws_config(&Stack::attach()?.aws_endpoint()).await;
+    for compression in [Compression::None, Compression::Zlib] {
+        let rig = rig(&aws, compression).await?;
+        let json_event =
+            OutgoingEvent::new(&rig.json_topic, Some(b"c-1".to_vec()), order("o-1", 10.5))
+                .header("trace", "t1");
+        let avro_event = OutgoingEvent::new(
+            &rig.avro_topic,
+            Some(b"c-1".to_vec()),
+            avro_order("o-2", 3.0),
+        );
+        for event in [&json_event, &avro_event] {
+            let delivery = rig.producer.send(event).await?;
+            assert!(
+                matches!(delivery.outcome, Outcome::Kafka { .. }),
+                "{delivery:?}"
+            );
+            assert_eq!(delivery.event_id, event.id);
+        }
+        for (topic, event, version) in [
+            (&rig.json_topic, &json_event, rig.json_version),
+            (&rig.avro_topic, &avro_event, rig.avro_version),
+        ] {
+            let messages = read(&rig.stack, topic).await?;
+            let [message] = messages.as_slice() else {
+                bail!("expected one message in {topic}, found {}", messages.len())
+            };
+            let value = message.value.as_deref().context("a value")?;
+            let envelope = Envelope::parse(value)?;
+            assert_eq!(envelope.schema, SchemaId::Glue(version));
+            assert_eq!(envelope.compression, compression);
+            let schema = rig.cache.by_id(version).await?;
+            assert_eq!(schema.decode(&envelope.decoded_payload()?)?, event.payload);
+            assert_eq!(
+                message.header(headers::EVENT_ID),
+                Some(event.id.to_string())
+            );
+        }
+        let messages = read(&rig.stack, &rig.json_topic).await?;
+        assert_eq!(messages[0].header("trace").as_deref(), Some("t1"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_event_goes_to_the_dead_letter_topic_with_its_error_and_nowhere_else()
+-> Result<()> {
+    let aws = testkit::aws_config(&Stack::attach()?.aws_endpoint()).await;
+    let rig = rig(&aws, Compression::None).await?;
+    let invalid = OutgoingEvent::new(
+        &rig.json_topic,
+        Some(b"c-9".to_vec()),
+        Payload::Json(json!({"order_id": "o-9", "total": -4})),
+    );
+    let err = rig.producer.send(&invalid).await.unwrap_err();
+    let SendError::Invalid {
+        error, dead_letter, ..
+    } = &err
+    else {
+        bail!("expected Invalid, got {err}")
+    };
+    assert_eq!(error.path, "/total");
+    assert!(dead_letter.is_ok(), "{dead_letter:?}");
+    assert!(!err.is_transient());
+
+    // An Avro value of the wrong type: its JSON rendering is kept, labelled as such.
+    let wrong_type = OutgoingEvent::new(
+        &rig.avro_topic,
+        None,
+        Payload::Avro(AvroValue::Record(vec![
+            ("order_id".into(), AvroValue::Long(1)),
+            ("total".into(), AvroValue::Double(1.0)),
+        ])),
+    );
+    assert!(matches!(
+        rig.producer.send(&wrong_type).await,
+        Err(SendError::Invalid { .. })
+    ));
+
+    let dead = read(&rig.stack, &rig.dead_letter_topic).await?;
+    assert_eq!(dead.len(), 2);
+    let context = context(&dead[0]).context("a dead-letter context")?;
+    let json_dead = if context.original_topic.as_deref() == Some(&rig.json_topic) {
+        &dead[0]
+    } else {
+        &dead[1]
+    };
+    let context = self::context(json_dead).context("context")?;
+    assert_eq!(context.class, ErrorClass::Invalid);
+    assert_eq!(context.source, Some(Source::ProducerValidation));
+    assert_eq!(context.error_path.as_deref(), Some("/total"));
+    assert_eq!(context.producer_id.as_deref(), Some("producer-test"));
+    assert!(!context.reason.contains("-4"), "{}", context.reason);
+    assert_eq!(
+        json_dead.header(headers::EVENT_ID),
+        Some(invalid.id.to_string())
+    );
+    let envelope = Envelope::parse(json_dead.value.as_deref().context("value")?)?;
+    assert_eq!(envelope.schema, SchemaId::Glue(rig.json_version));
+
+    // Neither reached its topic; a valid event afterwards does.
+    rig.producer
+        .send(&OutgoingEvent::new(
+            &rig.json_topic,
+            None,
+            order("o-10", 1.0),
+        ))
+        .await?;
+    assert_eq!(read(&rig.stack, &rig.json_topic).await?.len(), 1);
+    assert!(read(&rig.stack, &rig.avro_topic).await?.is_empty());
+    Ok(())
+}
+
+/// The registry is a moto server of this test's own, SIGKILLed once the producer has started:
+/// the configured topics' schemas are cached, so their events keep flowing and none is lost;
+/// an event of a topic whose schema was never fetched comes back to the caller, unpublished.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_outage_loses_nothing_with_cached_schemas() -> Result<()> {
+    let mut registry_moto = tokio::task::block_in_place(PrivateMoto::start)?;
+    let registry_aws = testkit::aws_config(&registry_moto.endpoint()).await;
+    let rig = rig(&registry_aws, Compression::None).await?;
+    let other_topic = testkit::unique_name("orders-unconfigured");
+    testkit::create_topic(&rig.stack.bootstrap_servers(), &other_topic, 1, 3, &[]).await?;
+    let requests_at_start = rig.cache.registry_requests();
+
+    registry_moto.kill()?;
+    let events: Vec<OutgoingEvent> = (0..50)
+        .map(|n| {
+            OutgoingEvent::new(
+                &rig.json_topic,
+                Some(format!("c-{}", n % 5).into_bytes()),
+                order(&format!("o-{n}"), n as f64),
+            )
+        })
+        .collect();
+    for event in &events {
+        let delivery = rig.producer.send(event).await?;
+        assert!(matches!(delivery.outcome, Outcome::Kafka { .. }));
+    }
+    assert_eq!(
+        rig.cache.registry_requests(),
+        requests_at_start,
+        "all cached"
+    );
+
+    let unknown = OutgoingEvent::new(&other_topic, None, order("o-x", 1.0));
+    let err = rig.producer.send(&unknown).await.unwrap_err();
+    assert!(
+        matches!(err, SendError::SchemaUnavailable { .. }) && err.is_transient(),
+        "{err}"
+    );
+
+    let arrived = read(&rig.stack, &rig.json_topic).await?;
+    let mut ids: Vec<String> = arrived
+        .iter()
+        .filter_map(|m| m.header(headers::EVENT_ID))
+        .collect();
+    ids.sort();
+    let mut sent: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    sent.sort();
+    assert_eq!(ids, sent, "every event arrived once");
+    assert!(read(&rig.stack, &other_topic).await?.is_empty());
+    Ok(())
+}
