@@ -310,3 +310,87 @@ async fn a_registry_outage_loses_nothing_with_cached_schemas() -> Result<()> {
     assert!(read(&rig.stack, &other_topic).await?.is_empty());
     Ok(())
 }
+
+/// What our producer put on the topics, decoded by an independent implementation: Python's
+/// fastavro and jsonschema behind a Glue header parser written from AWS's description
+/// (`tests/interop/glue_decode.py`), for both compressions.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_framed_by_the_producer_are_decoded_by_an_independent_implementation() -> Result<()>
+{
+    let aws = testkit::aws_config(&Stack::attach()?.aws_endpoint()).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut lines = String::new();
+    let mut expected = Vec::new();
+    for compression in [Compression::None, Compression::Zlib] {
+        let rig = rig(&aws, compression).await?;
+        rig.producer
+            .send(&OutgoingEvent::new(
+                &rig.json_topic,
+                None,
+                order("o-1", 2.5),
+            ))
+            .await?;
+        rig.producer
+            .send(&OutgoingEvent::new(
+                &rig.avro_topic,
+                None,
+                avro_order("o-2", 7.25),
+            ))
+            .await?;
+        for (topic, format, definition, version, payload) in [
+            (
+                &rig.json_topic,
+                "JSON",
+                ORDER_JSON,
+                rig.json_version,
+                json!({"order_id": "o-1", "total": 2.5}),
+            ),
+            (
+                &rig.avro_topic,
+                "AVRO",
+                ORDER_AVRO,
+                rig.avro_version,
+                json!({"order_id": "o-2", "total": 7.25}),
+            ),
+        ] {
+            let messages = read(&rig.stack, topic).await?;
+            let value = messages[0].value.as_deref().context("a value")?;
+            lines.push_str(
+                &json!({"format": format, "definition": definition, "value": hex(value)})
+                    .to_string(),
+            );
+            lines.push('\n');
+            expected.push(json!({
+                "schema_version_id": version.to_string(),
+                "compressed": compression == Compression::Zlib,
+                "payload": payload,
+            }));
+        }
+    }
+    let mut child = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/interop/glue_decode.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context(
+            "running tests/interop/glue_decode.py with the venv's Python (make setup-stack)",
+        )?;
+    std::io::Write::write_all(&mut child.stdin.take().context("stdin")?, lines.as_bytes())?;
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the independent decoder refused our bytes: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let decoded: Vec<serde_json::Value> = String::from_utf8(output.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(decoded, expected);
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
