@@ -68,7 +68,7 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
     })
 }
 
-const SCHEMA_VERSION: uuid::Uuid = uuid::Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_23456789abcd);
+const SCHEMA_VERSION: uuid::Uuid = uuid::Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_2345_6789_abcd);
 
 fn event(topic: &str, key: &str, n: usize) -> Event {
     Event {

@@ -451,7 +451,7 @@ fn attribute_kind(value: &serde_dynamo::AttributeValue) -> &'static str {
 mod tests {
     use super::*;
 
-    const SCHEMA_VERSION: Uuid = Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_23456789abcd);
+    const SCHEMA_VERSION: Uuid = Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_2345_6789_abcd);
 
     fn sample() -> StandbyRecord {
         StandbyRecord {

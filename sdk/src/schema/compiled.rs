@@ -58,8 +58,8 @@ pub struct CompiledSchema {
 }
 
 enum Validator {
-    Json(Box<jsonschema::Validator>),
-    Avro(AvroCodec),
+    Json(jsonschema::Validator),
+    Avro(Box<AvroCodec>),
 }
 
 /// The parsed schema with its writer and reader. Schema versions are immutable and a process
@@ -96,7 +96,7 @@ impl CompiledSchema {
                 let validator = jsonschema::options()
                     .build(&schema)
                     .map_err(|e| failed(e.to_string()))?;
-                Validator::Json(Box::new(validator))
+                Validator::Json(validator)
             }
             DataFormat::Avro => {
                 let schema =
@@ -106,7 +106,7 @@ impl CompiledSchema {
                     .map_err(|e| failed(e.to_string()))?
                     .get_names()
                     .clone();
-                Validator::Avro(AvroCodec {
+                Validator::Avro(Box::new(AvroCodec {
                     schema,
                     names,
                     writer: GenericDatumWriter::builder(schema)
@@ -115,7 +115,7 @@ impl CompiledSchema {
                     reader: GenericDatumReader::builder(schema)
                         .build()
                         .map_err(|e| failed(e.to_string()))?,
-                })
+                }))
             }
         };
         Ok(Self {
