@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod fallback;
 pub mod kafka;
+pub mod metrics;
 pub mod msk_iam;
 pub mod producer;
 pub mod retry;
