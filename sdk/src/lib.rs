@@ -14,6 +14,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod consumer;
 pub mod error;
 pub mod fallback;
 pub mod kafka;

@@ -10,8 +10,15 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 /// Delays between checks of whether a diverted key's events have all left the standby table:
 /// soon at first (an outage may be short), then at most every `max` (plus jitter).
 pub fn standby_recheck(max: Duration) -> impl Iterator<Item = Duration> + Send {
+    persistent(Duration::from_millis(200).min(max), max)
+}
+
+/// Delays between attempts at something that must succeed eventually (a consumer forwarding a
+/// record it may not drop, or waiting for the schema registry): from `min`, doubling, at most
+/// `max` (plus jitter), without end.
+pub fn persistent(min: Duration, max: Duration) -> impl Iterator<Item = Duration> + Send {
     ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(200).min(max))
+        .with_min_delay(min)
         .with_max_delay(max)
         .with_factor(2.0)
         .with_jitter()

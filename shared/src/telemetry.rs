@@ -25,4 +25,3 @@ pub fn init_logging() {
         .with_target(true)
         .try_init();
 }
-
