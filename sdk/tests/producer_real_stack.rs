@@ -40,7 +40,7 @@ struct Rig {
     avro_version: Uuid,
 }
 
-/// Topics, schemas in a fresh registry on `registry_aws`, and a producer configured for both
+/// Topics, schemas in the tests' registry on `registry_aws`, and a producer configured for both
 /// topics, routed to the local cluster.
 async fn rig(registry_aws: &SdkConfig, compression: Compression) -> Result<Rig> {
     let stack = Stack::attach()?;
@@ -51,13 +51,13 @@ async fn rig(registry_aws: &SdkConfig, compression: Compression) -> Result<Rig> 
     for topic in [&json_topic, &avro_topic, &dead_letter_topic] {
         testkit::create_topic(&bootstrap, topic, 3, 3, &[]).await?;
     }
-    let registry = testkit::unique_name("registry");
+    let registry = testkit::TEST_REGISTRY;
     let json_version =
-        testkit::glue_schema(registry_aws, &registry, &json_topic, "JSON", ORDER_JSON)
+        testkit::glue_schema(registry_aws, registry, &json_topic, "JSON", ORDER_JSON)
             .await?
             .parse()?;
     let avro_version =
-        testkit::glue_schema(registry_aws, &registry, &avro_topic, "AVRO", ORDER_AVRO)
+        testkit::glue_schema(registry_aws, registry, &avro_topic, "AVRO", ORDER_AVRO)
             .await?
             .parse()?;
 
@@ -69,17 +69,17 @@ async fn rig(registry_aws: &SdkConfig, compression: Compression) -> Result<Rig> 
         topics: vec![
             TopicSchema {
                 topic: json_topic.clone(),
-                schema: SchemaName::new(&registry, &json_topic),
+                schema: SchemaName::new(registry, &json_topic),
                 version: VersionChoice::Latest,
             },
             TopicSchema {
                 topic: avro_topic.clone(),
-                schema: SchemaName::new(&registry, &avro_topic),
+                schema: SchemaName::new(registry, &avro_topic),
                 version: VersionChoice::Definition(ORDER_AVRO.into()),
             },
         ],
         compression,
-        ..ProducerSettings::new(&registry)
+        ..ProducerSettings::new(registry)
     };
     let producer = Producer::start(cache.clone(), vec![route], settings).await?;
     Ok(Rig {

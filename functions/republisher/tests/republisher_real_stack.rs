@@ -885,10 +885,10 @@ async fn validated_events_of_a_producer_whose_cluster_is_down_are_republished_un
 
     let _shared = CLUSTER.read().await;
     let (fixture, app) = fixture("5000", &[]).await?;
-    let registry = testkit::unique_name("registry");
+    let registry = testkit::TEST_REGISTRY;
     let definition = r#"{"type":"object","required":["n"],"properties":{"n":{"type":"integer"}}}"#;
     let version: uuid::Uuid =
-        testkit::glue_schema(&fixture.aws, &registry, &fixture.topic, "JSON", definition)
+        testkit::glue_schema(&fixture.aws, registry, &fixture.topic, "JSON", definition)
             .await?
             .parse()?;
 
@@ -915,7 +915,7 @@ async fn validated_events_of_a_producer_whose_cluster_is_down_are_republished_un
     let producer = Producer::start(
         cache.clone(),
         vec![Route::new("", fallback)],
-        ProducerSettings::new(&registry),
+        ProducerSettings::new(registry),
     )
     .await?;
 

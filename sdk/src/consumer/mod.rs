@@ -73,6 +73,9 @@ pub struct ConsumerSettings {
     pub metrics_namespace: String,
     /// Where a group without a committed offset starts: `earliest` (default) or `latest`.
     pub auto_offset_reset: String,
+    /// How long the group waits for a member that stopped answering (a killed process) before
+    /// giving its partitions to another; librdkafka's default is 45 s.
+    pub session_timeout: Duration,
 }
 
 impl ConsumerSettings {
@@ -90,6 +93,7 @@ impl ConsumerSettings {
             metrics_interval: Duration::from_secs(60),
             metrics_namespace: "StandbyEvents/Consumer".into(),
             auto_offset_reset: "earliest".into(),
+            session_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -249,6 +253,10 @@ impl Consumer {
                 .set("auto.commit.interval.ms", "1000")
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", &self.settings.auto_offset_reset)
+                .set(
+                    "session.timeout.ms",
+                    self.settings.session_timeout.as_millis().to_string(),
+                )
                 .create_with_context(self.kafka.context())?,
         );
         let mut subscribed = self.settings.topics.clone();

@@ -564,6 +564,10 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The Glue registry the tests share: moto, like Glue, allows an account only ten registries,
+/// so tests make unique schemas in one registry rather than registries of their own.
+pub const TEST_REGISTRY: &str = "tests";
+
 /// Creates schema `schema` in Glue registry `registry` (made if missing) with `definition` as its
 /// first version, in `format` (`JSON` or `AVRO`); returns the version's id (`SchemaVersionId`).
 pub async fn glue_schema(
