@@ -614,3 +614,135 @@ async fn repair_and_redrive_the_dead_letter_topic() -> Result<()> {
     }));
     Ok(())
 }
+
+/// A consumer application's dead-letter topic, written by the consumer SDK, read and redriven
+/// by the same commands as the platform's: the headers are the same contract. The value is
+/// Glue-framed and zlib-compressed, so `show` inflates it and a repair re-frames it the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn dlt_works_on_a_consumers_dead_letter_topic() -> Result<()> {
+    use sdk::consumer::dedupe::MemoryDedupe;
+    use sdk::consumer::retry::{HandlerError, RetryPolicy};
+    use sdk::consumer::{ConsumedEvent, Consumer, ConsumerSettings};
+    use sdk::kafka::{KafkaSettings, Message};
+    use sdk::schema::{GlueRegistry, SchemaCache};
+    use std::sync::Arc;
+    use wire::envelope::{Compression, SchemaId};
+    use wire::record::Header;
+
+    let f = fixture().await?;
+    let bootstrap = f.stack.bootstrap_servers();
+    let topic = testkit::unique_name("ctl-consumed");
+    testkit::create_topic(&bootstrap, &topic, 1, 3, &[]).await?;
+    let aws = testkit::aws_config(&f.stack.aws_endpoint()).await;
+    let definition = r#"{"type":"object","required":["amount"]}"#;
+    let version: uuid::Uuid =
+        testkit::glue_schema(&aws, testkit::TEST_REGISTRY, &topic, "JSON", definition)
+            .await?
+            .parse()?;
+    let framed = |payload: &str| {
+        wire::envelope::frame(
+            SchemaId::Glue(version),
+            Compression::Zlib,
+            payload.as_bytes(),
+        )
+    };
+    let kafka = KafkaSettings::from_env(
+        &testkit::kafka_env(&bootstrap, []),
+        "ctl-consumer",
+        Duration::from_secs(5),
+    )?;
+    let event_id = EventId::new();
+    kafka
+        .producer()?
+        .send(
+            Message {
+                topic: &topic,
+                key: Some(b"acct-1"),
+                value: &framed(r#"{"amount":-3}"#),
+                headers: &[Header::new("trace", "t-1")],
+                extra: &[Header::new(headers::EVENT_ID, event_id.to_string())],
+            }
+            .record(),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+
+    // The application's handler refuses the event for good: the SDK dead-letters it.
+    let consumer = Arc::new(Consumer::new(
+        kafka,
+        ConsumerSettings {
+            retry: RetryPolicy {
+                delays: vec![],
+                ..RetryPolicy::default()
+            },
+            ..ConsumerSettings::new(
+                testkit::unique_name("ctl-group"),
+                vec![topic.clone()],
+                &f.dead_letter_topic,
+            )
+        },
+        Arc::new(SchemaCache::new(Arc::new(GlueRegistry::new(
+            aws_sdk_glue::Client::new(&aws),
+        )))),
+        Arc::new(MemoryDedupe::default()),
+        |_: ConsumedEvent| async { Err(HandlerError::NonRetriable("negative amount".into())) },
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            consumer
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while consumer.stats().dead_lettered == 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "nothing dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    running.await??;
+
+    let listed = f.json(&["dlt", "ls"], 0);
+    assert_eq!(listed["total"], 1, "{listed}");
+    let row = &listed["records"][0];
+    assert_eq!(row["original_topic"], topic.as_str());
+    assert_eq!(row["event_id"], event_id.to_string());
+    let id = row["id"].as_str().unwrap().to_string();
+    let shown = f.json(&["dlt", "show", &id], 0);
+    assert_eq!(shown["value"]["schema_version"], version.to_string());
+    assert!(
+        shown["value"]["payload"].to_string().contains("amount"),
+        "inflated: {shown}"
+    );
+
+    let sent = f.json(&["dlt", "redrive", &id, "--jq", ".amount = 3"], 0);
+    assert_eq!(sent["sent"], 1, "{sent}");
+    let arrived = f.consume(&topic);
+    let redriven = arrived.last().unwrap();
+    assert_eq!(
+        redriven.value.as_deref(),
+        Some(framed(r#"{"amount":3}"#).as_slice()),
+        "repaired, re-framed with the same schema version and compression"
+    );
+    assert_eq!(redriven.header("trace").as_deref(), Some("t-1"));
+    assert_eq!(
+        redriven.header(headers::EVENT_ID),
+        Some(event_id.to_string())
+    );
+    assert!(
+        redriven
+            .headers
+            .iter()
+            .all(|(name, _)| !dead_letter::is_context_header(name)),
+        "the consumer's dead-letter context is taken off"
+    );
+    Ok(())
+}
