@@ -22,7 +22,7 @@ help:
 	@echo "make stack-up    start Kafka (3 KRaft nodes) and moto on 127.0.0.1; stack-down stops them"
 	@echo "make demo        the outage-and-recovery story end to end, then the scale-out story"
 	@echo "make chaos       the chaos test with 100,000 events"
-	@echo "make bench       benchmarks (republisher drain vs a sequential baseline; planner vs kafka --generate)"
+	@echo "make bench       benchmarks (republisher drain vs a sequential baseline; planner vs kafka --generate; SDK validation vs a produce round trip, consumer vs a plain consume loop)"
 	@echo "make invoke FN=<function> EVENT=events/<fn>/<file>.json   one invocation in the Lambda emulator"
 	@echo "make ctl ARGS=\"standby count\"   the operator CLI (standbyctl) against the local stack"
 	@echo "make lambda-build  the three functions for Lambda (arm64, release) with cargo-lambda"
@@ -113,7 +113,7 @@ chaos: setup-stack
 # Benchmarks print ratios against a baseline measured in the same run; not part of `make test`.
 bench: setup-stack
 	$(MAKE) --no-print-directory stack-up
-	status=0; cargo bench -p republisher --bench drain && cargo bench -p rebalancer --bench planner || status=$$?; \
+	status=0; cargo bench -p republisher --bench drain && cargo bench -p rebalancer --bench planner && cargo bench -p sdk --bench sdk || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; exit $$status
 
 # One invocation through cargo-lambda's runtime emulator, against the local stack (left running).

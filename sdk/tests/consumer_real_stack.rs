@@ -277,7 +277,7 @@ async fn valid_events_are_handled_once_and_invalid_ones_dead_lettered() -> Resul
     let calls: Calls = Arc::default();
     let recorded = calls.clone();
     let consumer = setup
-        .consumer(blocking_only(), move |event: ConsumedEvent| {
+        .consumer(blocking_only(), move |event: Arc<ConsumedEvent>| {
             let recorded = recorded.clone();
             async move {
                 recorded.lock().unwrap().push(call_of(&event));
@@ -342,7 +342,7 @@ async fn a_handler_failing_twice_goes_through_the_retry_topics_with_their_delays
     let calls: Calls = Arc::default();
     let recorded = calls.clone();
     let consumer = setup
-        .consumer(policy, move |event: ConsumedEvent| {
+        .consumer(policy, move |event: Arc<ConsumedEvent>| {
             let recorded = recorded.clone();
             async move {
                 let call = call_of(&event);
@@ -428,7 +428,7 @@ async fn per_key_order_holds_through_blocking_retries() -> Result<()> {
     let calls: Calls = Arc::default();
     let recorded = calls.clone();
     let consumer = setup
-        .consumer(policy, move |event: ConsumedEvent| {
+        .consumer(policy, move |event: Arc<ConsumedEvent>| {
             let recorded = recorded.clone();
             async move {
                 let call = call_of(&event);
@@ -465,7 +465,7 @@ async fn shutdown_finishes_the_record_in_hand_and_commits_it() -> Result<()> {
     let started = Arc::new(tokio::sync::Notify::new());
     let signal = started.clone();
     let consumer = setup
-        .consumer(blocking_only(), move |_event: ConsumedEvent| {
+        .consumer(blocking_only(), move |_event: Arc<ConsumedEvent>| {
             let signal = signal.clone();
             async move {
                 signal.notify_one();
@@ -510,7 +510,7 @@ async fn child_consumer_that_hangs_in_its_handler() -> Result<()> {
     let setup: Setup = serde_json::from_str(&std::env::var("CONSUMER_TEST_SETUP")?)?;
     let marker = std::env::var("CONSUMER_TEST_MARKER")?;
     let consumer = setup
-        .consumer(blocking_only(), move |event: ConsumedEvent| {
+        .consumer(blocking_only(), move |event: Arc<ConsumedEvent>| {
             let marker = marker.clone();
             async move {
                 let line = format!("started {} at {}\n", event.partition, event.offset);
@@ -563,7 +563,7 @@ async fn a_consumer_killed_mid_handler_gets_the_record_again_after_restart() -> 
     let calls: Calls = Arc::default();
     let recorded = calls.clone();
     let consumer = setup
-        .consumer(blocking_only(), move |event: ConsumedEvent| {
+        .consumer(blocking_only(), move |event: Arc<ConsumedEvent>| {
             let recorded = recorded.clone();
             async move {
                 recorded.lock().unwrap().push(call_of(&event));

@@ -3,8 +3,9 @@
 //! commits an offset only once its record is handled or safely forwarded.
 //!
 //! - **Order and parallelism.** One task per partition handles that partition's records one at
-//!   a time, in offset order; partitions run in parallel. A partition whose task falls behind
-//!   is paused (its records wait in Kafka), so one slow partition never stops the others.
+//!   a time, in offset order; partitions run in parallel. A partition whose task falls
+//!   `partition_buffer` records behind is paused (its records wait in Kafka) until its queue
+//!   has room again, so one slow partition never stops the others.
 //! - **Validation.** The prefix's Glue schema version is fetched once and compiled
 //!   ([`crate::schema::SchemaCache`]). An event that is not framed, names an unknown version or
 //!   does not match it goes to the dead-letter topic at once (`dlt-error-class: invalid`, with
@@ -19,10 +20,10 @@
 //!   `standbyctl dlt` reads and redrives a consumer's dead-letter topic as it does the
 //!   platform's.
 //! - **Commits.** An offset is stored only after its record was handled, dropped as a
-//!   duplicate, or acknowledged by the topic it was forwarded to; librdkafka commits stored
-//!   offsets every second and on shutdown. A process killed mid-handler therefore gets the
-//!   record again after it restarts (at-least-once; the handler should be idempotent or rely
-//!   on the dedupe store).
+//!   duplicate, or acknowledged by the topic it was forwarded to (stored in steps of up to 100
+//!   records of a busy partition); librdkafka commits stored offsets every second and on
+//!   shutdown. A process killed mid-handler therefore gets the record again after it restarts
+//!   (at-least-once; the handler should be idempotent or rely on the dedupe store).
 //! - **Shutdown.** When the `shutdown` future passed to [`Consumer::run`] completes, no new
 //!   record is started, records being handled finish, stored offsets are committed, and `run`
 //!   returns. Records not yet started are read again by the next owner of their partition.
@@ -89,7 +90,7 @@ impl ConsumerSettings {
             topics,
             dead_letter_topic: dead_letter_topic.into(),
             retry: RetryPolicy::default(),
-            partition_buffer: 500,
+            partition_buffer: 2000,
             metrics_interval: Duration::from_secs(60),
             metrics_namespace: "StandbyEvents/Consumer".into(),
             auto_offset_reset: "earliest".into(),
@@ -117,17 +118,18 @@ pub struct ConsumedEvent {
     pub attempt: u32,
 }
 
-/// What handles events. Implemented for async closures taking a [`ConsumedEvent`].
+/// What handles events. Implemented for async closures taking an `Arc<ConsumedEvent>` (shared,
+/// so a retry costs no copy of the payload).
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, event: ConsumedEvent) -> BoxFuture<'static, Result<(), HandlerError>>;
+    fn handle(&self, event: Arc<ConsumedEvent>) -> BoxFuture<'static, Result<(), HandlerError>>;
 }
 
 impl<F, Fut> Handler for F
 where
-    F: Fn(ConsumedEvent) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<ConsumedEvent>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
-    fn handle(&self, event: ConsumedEvent) -> BoxFuture<'static, Result<(), HandlerError>> {
+    fn handle(&self, event: Arc<ConsumedEvent>) -> BoxFuture<'static, Result<(), HandlerError>> {
         Box::pin(self(event))
     }
 }
@@ -210,6 +212,9 @@ struct Shared {
     dedupe: Arc<dyn DedupeStore>,
     handler: Arc<dyn Handler>,
     counters: Arc<Counters>,
+    /// Signalled by a partition task each time it takes a record from its queue, so records
+    /// held back for a full queue move on as soon as there is room.
+    room: tokio::sync::Notify,
 }
 
 /// Whether a record was dealt with (its offset may be stored) or the consumer is stopping.
@@ -220,6 +225,9 @@ enum Done {
 }
 
 type PartitionKey = (String, i32);
+
+/// How long the poll loop waits for room in a partition's queue before pausing the partition.
+const BACK_PRESSURE: Duration = Duration::from_millis(100);
 
 impl Consumer {
     pub fn new(
@@ -280,12 +288,12 @@ impl Consumer {
             dedupe: self.dedupe.clone(),
             handler: self.handler.clone(),
             counters: self.counters.clone(),
+            room: tokio::sync::Notify::new(),
         });
         let (stop, stopping) = watch::channel(false);
         let mut workers: HashMap<PartitionKey, mpsc::Sender<Record>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         let mut overflow: HashMap<PartitionKey, VecDeque<Record>> = HashMap::new();
-        let mut flush = tokio::time::interval(Duration::from_millis(50));
         let mut report = tokio::time::interval(self.settings.metrics_interval);
         let mut reported = ConsumerStats::default();
         tokio::pin!(shutdown);
@@ -313,15 +321,22 @@ impl Consumer {
                             tasks.spawn(partition_task(shared.clone(), receiver, stopping.clone()));
                             sender
                         });
-                        if let Err(error) = sender.try_send(record) {
-                            // The partition's task is behind: hold the record here and stop
-                            // fetching the partition until the task catches up.
-                            let record = match error {
-                                mpsc::error::TrySendError::Full(record)
-                                | mpsc::error::TrySendError::Closed(record) => record,
-                            };
-                            overflow.entry(key.clone()).or_default().push_back(record);
-                            set_paused(&consumer, &key, true);
+                        // A task that is briefly behind gets the record as soon as it has
+                        // room (ordinary back-pressure). One that stays full (a record waiting
+                        // for its due time, a slow handler) has its partition paused instead,
+                        // so the others go on; pausing makes librdkafka fetch that partition
+                        // again later, so it is the exception, not the rule.
+                        let record = match sender.try_send(record) {
+                            Ok(()) => continue,
+                            Err(mpsc::error::TrySendError::Full(record)
+                                | mpsc::error::TrySendError::Closed(record)) => record,
+                        };
+                        match tokio::time::timeout(BACK_PRESSURE, sender.reserve()).await {
+                            Ok(Ok(room)) => room.send(record),
+                            _ => {
+                                overflow.entry(key.clone()).or_default().push_back(record);
+                                set_paused(&consumer, &key, true);
+                            }
                         }
                     }
                     Err(error) => {
@@ -329,7 +344,7 @@ impl Consumer {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                _ = flush.tick() => {
+                () = shared.room.notified(), if !overflow.is_empty() => {
                     overflow.retain(|key, queue| {
                         let Some(sender) = workers.get(key) else { return true };
                         while let Some(record) = queue.pop_front() {
@@ -412,21 +427,40 @@ async fn partition_task(
     mut records: mpsc::Receiver<Record>,
     mut stopping: watch::Receiver<bool>,
 ) {
+    // The last record dealt with whose offset is not stored yet. Offsets of one partition only
+    // grow, so storing the latest covers the ones before; it is stored when the queue runs dry,
+    // every STORE_EVERY records, and when the task ends. A crash can therefore redeliver up to
+    // that many records already handled (at-least-once; duplicates carry the same event id).
+    let mut unstored: Option<(String, i32, i64)> = None;
+    let mut since_stored = 0;
     while let Some(record) = records.recv().await {
+        shared.room.notify_one();
         if *stopping.borrow() {
             break;
         }
         if process(&shared, &record, &mut stopping).await == Done::Stopped {
             break;
         }
-        if let Err(error) =
-            shared
-                .consumer
-                .store_offset(&record.topic, record.partition, record.offset)
-        {
-            // The partition was revoked meanwhile: its next owner reads the record again.
-            tracing::debug!(%error, topic = %record.topic, partition = record.partition, "offset not stored");
+        unstored = Some((record.topic, record.partition, record.offset));
+        since_stored += 1;
+        if records.is_empty() || since_stored >= STORE_EVERY {
+            store(&shared, unstored.take());
+            since_stored = 0;
         }
+    }
+    store(&shared, unstored);
+}
+
+/// Records handled between two offset stores of a busy partition.
+const STORE_EVERY: usize = 100;
+
+fn store(shared: &Shared, offset: Option<(String, i32, i64)>) {
+    let Some((topic, partition, offset)) = offset else {
+        return;
+    };
+    if let Err(error) = shared.consumer.store_offset(&topic, partition, offset) {
+        // The partition was revoked meanwhile: its next owner reads the records again.
+        tracing::debug!(%error, %topic, partition, "offset not stored");
     }
 }
 
@@ -587,16 +621,16 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
 
     let attempts_before = earlier.as_ref().and_then(|c| c.attempt).unwrap_or(0);
     let mut first_failure = earlier.as_ref().and_then(|c| c.first_failure_at_ms);
+    let event_id = event.event_id;
+    let mut event = Arc::new(event);
     let mut here = 0;
     loop {
         here += 1;
-        let attempt = ConsumedEvent {
-            attempt: attempts_before + here,
-            ..event.clone()
-        };
-        let error = match shared.handler.handle(attempt).await {
+        // The handler has usually dropped its reference by now: no copy.
+        Arc::make_mut(&mut event).attempt = attempts_before + here;
+        let error = match shared.handler.handle(event.clone()).await {
             Ok(()) => {
-                if let Some(id) = event.event_id {
+                if let Some(id) = event_id {
                     shared.dedupe.record(id).await;
                 }
                 bump(&shared.counters.handled);

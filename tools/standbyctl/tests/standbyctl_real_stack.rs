@@ -686,7 +686,7 @@ async fn dlt_works_on_a_consumers_dead_letter_topic() -> Result<()> {
             aws_sdk_glue::Client::new(&aws),
         )))),
         Arc::new(MemoryDedupe::default()),
-        |_: ConsumedEvent| async { Err(HandlerError::NonRetriable("negative amount".into())) },
+        |_: Arc<ConsumedEvent>| async { Err(HandlerError::NonRetriable("negative amount".into())) },
     ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = {
