@@ -394,3 +394,27 @@ async fn events_framed_by_the_producer_are_decoded_by_an_independent_implementat
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Twenty lookups of a schema version not yet cached, at once, against Glue (moto): one
+/// request reaches the registry, and every lookup gets the compiled schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_of_one_schema_make_one_registry_request() -> Result<()> {
+    let aws = testkit::aws_config(&Stack::attach()?.aws_endpoint()).await;
+    let schema = testkit::unique_name("concurrent");
+    let version: Uuid =
+        testkit::glue_schema(&aws, testkit::TEST_REGISTRY, &schema, "JSON", ORDER_JSON)
+            .await?
+            .parse()?;
+    let cache = Arc::new(SchemaCache::new(Arc::new(GlueRegistry::new(
+        aws_sdk_glue::Client::new(&aws),
+    ))));
+    let lookups = (0..20).map(|_| {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.by_id(version).await.map(|s| s.id()) })
+    });
+    for id in futures::future::join_all(lookups).await {
+        assert_eq!(id??, version);
+    }
+    assert_eq!(cache.registry_requests(), 1);
+    Ok(())
+}
