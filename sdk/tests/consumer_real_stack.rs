@@ -74,6 +74,15 @@ impl Setup {
         policy: RetryPolicy,
         handler: impl sdk::consumer::Handler,
     ) -> Result<Consumer> {
+        self.consumer_with(policy, 2000, handler).await
+    }
+
+    async fn consumer_with(
+        &self,
+        policy: RetryPolicy,
+        partition_buffer: usize,
+        handler: impl sdk::consumer::Handler,
+    ) -> Result<Consumer> {
         let aws = testkit::aws_config(&self.aws_endpoint).await;
         let schemas = Arc::new(SchemaCache::new(Arc::new(GlueRegistry::new(
             aws_sdk_glue::Client::new(&aws),
@@ -85,6 +94,7 @@ impl Setup {
         )?;
         let settings = ConsumerSettings {
             retry: policy,
+            partition_buffer,
             session_timeout: Duration::from_secs(6),
             metrics_interval: Duration::from_secs(1),
             ..ConsumerSettings::new(
@@ -577,5 +587,79 @@ async fn a_consumer_killed_mid_handler_gets_the_record_again_after_restart() -> 
     assert_eq!(calls[0].event_id, Some(id));
     let committed = setup.committed(calls[0].partition)?;
     assert_eq!(committed, Some(calls[0].offset + 1));
+    Ok(())
+}
+
+/// One partition's handler is slow; its records pile up past a tiny queue, so the consumer
+/// pauses that partition and holds what it already read. The other partitions' events are
+/// handled meanwhile, and the slow key's events still arrive once each, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_partition_is_paused_without_holding_up_the_others_or_losing_order() -> Result<()> {
+    let setup = Setup::new(0).await?;
+    for n in 0..8 {
+        setup
+            .produce(
+                "slow",
+                &setup.order(&format!("slow-{n}"), 1.0),
+                Some(EventId::new()),
+            )
+            .await?;
+    }
+    // Keys that land on other partitions than "slow" (3 partitions, murmur2 partitioning).
+    let mut fast_keys = Vec::new();
+    for k in 0..60 {
+        let key = format!("fast-{k}");
+        setup
+            .produce(&key, &setup.order(&key, 1.0), Some(EventId::new()))
+            .await?;
+        fast_keys.push(key);
+    }
+    let calls: Calls = Arc::default();
+    let recorded = calls.clone();
+    let consumer = setup
+        .consumer_with(blocking_only(), 2, move |event: Arc<ConsumedEvent>| {
+            let recorded = recorded.clone();
+            async move {
+                let call = call_of(&event);
+                if call.order_id.starts_with("slow") {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+                recorded.lock().unwrap().push(call);
+                Ok(())
+            }
+        })
+        .await?;
+    run_until(consumer, |s| s.handled >= 68).await?;
+    let calls = calls.lock().unwrap().clone();
+    let slow_partition = calls
+        .iter()
+        .find(|c| c.order_id.starts_with("slow"))
+        .map(|c| c.partition)
+        .context("slow events")?;
+    let slow: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.order_id.starts_with("slow"))
+        .map(|c| c.order_id.as_str())
+        .collect();
+    assert_eq!(
+        slow,
+        (0..8).map(|n| format!("slow-{n}")).collect::<Vec<_>>(),
+        "once each, in order"
+    );
+    let last_slow = calls
+        .iter()
+        .filter(|c| c.order_id.starts_with("slow"))
+        .map(|c| c.at)
+        .max()
+        .context("slow")?;
+    let fast_elsewhere: Vec<&Call> = calls
+        .iter()
+        .filter(|c| !c.order_id.starts_with("slow") && c.partition != slow_partition)
+        .collect();
+    assert!(!fast_elsewhere.is_empty());
+    assert!(
+        fast_elsewhere.iter().all(|c| c.at < last_slow),
+        "the other partitions did not wait for the slow one"
+    );
     Ok(())
 }

@@ -33,6 +33,9 @@ pub const GLUE_PREFIX_LEN: usize = 18;
 pub const CONFLUENT_MAGIC_BYTE: u8 = 0x00;
 /// Magic byte plus the 4-byte schema id.
 pub const CONFLUENT_PREFIX_LEN: usize = 5;
+/// The most a compressed payload may inflate to. Kafka's default message limit is 1 MiB, so a
+/// payload growing past this is not an event but a zlib bomb, refused before it takes memory.
+pub const MAX_INFLATED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Which schema version a value was written with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,6 +90,8 @@ pub enum EnvelopeError {
     UnknownCompression { found: u8 },
     #[error("the zlib-compressed payload does not inflate: {reason}")]
     Inflate { reason: String },
+    #[error("the zlib-compressed payload inflates to more than {MAX_INFLATED_BYTES} bytes")]
+    InflatesTooLarge,
 }
 
 impl<'a> Envelope<'a> {
@@ -178,10 +183,14 @@ impl<'a> Envelope<'a> {
             Compression::Zlib => {
                 let mut inflated = Vec::with_capacity(self.payload.len() * 4);
                 flate2::read::ZlibDecoder::new(self.payload)
+                    .take(MAX_INFLATED_BYTES as u64 + 1)
                     .read_to_end(&mut inflated)
                     .map_err(|e| EnvelopeError::Inflate {
                         reason: e.to_string(),
                     })?;
+                if inflated.len() > MAX_INFLATED_BYTES {
+                    return Err(EnvelopeError::InflatesTooLarge);
+                }
                 Ok(Cow::Owned(inflated))
             }
         }
@@ -275,6 +284,21 @@ mod tests {
             envelope.decoded_payload(),
             Err(EnvelopeError::Inflate { .. })
         ));
+    }
+
+    #[test]
+    fn a_zlib_bomb_is_refused_before_it_takes_memory() {
+        let bomb = frame(
+            SchemaId::Glue(Uuid::nil()),
+            Compression::Zlib,
+            &vec![0u8; MAX_INFLATED_BYTES + 1],
+        );
+        assert!(bomb.len() < 100_000, "{} bytes compressed", bomb.len());
+        let envelope = Envelope::parse(&bomb).unwrap();
+        assert_eq!(
+            envelope.decoded_payload(),
+            Err(EnvelopeError::InflatesTooLarge)
+        );
     }
 
     proptest! {

@@ -29,10 +29,11 @@
 //!   returns. Records not yet started are read again by the next owner of their partition.
 //! - **Metrics.** Every `metrics_interval`, one EMF line: `Handled`, `Duplicates`,
 //!   `RetriedInPlace`, `ForwardedToRetry`, `DeadLettered`, `Invalid` (counts since the last
-//!   line) and `Lag` (records behind the high watermarks of the assigned partitions), with the
-//!   dimension `ConsumerGroup`.
+//!   line) and `Lag` (records between the assigned partitions' committed offsets and their high
+//!   watermarks), with the dimension `ConsumerGroup`.
 
 pub mod dedupe;
+mod ownership;
 pub mod retry;
 
 use std::collections::{HashMap, VecDeque};
@@ -58,6 +59,7 @@ use crate::kafka::{KafkaContext, KafkaSettings, Message, headers_of};
 use crate::metrics::Metrics;
 use crate::schema::{Invalid, Payload, SchemaCache};
 use dedupe::DedupeStore;
+use ownership::{Ownership, OwnershipContext, PartitionKey};
 use retry::{HandlerError, NextStep, RetryPolicy};
 
 /// How the consumer behaves; see the module doc.
@@ -204,7 +206,8 @@ struct Record {
 
 /// What one partition task needs, shared by all of them.
 struct Shared {
-    consumer: Arc<StreamConsumer<KafkaContext>>,
+    consumer: Arc<GroupConsumer>,
+    ownership: Arc<Ownership>,
     producer: FutureProducer<KafkaContext>,
     delivery_timeout: Duration,
     settings: ConsumerSettings,
@@ -217,6 +220,21 @@ struct Shared {
     room: tokio::sync::Notify,
 }
 
+/// The poll loop's handle on one partition's task.
+struct Worker {
+    generation: u64,
+    sender: mpsc::Sender<Record>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Which partition a task handles, for which generation of ownership, and the task it replaces
+/// (which must finish its record in hand first).
+struct PartitionTask {
+    key: PartitionKey,
+    generation: u64,
+    previous: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// Whether a record was dealt with (its offset may be stored) or the consumer is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Done {
@@ -224,7 +242,7 @@ enum Done {
     Stopped,
 }
 
-type PartitionKey = (String, i32);
+type GroupConsumer = StreamConsumer<OwnershipContext>;
 
 /// How long the poll loop waits for room in a partition's queue before pausing the partition.
 const BACK_PRESSURE: Duration = Duration::from_millis(100);
@@ -253,7 +271,12 @@ impl Consumer {
 
     /// Consumes until `shutdown` completes; see the module doc.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumerError> {
-        let consumer: Arc<StreamConsumer<KafkaContext>> = Arc::new(
+        let ownership = Arc::new(Ownership::default());
+        let context = OwnershipContext {
+            inner: self.kafka.context(),
+            ownership: ownership.clone(),
+        };
+        let consumer: Arc<GroupConsumer> = Arc::new(
             self.kafka
                 .client_config()
                 .set("group.id", &self.settings.group_id)
@@ -265,7 +288,7 @@ impl Consumer {
                     "session.timeout.ms",
                     self.settings.session_timeout.as_millis().to_string(),
                 )
-                .create_with_context(self.kafka.context())?,
+                .create_with_context(context)?,
         );
         let mut subscribed = self.settings.topics.clone();
         for topic in &self.settings.topics {
@@ -281,6 +304,7 @@ impl Consumer {
 
         let shared = Arc::new(Shared {
             consumer: consumer.clone(),
+            ownership,
             producer: self.kafka.producer()?,
             delivery_timeout: self.kafka.delivery_timeout,
             settings: self.settings.clone(),
@@ -291,10 +315,10 @@ impl Consumer {
             room: tokio::sync::Notify::new(),
         });
         let (stop, stopping) = watch::channel(false);
-        let mut workers: HashMap<PartitionKey, mpsc::Sender<Record>> = HashMap::new();
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut workers: HashMap<PartitionKey, Worker> = HashMap::new();
         let mut overflow: HashMap<PartitionKey, VecDeque<Record>> = HashMap::new();
-        let mut report = tokio::time::interval(self.settings.metrics_interval);
+        let mut report =
+            tokio::time::interval(self.settings.metrics_interval.max(Duration::from_secs(1)));
         let mut reported = ConsumerStats::default();
         tokio::pin!(shutdown);
 
@@ -312,15 +336,38 @@ impl Consumer {
                             headers: headers_of(&message),
                         };
                         let key = (record.topic.clone(), record.partition);
+                        let generation = shared.ownership.generation(&key);
+                        // The partition was revoked and has come back: its old task stops
+                        // after its record in hand (the new one waits for it), and what was
+                        // held for it is dropped (fetched again from the committed offset).
+                        let previous = match workers.remove(&key) {
+                            Some(worker) if worker.generation != generation => {
+                                if overflow.remove(&key).is_some() {
+                                    set_paused(&consumer, &key, false);
+                                }
+                                Some(worker.task)
+                            }
+                            Some(worker) => {
+                                workers.insert(key.clone(), worker);
+                                None
+                            }
+                            None => None,
+                        };
                         if let Some(queue) = overflow.get_mut(&key) {
                             queue.push_back(record);
                             continue;
                         }
-                        let sender = workers.entry(key.clone()).or_insert_with(|| {
+                        let worker = workers.entry(key.clone()).or_insert_with(|| {
                             let (sender, receiver) = mpsc::channel(self.settings.partition_buffer.max(1));
-                            tasks.spawn(partition_task(shared.clone(), receiver, stopping.clone()));
-                            sender
+                            let task = tokio::spawn(partition_task(
+                                shared.clone(),
+                                receiver,
+                                stopping.clone(),
+                                PartitionTask { key: key.clone(), generation, previous },
+                            ));
+                            Worker { generation, sender, task }
                         });
+                        let sender = &worker.sender;
                         // A task that is briefly behind gets the record as soon as it has
                         // room (ordinary back-pressure). One that stays full (a record waiting
                         // for its due time, a slow handler) has its partition paused instead,
@@ -346,7 +393,7 @@ impl Consumer {
                 },
                 () = shared.room.notified(), if !overflow.is_empty() => {
                     overflow.retain(|key, queue| {
-                        let Some(sender) = workers.get(key) else { return true };
+                        let Some(Worker { sender, .. }) = workers.get(key) else { return true };
                         while let Some(record) = queue.pop_front() {
                             if let Err(error) = sender.try_send(record) {
                                 let record = match error {
@@ -362,8 +409,10 @@ impl Consumer {
                     });
                 }
                 _ = report.tick() => {
+                    // In a task of its own: reading the watermarks for the lag may wait on
+                    // the brokers, and the poll loop must not.
                     let now = self.counters.snapshot();
-                    emit_metrics(&self.settings, &reported, &now, consumer.clone()).await;
+                    tokio::spawn(emit_metrics(self.settings.clone(), reported, now, consumer.clone()));
                     reported = now;
                 }
             }
@@ -371,8 +420,10 @@ impl Consumer {
 
         // Finish what is in hand, then commit what was stored.
         let _ = stop.send(true);
-        drop(workers);
-        while tasks.join_next().await.is_some() {}
+        for (_, worker) in workers {
+            drop(worker.sender);
+            let _ = worker.task.await;
+        }
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(())
             | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
@@ -385,7 +436,7 @@ impl Consumer {
 }
 
 async fn missing_topics(
-    consumer: Arc<StreamConsumer<KafkaContext>>,
+    consumer: Arc<GroupConsumer>,
     needed: Vec<String>,
 ) -> Result<Vec<String>, ConsumerError> {
     let metadata =
@@ -404,11 +455,7 @@ async fn missing_topics(
         .collect())
 }
 
-fn set_paused(
-    consumer: &StreamConsumer<KafkaContext>,
-    (topic, partition): &PartitionKey,
-    paused: bool,
-) {
+fn set_paused(consumer: &GroupConsumer, (topic, partition): &PartitionKey, paused: bool) {
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, *partition);
     let result = if paused {
@@ -421,45 +468,55 @@ fn set_paused(
     }
 }
 
-/// Handles one partition's records in order until its queue closes or the consumer stops.
+/// Handles one partition's records in order until its queue closes, the consumer stops, or the
+/// group takes the partition away.
 async fn partition_task(
     shared: Arc<Shared>,
     mut records: mpsc::Receiver<Record>,
     mut stopping: watch::Receiver<bool>,
+    task: PartitionTask,
 ) {
+    if let Some(previous) = task.previous {
+        let _ = previous.await;
+    }
+    let owned = || shared.ownership.generation(&task.key) == task.generation;
     // The last record dealt with whose offset is not stored yet. Offsets of one partition only
     // grow, so storing the latest covers the ones before; it is stored when the queue runs dry,
     // every STORE_EVERY records, and when the task ends. A crash can therefore redeliver up to
     // that many records already handled (at-least-once; duplicates carry the same event id).
-    let mut unstored: Option<(String, i32, i64)> = None;
+    let mut unstored: Option<i64> = None;
     let mut since_stored = 0;
     while let Some(record) = records.recv().await {
         shared.room.notify_one();
-        if *stopping.borrow() {
+        if *stopping.borrow() || !owned() {
             break;
         }
         if process(&shared, &record, &mut stopping).await == Done::Stopped {
             break;
         }
-        unstored = Some((record.topic, record.partition, record.offset));
+        unstored = Some(record.offset);
         since_stored += 1;
         if records.is_empty() || since_stored >= STORE_EVERY {
-            store(&shared, unstored.take());
+            store(&shared, &task.key, unstored.take(), owned());
             since_stored = 0;
         }
     }
-    store(&shared, unstored);
+    store(&shared, &task.key, unstored, owned());
 }
 
 /// Records handled between two offset stores of a busy partition.
 const STORE_EVERY: usize = 100;
 
-fn store(shared: &Shared, offset: Option<(String, i32, i64)>) {
-    let Some((topic, partition, offset)) = offset else {
+fn store(shared: &Shared, (topic, partition): &PartitionKey, offset: Option<i64>, owned: bool) {
+    let Some(offset) = offset else {
         return;
     };
-    if let Err(error) = shared.consumer.store_offset(&topic, partition, offset) {
-        // The partition was revoked meanwhile: its next owner reads the records again.
+    if !owned {
+        // Revoked: the new owner starts from the last committed offset and handles the records
+        // after it again (at-least-once).
+        return;
+    }
+    if let Err(error) = shared.consumer.store_offset(topic, *partition, offset) {
         tracing::debug!(%error, %topic, partition, "offset not stored");
     }
 }
@@ -505,10 +562,10 @@ async fn decode(
     };
     let schema = match shared.schemas.by_id(schema_version).await {
         Ok(schema) => schema,
-        Err(error) if error.is_transient() => {
-            return Err(DecodeFailure::SchemaUnavailable(error.to_string()));
-        }
-        Err(error) => return Err(invalid(error.to_string())),
+        Err(error) if error.is_events_fault() => return Err(invalid(error.to_string())),
+        // Unreachable, or refusing us (an IAM policy missing `glue:GetSchemaVersion`): not
+        // the event's fault, so nothing is dead-lettered for it.
+        Err(error) => return Err(DecodeFailure::SchemaUnavailable(error.to_string())),
     };
     let payload = envelope
         .decoded_payload()
@@ -555,7 +612,11 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
         .and_then(|c| c.original_topic.clone())
         .unwrap_or_else(|| origin.to_string());
     if let Some(due) = earlier.as_ref().and_then(|c| c.due_at_ms) {
-        let wait = Duration::from_millis(due.saturating_sub(wire::clock::now_ms()));
+        // The header is data: a due time further away than the longest configured delay is
+        // not believed.
+        let longest = shared.settings.retry.delays.iter().max().copied();
+        let wait = Duration::from_millis(due.saturating_sub(wire::clock::now_ms()))
+            .min(longest.unwrap_or_default());
         if pause_unless_stopping(wait, stopping).await == Done::Stopped {
             return Done::Stopped;
         }
@@ -605,7 +666,7 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
             }
             Err(DecodeFailure::SchemaUnavailable(reason)) => {
                 let pause = registry_waits.next().unwrap_or(Duration::from_secs(30));
-                tracing::warn!(topic = %record.topic, partition = record.partition, %reason, "schema registry unavailable; the partition waits");
+                tracing::error!(topic = %record.topic, partition = record.partition, %reason, "schema registry unavailable; the partition waits");
                 if pause_unless_stopping(pause, stopping).await == Done::Stopped {
                     return Done::Stopped;
                 }
@@ -727,10 +788,10 @@ async fn forward(
 }
 
 async fn emit_metrics(
-    settings: &ConsumerSettings,
-    before: &ConsumerStats,
-    now: &ConsumerStats,
-    consumer: Arc<StreamConsumer<KafkaContext>>,
+    settings: ConsumerSettings,
+    before: ConsumerStats,
+    now: ConsumerStats,
+    consumer: Arc<GroupConsumer>,
 ) {
     let lag = tokio::task::spawn_blocking(move || total_lag(&consumer))
         .await
@@ -756,20 +817,23 @@ async fn emit_metrics(
     metrics.emit();
 }
 
-/// Records between each assigned partition's position and its high watermark, summed.
-fn total_lag(consumer: &StreamConsumer<KafkaContext>) -> Option<u64> {
-    let positions = consumer.position().ok()?;
+/// Records between each assigned partition's committed offset and its high watermark, summed:
+/// what is read but not yet handled counts as lag too.
+fn total_lag(consumer: &GroupConsumer) -> Option<u64> {
+    let committed = consumer.committed(Duration::from_secs(5)).ok()?;
     let mut lag = 0u64;
-    for element in positions.elements() {
-        if let Offset::Offset(position) = element.offset()
-            && let Ok((_, high)) = consumer.fetch_watermarks(
-                element.topic(),
-                element.partition(),
-                Duration::from_secs(5),
-            )
-        {
-            lag += (high - position).max(0) as u64;
-        }
+    for element in committed.elements() {
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
+        else {
+            continue;
+        };
+        let from = match element.offset() {
+            Offset::Offset(offset) => offset,
+            // Nothing committed yet: everything still in the partition is behind.
+            _ => low,
+        };
+        lag += (high - from).max(0) as u64;
     }
     Some(lag)
 }

@@ -2,9 +2,12 @@
 //! (schema versions never change once available).
 //!
 //! Each lookup key (a version id, a schema's latest version, a schema's version with a given
-//! definition) has one cell; concurrent misses of one key wait on the same registry request.
-//! A failed request leaves the cell empty, so the next lookup asks again: a registry outage
-//! delays what is not cached and never poisons the cache.
+//! definition) has one cell; concurrent misses of one key wait on the same registry request and
+//! share its answer, a failure included (so an outage costs one request per key, not one per
+//! waiter). A failure is then forgotten, so the next lookup asks again — except a version id the
+//! registry does not have or whose schema does not compile: that answer will not change, and
+//! remembering it keeps a stream of such events from becoming a stream of registry requests
+//! (up to [`MAX_REMEMBERED_FAILURES`] of them).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +34,17 @@ impl SchemaError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Registry(RegistryError::Unavailable { .. }))
     }
+
+    /// Whether the value naming the schema is at fault (a version the registry does not have,
+    /// or cannot be used), as opposed to the registry or our access to it.
+    pub fn is_events_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Registry(
+                RegistryError::NotFound { .. } | RegistryError::UnsupportedFormat { .. }
+            ) | Self::Compile(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,13 +54,18 @@ enum Key {
     Definition(SchemaName, String),
 }
 
-type Cell = Arc<OnceCell<Arc<CompiledSchema>>>;
+type Answer = Result<Arc<CompiledSchema>, SchemaError>;
+type Cell = Arc<OnceCell<Answer>>;
+
+/// Permanent failures remembered at most; past this, they are asked again like any other.
+pub const MAX_REMEMBERED_FAILURES: usize = 1000;
 
 /// The cache in front of a [`Registry`]. Share one per process (it is cheap to clone an `Arc`).
 pub struct SchemaCache {
     registry: Arc<dyn Registry>,
     cells: Mutex<HashMap<Key, Cell>>,
     requests: AtomicU64,
+    remembered_failures: AtomicU64,
 }
 
 impl SchemaCache {
@@ -55,6 +74,7 @@ impl SchemaCache {
             registry,
             cells: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
+            remembered_failures: AtomicU64::new(0),
         }
     }
 
@@ -96,32 +116,57 @@ impl SchemaCache {
         .await
     }
 
-    async fn get<F, Fut>(&self, key: Key, fetch: F) -> Result<Arc<CompiledSchema>, SchemaError>
+    async fn get<F, Fut>(&self, key: Key, fetch: F) -> Answer
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<SchemaVersion, RegistryError>>,
     {
         let cell = self.cell(&key);
-        let compiled = cell
-            .get_or_try_init(|| async {
+        let answer = cell
+            .get_or_init(|| async {
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 let version = fetch().await?;
                 // A version found by name is also the version of its id: a consumer reading
                 // this producer's events then needs no request.
-                if let Some(known) = self.cell(&Key::Id(version.id)).get() {
-                    return Ok::<_, SchemaError>(known.clone());
+                let by_id = self.cell(&Key::Id(version.id));
+                if let Some(Ok(known)) = by_id.get() {
+                    return Ok(known.clone());
                 }
                 let compiled = Arc::new(CompiledSchema::compile(&version)?);
-                let _ = self.cell(&Key::Id(version.id)).set(compiled.clone());
+                let _ = by_id.set(Ok(compiled.clone()));
                 Ok(compiled)
             })
-            .await?;
-        Ok(compiled.clone())
+            .await
+            .clone();
+        if let Err(error) = &answer {
+            let remember = matches!(key, Key::Id(_))
+                && error.is_events_fault()
+                && self.remembered_failures.fetch_add(1, Ordering::Relaxed)
+                    < MAX_REMEMBERED_FAILURES as u64;
+            if !remember {
+                self.forget(&key, &cell);
+            }
+        }
+        answer
     }
 
     fn cell(&self, key: &Key) -> Cell {
-        let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        cells.entry(key.clone()).or_default().clone()
+        self.lock().entry(key.clone()).or_default().clone()
+    }
+
+    /// Drops `key`'s cell if it is still `cell` (a later lookup may have replaced it already).
+    fn forget(&self, key: &Key, cell: &Cell) {
+        let mut cells = self.lock();
+        if cells
+            .get(key)
+            .is_some_and(|current| Arc::ptr_eq(current, cell))
+        {
+            cells.remove(key);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Cell>> {
+        self.cells.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -166,6 +211,11 @@ mod tests {
                 return Err(RegistryError::Unavailable {
                     what: "x".into(),
                     reason: "connection refused".into(),
+                });
+            }
+            if id == Uuid::from_u128(404) {
+                return Err(RegistryError::NotFound {
+                    what: id.to_string(),
                 });
             }
             Ok(version(id))
@@ -244,6 +294,34 @@ mod tests {
         assert!(cache.by_id(Uuid::from_u128(1)).await.is_ok(), "cached");
         registry.down.store(false, Ordering::SeqCst);
         assert!(cache.by_id(Uuid::from_u128(2)).await.is_ok(), "asked again");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_during_an_outage_share_one_failed_request() {
+        let registry = Arc::new(Slow::new());
+        registry.down.store(true, Ordering::SeqCst);
+        let cache = Arc::new(SchemaCache::new(registry.clone()));
+        let lookups: Vec<_> = (0..20)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.by_id(Uuid::from_u128(9)).await })
+            })
+            .collect();
+        for lookup in lookups {
+            assert!(lookup.await.unwrap().unwrap_err().is_transient());
+        }
+        assert_eq!(registry.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_version_id_is_asked_for_once() {
+        let registry = Arc::new(Slow::new());
+        let cache = SchemaCache::new(registry.clone());
+        for _ in 0..3 {
+            let err = cache.by_id(Uuid::from_u128(404)).await.unwrap_err();
+            assert!(err.is_events_fault(), "{err}");
+        }
+        assert_eq!(registry.calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -176,8 +176,12 @@ impl CompiledSchema {
             }
             Validator::Avro(codec) => {
                 let mut rest = bytes;
-                let value = codec.reader.read_value(&mut rest).map_err(|e| {
-                    Invalid::whole(format!("not an Avro datum of this schema: {e}"))
+                // apache-avro's error may quote the bytes it read: only the kind is kept.
+                let value = codec.reader.read_value(&mut rest).map_err(|_| {
+                    Invalid::whole(
+                        "not an Avro datum of this schema (truncated, or written with another \
+                         schema)",
+                    )
                 })?;
                 if !rest.is_empty() {
                     return Err(Invalid::whole(format!(

@@ -109,6 +109,13 @@ impl Registry for GlueRegistry {
                 .send()
                 .await
                 .map_err(|e| classify(e, &what))?;
+            if registration_step(out.status()) != RegistrationStep::Ready {
+                // A latest version still PENDING (or FAILED) Glue's compatibility check: events
+                // framed with it would name a version consumers cannot resolve.
+                return Err(RegistryError::NotFound {
+                    what: format!("{what} in status AVAILABLE (it is {:?})", out.status()),
+                });
+            }
             schema_version(
                 &what,
                 out.schema_version_id(),

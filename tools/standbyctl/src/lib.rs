@@ -20,11 +20,13 @@ pub mod selection;
 pub mod standby;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use republisher::adapters::{DynamoTable, KafkaSink};
 use sdk::config::ProcessEnv;
 use sdk::kafka::KafkaSettings;
+use sdk::schema::{GlueRegistry, SchemaCache};
 use sdk::standby_table::StandbyTable;
 use shared::state_table::StateTable;
 
@@ -205,6 +207,9 @@ async fn dlt_command(command: DltCommand, output: Output) -> Result<Finish, CtlE
                 (None, false) => Repair::AsIs,
             };
             let log = redrive_log(state_table, &topic.name).await;
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let schemas =
+                SchemaCache::new(Arc::new(GlueRegistry::new(aws_sdk_glue::Client::new(&aws))));
             let report = Redrive {
                 settings: &kafka()?,
                 topic: &topic.name,
@@ -214,6 +219,7 @@ async fn dlt_command(command: DltCommand, output: Output) -> Result<Finish, CtlE
                 dry_run,
                 again,
                 log: log.as_ref(),
+                schemas: &schemas,
             }
             .run()
             .await?;

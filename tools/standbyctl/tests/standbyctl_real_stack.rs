@@ -723,6 +723,16 @@ async fn dlt_works_on_a_consumers_dead_letter_topic() -> Result<()> {
         "inflated: {shown}"
     );
 
+    // A repair that breaks the schema is refused: nothing invalid goes back to a topic.
+    let broken = f.json(&["dlt", "redrive", &id, "--jq", "del(.amount)"], 4);
+    assert_eq!(broken["records"][0]["outcome"], "refused", "{broken}");
+    assert!(
+        broken["records"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid for schema version"),
+        "{broken}"
+    );
     let sent = f.json(&["dlt", "redrive", &id, "--jq", ".amount = 3"], 0);
     assert_eq!(sent["sent"], 1, "{sent}");
     let arrived = f.consume(&topic);

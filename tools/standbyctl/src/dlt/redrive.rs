@@ -6,9 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use rdkafka::producer::FutureProducer;
 use sdk::kafka::{KafkaContext, KafkaSettings};
+use sdk::schema::SchemaCache;
 use serde::Serialize;
 use shared::topics::TopicAllowList;
 use wire::dead_letter;
+use wire::envelope::{Envelope, SchemaId};
 use wire::record::Header;
 
 use super::reader::read_all;
@@ -141,9 +143,57 @@ pub struct Redrive<'a> {
     pub dry_run: bool,
     pub again: bool,
     pub log: Option<&'a RedriveLog>,
+    /// Glue-framed values are validated with the schema version they name before they go back
+    /// (a dead-lettered event may be invalid, and a repair may break a valid one).
+    pub schemas: &'a SchemaCache,
 }
 
 impl Redrive<'_> {
+    /// Why `value` may not go back to a topic, if it may not: an Avro value kept as JSON, or a
+    /// Glue-framed payload that does not match its schema version. The standby path's
+    /// Confluent-framed and unframed values are sent as they are (no registry to check them).
+    async fn unfit(&self, record: &DltRecord, value: &[u8]) -> Option<(RedriveOutcome, String)> {
+        if record.header(dead_letter::PAYLOAD_FORMAT).as_deref()
+            == Some(dead_letter::PayloadFormat::AvroValueJson.as_str())
+        {
+            return Some((
+                RedriveOutcome::Refused,
+                "an Avro value that failed validation, kept as JSON: it cannot be sent as Avro; \
+                 fix the producer and send the event again"
+                    .into(),
+            ));
+        }
+        let envelope = Envelope::parse(value).ok()?;
+        let SchemaId::Glue(version) = envelope.schema else {
+            return None;
+        };
+        let schema = match self.schemas.by_id(version).await {
+            Ok(schema) => schema,
+            Err(error) if error.is_events_fault() => {
+                return Some((RedriveOutcome::Refused, error.to_string()));
+            }
+            Err(error) => {
+                return Some((
+                    RedriveOutcome::Failed,
+                    format!("the schema registry could not be asked: {error}"),
+                ));
+            }
+        };
+        let checked = envelope
+            .decoded_payload()
+            .map_err(|e| e.to_string())
+            .and_then(|payload| schema.decode(&payload).map_err(|e| e.to_string()));
+        match checked {
+            Ok(_) => None,
+            Err(error) => Some((
+                RedriveOutcome::Refused,
+                format!(
+                    "invalid for schema version {version}: {error}; repair it with --jq or --edit"
+                ),
+            )),
+        }
+    }
+
     pub async fn run(&self) -> Result<RedriveReport, CtlError> {
         let records = read_all(self.settings, self.topic).await?;
         let selected: Vec<&DltRecord> = records.iter().filter(|r| self.filter.matches(r)).collect();
@@ -229,6 +279,12 @@ impl Redrive<'_> {
             Err(error) => return Ok(row(RedriveOutcome::Failed, Some(error.to_string()))),
         };
         let edited = value != record.value;
+        if let Some((outcome, detail)) = self.unfit(record, &value).await {
+            return Ok(RedriveRow {
+                edited,
+                ..row(outcome, Some(detail))
+            });
+        }
         if self.dry_run {
             return Ok(RedriveRow {
                 edited,
