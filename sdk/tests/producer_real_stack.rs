@@ -13,7 +13,8 @@ use devstack::{PrivateMoto, Stack};
 use sdk::fallback::{FallbackProducer, FallbackSettings, Outcome};
 use sdk::kafka::KafkaSettings;
 use sdk::producer::{
-    OutgoingEvent, Producer, ProducerSettings, Route, SendError, TopicSchema, VersionChoice,
+    OutgoingEvent, Producer, ProducerSettings, Route, SendError, StartError, TopicSchema,
+    VersionChoice,
 };
 use sdk::schema::{GlueRegistry, Payload, SchemaCache, SchemaName};
 use sdk::standby_table::StandbyTable;
@@ -416,5 +417,244 @@ async fn concurrent_misses_of_one_schema_make_one_registry_request() -> Result<(
         assert_eq!(id??, version);
     }
     assert_eq!(cache.registry_requests(), 1);
+    Ok(())
+}
+
+/// A fallback producer for one cluster of the routing table: its own connection settings,
+/// standby table and dead-letter topic.
+async fn cluster(
+    stack: &Stack,
+    env: std::collections::HashMap<&str, String>,
+    dead_letter_topic: &str,
+) -> Result<(FallbackProducer, StandbyTable)> {
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let table = StandbyTable::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        testkit::unique_name("standby-route"),
+    );
+    table.create().await?;
+    let env: std::collections::HashMap<&str, &str> =
+        env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let kafka = KafkaSettings::from_env(&env, "producer-route-test", Duration::from_secs(3))?;
+    let settings = FallbackSettings {
+        producer_id: "producer-route-test".into(),
+        dead_letter_topic: dead_letter_topic.into(),
+        retention: Duration::from_secs(3600),
+        recheck_max_delay: sdk::fallback::DEFAULT_RECHECK_MAX_DELAY,
+        signal_interval: sdk::fallback::DEFAULT_SIGNAL_INTERVAL,
+    };
+    Ok((
+        FallbackProducer::from_settings(&kafka, table.clone(), settings)?,
+        table,
+    ))
+}
+
+/// One producer handle, three domains on three "clusters": `orders.` on the plaintext
+/// listener, `payments.` over TLS (another connection, as another MSK cluster would be), and
+/// `inventory.` on a cluster that is down. Each event goes to its own domain's cluster, standby
+/// table and dead-letter topic; a topic of no domain is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_producer_routes_each_domain_to_its_own_cluster() -> Result<()> {
+    let stack = Stack::attach()?;
+    let bootstrap = stack.bootstrap_servers();
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let run = testkit::unique_name("routes");
+    let (orders, payments, inventory) = (
+        format!("orders.{run}"),
+        format!("payments.{run}"),
+        format!("inventory.{run}"),
+    );
+    let (orders_dlt, payments_dlt) = (format!("orders-dlt.{run}"), format!("payments-dlt.{run}"));
+    for topic in [&orders, &payments, &inventory, &orders_dlt, &payments_dlt] {
+        testkit::create_topic(&bootstrap, topic, 1, 3, &[]).await?;
+    }
+    for topic in [&orders, &payments, &inventory] {
+        testkit::glue_schema(&aws, testkit::TEST_REGISTRY, topic, "JSON", ORDER_JSON).await?;
+    }
+    let plaintext = std::collections::HashMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT".to_string()),
+    ]);
+    let tls = std::collections::HashMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS", stack.tls_bootstrap_servers()),
+        ("KAFKA_SECURITY_PROTOCOL", "SSL".to_string()),
+        (
+            "KAFKA_SSL_CA_LOCATION",
+            stack.tls().ca.display().to_string(),
+        ),
+    ]);
+    let down = std::collections::HashMap::from([
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            format!("127.0.0.1:{}", devstack::process::free_port()?),
+        ),
+        ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT".to_string()),
+    ]);
+    let (orders_cluster, orders_table) = cluster(&stack, plaintext, &orders_dlt).await?;
+    let (payments_cluster, payments_table) = cluster(&stack, tls, &payments_dlt).await?;
+    let (inventory_cluster, inventory_table) = cluster(&stack, down, &orders_dlt).await?;
+    let cache = Arc::new(SchemaCache::new(Arc::new(GlueRegistry::new(
+        aws_sdk_glue::Client::new(&aws),
+    ))));
+    let producer = Producer::start(
+        cache,
+        vec![
+            Route::new("orders.", orders_cluster),
+            Route::new("payments.", payments_cluster),
+            Route::new("inventory.", inventory_cluster),
+        ],
+        ProducerSettings::new(testkit::TEST_REGISTRY),
+    )
+    .await?;
+
+    let sent_order = OutgoingEvent::new(&orders, Some(b"c-1".to_vec()), order("o-1", 1.0));
+    let sent_payment = OutgoingEvent::new(&payments, Some(b"c-1".to_vec()), order("p-1", 2.0));
+    let sent_stock = OutgoingEvent::new(&inventory, Some(b"sku-1".to_vec()), order("i-1", 3.0));
+    for event in [&sent_order, &sent_payment] {
+        let delivery = producer.send(event).await?;
+        assert!(
+            matches!(delivery.outcome, Outcome::Kafka { .. }),
+            "{delivery:?}"
+        );
+    }
+    let delivery = producer.send(&sent_stock).await?;
+    assert!(
+        matches!(delivery.outcome, Outcome::Standby { .. }),
+        "{delivery:?}"
+    );
+    let invalid_payment = OutgoingEvent::new(
+        &payments,
+        None,
+        Payload::Json(json!({"order_id": "p-2", "total": -1})),
+    );
+    assert!(matches!(
+        producer.send(&invalid_payment).await,
+        Err(SendError::Invalid {
+            dead_letter: Ok(_),
+            ..
+        })
+    ));
+    let nowhere = OutgoingEvent::new(format!("misc.{run}"), None, order("m", 1.0));
+    assert!(matches!(
+        producer.send(&nowhere).await,
+        Err(SendError::NoRoute { .. })
+    ));
+
+    for (topic, event) in [(&orders, &sent_order), (&payments, &sent_payment)] {
+        let arrived = read(&stack, topic).await?;
+        assert_eq!(arrived.len(), 1, "{topic}");
+        assert_eq!(
+            arrived[0].header(headers::EVENT_ID),
+            Some(event.id.to_string())
+        );
+    }
+    assert!(read(&stack, &inventory).await?.is_empty());
+    let waiting =
+        |items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>| {
+            items
+                .into_iter()
+                .filter_map(|item| wire::record::StandbyRecord::from_item(item).ok())
+                .map(|r| r.event_id.to_string())
+                .collect::<Vec<_>>()
+        };
+    assert_eq!(
+        waiting(testkit::standby_items(&inventory_table).await?),
+        [sent_stock.id.to_string()],
+        "the down cluster's event waits in that cluster's table"
+    );
+    assert!(waiting(testkit::standby_items(&orders_table).await?).is_empty());
+    assert!(waiting(testkit::standby_items(&payments_table).await?).is_empty());
+    let dead = read(&stack, &payments_dlt).await?;
+    assert_eq!(
+        dead.len(),
+        1,
+        "the invalid payment is in the payments domain's dead-letter topic"
+    );
+    assert_eq!(
+        dead[0].header(headers::EVENT_ID),
+        Some(invalid_payment.id.to_string())
+    );
+    assert!(read(&stack, &orders_dlt).await?.is_empty());
+    Ok(())
+}
+
+/// A producer pinned to the definition it was built with: without auto-registration a
+/// definition the registry does not have stops the producer at start-up; with it, the
+/// definition is registered (Glue checks compatibility in AWS; moto does not) and events carry
+/// the new version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_definition_is_registered_only_when_asked() -> Result<()> {
+    let stack = Stack::attach()?;
+    let bootstrap = stack.bootstrap_servers();
+    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let topic = testkit::unique_name("orders-pinned");
+    let dead_letter_topic = testkit::unique_name("orders-pinned-dlt");
+    testkit::create_topic(&bootstrap, &topic, 1, 3, &[]).await?;
+    testkit::create_topic(&bootstrap, &dead_letter_topic, 1, 3, &[]).await?;
+    let first: Uuid =
+        testkit::glue_schema(&aws, testkit::TEST_REGISTRY, &topic, "JSON", ORDER_JSON)
+            .await?
+            .parse()?;
+    let v2 = r#"{"type":"object","required":["order_id","total"],
+  "properties":{"order_id":{"type":"string"},"total":{"type":"number","minimum":0},"note":{"type":"string"}}}"#;
+    let settings = |auto_register| ProducerSettings {
+        topics: vec![TopicSchema {
+            topic: topic.clone(),
+            schema: SchemaName::new(testkit::TEST_REGISTRY, &topic),
+            version: VersionChoice::Definition(v2.into()),
+        }],
+        auto_register,
+        ..ProducerSettings::new(testkit::TEST_REGISTRY)
+    };
+    let cache = || {
+        Arc::new(SchemaCache::new(Arc::new(GlueRegistry::new(
+            aws_sdk_glue::Client::new(&aws),
+        ))))
+    };
+
+    let refused = Producer::start(
+        cache(),
+        vec![Route::new(
+            "",
+            fallback(&stack, &bootstrap, &dead_letter_topic).await?,
+        )],
+        settings(false),
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(StartError::Schema { .. })),
+        "{:?}",
+        refused.as_ref().err()
+    );
+
+    let producer = Producer::start(
+        cache(),
+        vec![Route::new(
+            "",
+            fallback(&stack, &bootstrap, &dead_letter_topic).await?,
+        )],
+        settings(true),
+    )
+    .await?;
+    producer
+        .send(&OutgoingEvent::new(&topic, None, order("o-1", 1.0)))
+        .await?;
+    let arrived = read(&stack, &topic).await?;
+    let envelope = Envelope::parse(arrived[0].value.as_deref().context("value")?)?;
+    let SchemaId::Glue(registered) = envelope.schema else {
+        bail!("Glue framing expected")
+    };
+    assert_ne!(
+        registered, first,
+        "framed with the newly registered version"
+    );
+    let latest = cache()
+        .latest(&SchemaName::new(testkit::TEST_REGISTRY, &topic))
+        .await?;
+    assert_eq!(
+        latest.id(),
+        registered,
+        "and it is the schema's latest version"
+    );
     Ok(())
 }

@@ -393,7 +393,13 @@ impl Consumer {
                 },
                 () = shared.room.notified(), if !overflow.is_empty() => {
                     overflow.retain(|key, queue| {
-                        let Some(Worker { sender, .. }) = workers.get(key) else { return true };
+                        let Some(Worker { sender, generation, .. }) = workers.get(key) else {
+                            return true;
+                        };
+                        if *generation != shared.ownership.generation(key) {
+                            // Revoked: its next owner reads these records again.
+                            return false;
+                        }
                         while let Some(record) = queue.pop_front() {
                             if let Err(error) = sender.try_send(record) {
                                 let record = match error {
