@@ -291,6 +291,20 @@ async fn valid_events_are_handled_once_and_invalid_ones_dead_lettered() -> Resul
         br#"{"order_id":"z","total":-1}"#,
     );
     setup.produce("k3", &against, Some(EventId::new())).await?;
+    // Confluent-framed (no Confluent registry to resolve it): invalid too.
+    let confluent = envelope::Envelope::confluent(7, br#"{"order_id":"c","total":1}"#).encode();
+    setup.produce("k3", &confluent, None).await?;
+    // zlib-compressed by its producer: inflated and handled.
+    let compressed = envelope::frame(
+        SchemaId::Glue(setup.version),
+        Compression::Zlib,
+        json!({"order_id": "o-3", "total": 3})
+            .to_string()
+            .as_bytes(),
+    );
+    setup
+        .produce("k4", &compressed, Some(EventId::new()))
+        .await?;
 
     let calls: Calls = Arc::default();
     let recorded = calls.clone();
@@ -303,8 +317,8 @@ async fn valid_events_are_handled_once_and_invalid_ones_dead_lettered() -> Resul
             }
         })
         .await?;
-    let stats = run_until(consumer, |s| s.handled + s.duplicates + s.invalid >= 6).await?;
-    assert_eq!((stats.handled, stats.duplicates, stats.invalid), (2, 1, 3));
+    let stats = run_until(consumer, |s| s.handled + s.duplicates + s.invalid >= 8).await?;
+    assert_eq!((stats.handled, stats.duplicates, stats.invalid), (3, 1, 4));
     let mut handled: Vec<String> = calls
         .lock()
         .unwrap()
@@ -312,10 +326,10 @@ async fn valid_events_are_handled_once_and_invalid_ones_dead_lettered() -> Resul
         .map(|c| c.order_id.clone())
         .collect();
     handled.sort();
-    assert_eq!(handled, ["o-1", "o-2"]);
+    assert_eq!(handled, ["o-1", "o-2", "o-3"]);
 
     let dead = read(&setup.bootstrap, &setup.dead_letter_topic).await?;
-    assert_eq!(dead.len(), 3);
+    assert_eq!(dead.len(), 4);
     for message in &dead {
         let context = context(message).context("a dead-letter context")?;
         assert_eq!(context.class, ErrorClass::Invalid);
