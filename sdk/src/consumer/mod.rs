@@ -235,7 +235,45 @@ struct PartitionTask {
     previous: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Whether a record was dealt with (its offset may be stored) or the consumer is stopping.
+/// What a partition task holds its partition by: the consumer still running, and the group
+/// still giving it the partition. Every wait ends early when either goes.
+struct Lease {
+    stopping: watch::Receiver<bool>,
+    revokes: watch::Receiver<u64>,
+    ownership: Arc<Ownership>,
+    key: PartitionKey,
+    generation: u64,
+}
+
+impl Lease {
+    /// The group still gives this task the partition (stopping or not).
+    fn held_by_group(&self) -> bool {
+        self.ownership.generation(&self.key) == self.generation
+    }
+
+    fn held(&self) -> bool {
+        !*self.stopping.borrow() && self.ownership.generation(&self.key) == self.generation
+    }
+
+    /// Sleeps `pause`, or returns `Stopped` as soon as the lease is lost.
+    async fn pause(&mut self, pause: Duration) -> Done {
+        let sleep = tokio::time::sleep(pause);
+        tokio::pin!(sleep);
+        loop {
+            if !self.held() {
+                return Done::Stopped;
+            }
+            tokio::select! {
+                () = &mut sleep => return Done::Finished,
+                _ = self.stopping.changed() => {}
+                _ = self.revokes.changed() => {}
+            }
+        }
+    }
+}
+
+/// Whether a record was dealt with (its offset may be stored), or the task must let it go
+/// (the consumer is stopping, or the partition was revoked): then nothing is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Done {
     Finished,
@@ -320,6 +358,7 @@ impl Consumer {
         let mut report =
             tokio::time::interval(self.settings.metrics_interval.max(Duration::from_secs(1)));
         let mut reported = ConsumerStats::default();
+        let mut reporting: Option<tokio::task::JoinHandle<()>> = None;
         tokio::pin!(shutdown);
 
         loop {
@@ -340,18 +379,14 @@ impl Consumer {
                         // The partition was revoked and has come back: its old task stops
                         // after its record in hand (the new one waits for it), and what was
                         // held for it is dropped (fetched again from the committed offset).
-                        let previous = match workers.remove(&key) {
-                            Some(worker) if worker.generation != generation => {
-                                if overflow.remove(&key).is_some() {
-                                    set_paused(&consumer, &key, false);
-                                }
-                                Some(worker.task)
+                        let stale = workers.get(&key).is_some_and(|w| w.generation != generation);
+                        let previous = if stale {
+                            if overflow.remove(&key).is_some() {
+                                set_paused(&consumer, &key, false);
                             }
-                            Some(worker) => {
-                                workers.insert(key.clone(), worker);
-                                None
-                            }
-                            None => None,
+                            workers.remove(&key).map(|worker| worker.task)
+                        } else {
+                            None
                         };
                         if let Some(queue) = overflow.get_mut(&key) {
                             queue.push_back(record);
@@ -398,6 +433,7 @@ impl Consumer {
                         };
                         if *generation != shared.ownership.generation(key) {
                             // Revoked: its next owner reads these records again.
+                            set_paused(&consumer, key, false);
                             return false;
                         }
                         while let Some(record) = queue.pop_front() {
@@ -416,10 +452,17 @@ impl Consumer {
                 }
                 _ = report.tick() => {
                     // In a task of its own: reading the watermarks for the lag may wait on
-                    // the brokers, and the poll loop must not.
-                    let now = self.counters.snapshot();
-                    tokio::spawn(emit_metrics(self.settings.clone(), reported, now, consumer.clone()));
-                    reported = now;
+                    // the brokers, and the poll loop must not. One at a time.
+                    if reporting.as_ref().is_none_or(|task| task.is_finished()) {
+                        let now = self.counters.snapshot();
+                        reporting = Some(tokio::spawn(emit_metrics(
+                            self.settings.clone(),
+                            reported,
+                            now,
+                            consumer.clone(),
+                        )));
+                        reported = now;
+                    }
                 }
             }
         }
@@ -479,13 +522,19 @@ fn set_paused(consumer: &GroupConsumer, (topic, partition): &PartitionKey, pause
 async fn partition_task(
     shared: Arc<Shared>,
     mut records: mpsc::Receiver<Record>,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
     task: PartitionTask,
 ) {
     if let Some(previous) = task.previous {
         let _ = previous.await;
     }
-    let owned = || shared.ownership.generation(&task.key) == task.generation;
+    let mut lease = Lease {
+        stopping,
+        revokes: shared.ownership.revokes(),
+        ownership: shared.ownership.clone(),
+        key: task.key.clone(),
+        generation: task.generation,
+    };
     // The last record dealt with whose offset is not stored yet. Offsets of one partition only
     // grow, so storing the latest covers the ones before; it is stored when the queue runs dry,
     // every STORE_EVERY records, and when the task ends. A crash can therefore redeliver up to
@@ -494,20 +543,20 @@ async fn partition_task(
     let mut since_stored = 0;
     while let Some(record) = records.recv().await {
         shared.room.notify_one();
-        if *stopping.borrow() || !owned() {
+        if !lease.held() {
             break;
         }
-        if process(&shared, &record, &mut stopping).await == Done::Stopped {
+        if process(&shared, &record, &mut lease).await == Done::Stopped {
             break;
         }
         unstored = Some(record.offset);
         since_stored += 1;
         if records.is_empty() || since_stored >= STORE_EVERY {
-            store(&shared, &task.key, unstored.take(), owned());
+            store(&shared, &task.key, unstored.take(), lease.held_by_group());
             since_stored = 0;
         }
     }
-    store(&shared, &task.key, unstored, owned());
+    store(&shared, &task.key, unstored, lease.held_by_group());
 }
 
 /// Records handled between two offset stores of a busy partition.
@@ -524,14 +573,6 @@ fn store(shared: &Shared, (topic, partition): &PartitionKey, offset: Option<i64>
     }
     if let Err(error) = shared.consumer.store_offset(topic, *partition, offset) {
         tracing::debug!(%error, %topic, partition, "offset not stored");
-    }
-}
-
-/// Sleeps `pause`, or returns `Stopped` early when the consumer stops.
-async fn pause_unless_stopping(pause: Duration, stopping: &mut watch::Receiver<bool>) -> Done {
-    tokio::select! {
-        () = tokio::time::sleep(pause) => Done::Finished,
-        _ = stopping.wait_for(|stop| *stop) => Done::Stopped,
     }
 }
 
@@ -605,7 +646,7 @@ fn own_headers(headers: &[Header]) -> Vec<Header> {
 }
 
 /// Handles `record` to the end: handled, dropped as a duplicate, or forwarded.
-async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receiver<bool>) -> Done {
+async fn process(shared: &Shared, record: &Record, lease: &mut Lease) -> Done {
     let (origin, level) = retry::origin_of(&record.topic, &shared.settings.topics)
         .unwrap_or((record.topic.as_str(), 0));
     let earlier = if level > 0 {
@@ -623,7 +664,7 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
         let longest = shared.settings.retry.delays.iter().max().copied();
         let wait = Duration::from_millis(due.saturating_sub(wire::clock::now_ms()))
             .min(longest.unwrap_or_default());
-        if pause_unless_stopping(wait, stopping).await == Done::Stopped {
+        if lease.pause(wait).await == Done::Stopped {
             return Done::Stopped;
         }
     }
@@ -666,14 +707,14 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
                     record,
                     &shared.settings.dead_letter_topic,
                     &context,
-                    stopping,
+                    lease,
                 )
                 .await;
             }
             Err(DecodeFailure::SchemaUnavailable(reason)) => {
                 let pause = registry_waits.next().unwrap_or(Duration::from_secs(30));
                 tracing::error!(topic = %record.topic, partition = record.partition, %reason, "schema registry unavailable; the partition waits");
-                if pause_unless_stopping(pause, stopping).await == Done::Stopped {
+                if lease.pause(pause).await == Done::Stopped {
                     return Done::Stopped;
                 }
             }
@@ -695,6 +736,9 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
         here += 1;
         // The handler has usually dropped its reference by now: no copy.
         Arc::make_mut(&mut event).attempt = attempts_before + here;
+        if !lease.held() {
+            return Done::Stopped;
+        }
         let error = match shared.handler.handle(event.clone()).await {
             Ok(()) => {
                 if let Some(id) = event_id {
@@ -710,7 +754,7 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
         match shared.settings.retry.after_failure(&error, here, level) {
             NextStep::TryAgainAfter(pause) => {
                 bump(&shared.counters.retried_in_place);
-                if pause_unless_stopping(pause, stopping).await == Done::Stopped {
+                if lease.pause(pause).await == Done::Stopped {
                     return Done::Stopped;
                 }
             }
@@ -723,7 +767,7 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
                 );
                 context.due_at_ms = Some(wire::clock::now_ms() + delay.as_millis() as u64);
                 let target = retry::retry_topic(&original_topic, level);
-                let done = forward(shared, record, &target, &context, stopping).await;
+                let done = forward(shared, record, &target, &context, lease).await;
                 if done == Done::Finished {
                     bump(&shared.counters.forwarded_to_retry);
                 }
@@ -741,7 +785,7 @@ async fn process(shared: &Shared, record: &Record, stopping: &mut watch::Receive
                     record,
                     &shared.settings.dead_letter_topic,
                     &context,
-                    stopping,
+                    lease,
                 )
                 .await;
                 if done == Done::Finished {
@@ -760,12 +804,17 @@ async fn forward(
     record: &Record,
     topic: &str,
     context: &dead_letter::Context,
-    stopping: &mut watch::Receiver<bool>,
+    lease: &mut Lease,
 ) -> Done {
     let own = own_headers(&record.headers);
     let extra = context.headers();
     let mut pauses = crate::retry::persistent(Duration::from_millis(200), Duration::from_secs(10));
     loop {
+        // Revoked meanwhile: the new owner handles the record, and a copy forwarded here would
+        // be a second one.
+        if !lease.held() {
+            return Done::Stopped;
+        }
         let message = Message {
             topic,
             key: record.key.as_deref(),
@@ -785,7 +834,7 @@ async fn forward(
             Err((error, _)) => {
                 tracing::warn!(%error, to = topic, "forwarding failed; the partition waits and tries again");
                 let pause = pauses.next().unwrap_or(Duration::from_secs(10));
-                if pause_unless_stopping(pause, stopping).await == Done::Stopped {
+                if lease.pause(pause).await == Done::Stopped {
                     return Done::Stopped;
                 }
             }

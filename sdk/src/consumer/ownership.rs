@@ -12,22 +12,39 @@ use std::sync::{Arc, Mutex};
 use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
+use tokio::sync::watch;
 
 use crate::kafka::KafkaContext;
 
 /// A topic and partition.
 pub(crate) type PartitionKey = (String, i32);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Ownership {
     generations: Mutex<HashMap<PartitionKey, u64>>,
+    /// Moves on at every revoke, so a task waiting (for a due time, a back-off) wakes up to
+    /// check whether its partition is still its own.
+    revokes: watch::Sender<u64>,
+}
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Self {
+            generations: Mutex::default(),
+            revokes: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Ownership {
     pub(crate) fn generation(&self, key: &PartitionKey) -> u64 {
         self.lock().get(key).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn revokes(&self) -> watch::Receiver<u64> {
+        self.revokes.subscribe()
     }
 
     fn revoke<'a>(&self, keys: impl IntoIterator<Item = (&'a str, i32)>) {
@@ -37,6 +54,19 @@ impl Ownership {
                 .entry((topic.to_string(), partition))
                 .or_default() += 1;
         }
+        drop(generations);
+        self.revokes.send_modify(|n| *n += 1);
+    }
+
+    /// Every partition this member has known is taken away (librdkafka unassigns all on a
+    /// rebalance error).
+    fn revoke_all(&self) {
+        let mut generations = self.lock();
+        for generation in generations.values_mut() {
+            *generation += 1;
+        }
+        drop(generations);
+        self.revokes.send_modify(|n| *n += 1);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PartitionKey, u64>> {
@@ -71,14 +101,31 @@ impl ClientContext for OwnershipContext {
 
 impl ConsumerContext for OwnershipContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            self.ownership.revoke(
-                partitions
-                    .elements()
-                    .iter()
-                    .map(|p| (p.topic(), p.partition())),
-            );
-            tracing::info!(partitions = partitions.count(), "partitions revoked");
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                self.ownership.revoke(
+                    partitions
+                        .elements()
+                        .iter()
+                        .map(|p| (p.topic(), p.partition())),
+                );
+                tracing::info!(partitions = partitions.count(), "partitions revoked");
+            }
+            Rebalance::Error(error) => {
+                self.ownership.revoke_all();
+                tracing::warn!(%error, "rebalance error; every partition treated as revoked");
+            }
+            Rebalance::Assign(_) => {}
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // librdkafka keeps an application's pause across a revoke and a new assignment: a
+        // partition paused for a full queue must not come back paused.
+        if let Rebalance::Assign(partitions) = rebalance
+            && let Err(error) = consumer.resume(partitions)
+        {
+            tracing::warn!(%error, "could not resume the assigned partitions");
         }
     }
 }
@@ -88,13 +135,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_revoke_moves_only_the_revoked_partitions_on() {
+    fn a_revoke_moves_only_the_revoked_partitions_on_and_wakes_waiters() {
         let ownership = Ownership::default();
+        let mut revokes = ownership.revokes();
         let a = ("orders".to_string(), 0);
         let b = ("orders".to_string(), 1);
         assert_eq!(ownership.generation(&a), 0);
         ownership.revoke([("orders", 0)]);
         assert_eq!(ownership.generation(&a), 1);
         assert_eq!(ownership.generation(&b), 0);
+        assert!(revokes.has_changed().unwrap());
+        revokes.mark_unchanged();
+        ownership.revoke([("orders", 1)]);
+        ownership.revoke_all();
+        assert_eq!(ownership.generation(&a), 2);
+        assert_eq!(ownership.generation(&b), 2);
     }
 }

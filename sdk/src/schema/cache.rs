@@ -122,15 +122,23 @@ impl SchemaCache {
         Fut: std::future::Future<Output = Result<SchemaVersion, RegistryError>>,
     {
         let cell = self.cell(&key);
+        let filled_here = std::sync::atomic::AtomicBool::new(false);
         let answer = cell
             .get_or_init(|| async {
+                filled_here.store(true, Ordering::Relaxed);
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 let version = fetch().await?;
                 // A version found by name is also the version of its id: a consumer reading
-                // this producer's events then needs no request.
-                let by_id = self.cell(&Key::Id(version.id));
-                if let Some(Ok(known)) = by_id.get() {
-                    return Ok(known.clone());
+                // this producer's events then needs no request. (A failure remembered for the
+                // id, e.g. while it was still pending, gives way to what the name found.)
+                let mut by_id = self.cell(&Key::Id(version.id));
+                match by_id.get() {
+                    Some(Ok(known)) => return Ok(known.clone()),
+                    Some(Err(_)) => {
+                        self.forget(&Key::Id(version.id), &by_id);
+                        by_id = self.cell(&Key::Id(version.id));
+                    }
+                    None => {}
                 }
                 let compiled = Arc::new(CompiledSchema::compile(&version)?);
                 let _ = by_id.set(Ok(compiled.clone()));
@@ -138,12 +146,18 @@ impl SchemaCache {
             })
             .await
             .clone();
-        if let Err(error) = &answer {
+        // The call that asked the registry decides whether a failure is remembered; callers
+        // that shared its answer leave the cell as it decided.
+        if let Err(error) = &answer
+            && filled_here.load(Ordering::Relaxed)
+        {
             let remember = matches!(key, Key::Id(_))
                 && error.is_events_fault()
-                && self.remembered_failures.fetch_add(1, Ordering::Relaxed)
+                && self.remembered_failures.load(Ordering::Relaxed)
                     < MAX_REMEMBERED_FAILURES as u64;
-            if !remember {
+            if remember {
+                self.remembered_failures.fetch_add(1, Ordering::Relaxed);
+            } else {
                 self.forget(&key, &cell);
             }
         }

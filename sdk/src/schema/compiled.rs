@@ -285,10 +285,10 @@ fn avro_mismatch(
                 found
             })
         }
-        (Schema::Map(map), V::Map(entries)) => entries.iter().find_map(|(key, item)| {
+        // A map's keys are data (ids, emails): the path names no key.
+        (Schema::Map(map), V::Map(entries)) => entries.values().find_map(|item| {
             let at = path.len();
-            path.push('/');
-            path.push_str(key);
+            path.push_str("/*");
             let found = avro_mismatch(item, &map.types, names, path);
             if found.is_none() {
                 path.truncate(at);

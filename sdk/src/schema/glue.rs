@@ -83,7 +83,12 @@ impl Registry for GlueRegistry {
             let (version, status) = self.get(id).await?;
             match registration_step(status.as_ref()) {
                 RegistrationStep::Ready => Ok(version),
-                _ => Err(RegistryError::NotFound {
+                // Still in Glue's compatibility check: it may be AVAILABLE in a moment.
+                RegistrationStep::Wait => Err(RegistryError::Unavailable {
+                    what: format!("schema version {id}"),
+                    reason: "PENDING Glue's compatibility check".into(),
+                }),
+                RegistrationStep::Refused => Err(RegistryError::NotFound {
                     what: format!("an available schema version {id} (status {status:?})"),
                 }),
             }
@@ -109,12 +114,21 @@ impl Registry for GlueRegistry {
                 .send()
                 .await
                 .map_err(|e| classify(e, &what))?;
-            if registration_step(out.status()) != RegistrationStep::Ready {
-                // A latest version still PENDING (or FAILED) Glue's compatibility check: events
-                // framed with it would name a version consumers cannot resolve.
-                return Err(RegistryError::NotFound {
-                    what: format!("{what} in status AVAILABLE (it is {:?})", out.status()),
-                });
+            // Events framed with a version that is not AVAILABLE would name one consumers cannot
+            // resolve: wait for a PENDING one, refuse a FAILED one.
+            match registration_step(out.status()) {
+                RegistrationStep::Ready => {}
+                RegistrationStep::Wait => {
+                    return Err(RegistryError::Unavailable {
+                        what,
+                        reason: "the latest version is PENDING Glue's compatibility check".into(),
+                    });
+                }
+                RegistrationStep::Refused => {
+                    return Err(RegistryError::NotFound {
+                        what: format!("{what} in status AVAILABLE (it is {:?})", out.status()),
+                    });
+                }
             }
             schema_version(
                 &what,
