@@ -264,17 +264,7 @@ async fn main() -> Result<()> {
                 Ok(())
             },
         ));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = {
-            let consumer = consumer.clone();
-            tokio::spawn(async move {
-                consumer
-                    .run(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-            })
-        };
+        let (stop, running) = testkit::run_consumer(consumer.clone());
         // Timed from the first handled event, as the baseline is from its first message: both
         // leave out joining the group.
         while consumer.stats().handled == 0 {

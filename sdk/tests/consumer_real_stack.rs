@@ -18,9 +18,8 @@ use sdk::kafka::{KafkaSettings, Message};
 use sdk::schema::{GlueRegistry, Payload, SchemaCache};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::oneshot;
 use uuid::Uuid;
-use wire::dead_letter::{self, ErrorClass, Source};
+use wire::dead_letter::{ErrorClass, Source};
 use wire::envelope::{self, Compression, SchemaId};
 use wire::headers;
 use wire::record::{EventId, Header};
@@ -217,17 +216,7 @@ async fn run_until(
     mut done: impl FnMut(&ConsumerStats) -> bool,
 ) -> Result<ConsumerStats> {
     let consumer = Arc::new(consumer);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = {
-        let consumer = consumer.clone();
-        tokio::spawn(async move {
-            consumer
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    };
+    let (stop, running) = testkit::run_consumer(consumer.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done(&consumer.stats()) {
         if Instant::now() > deadline {
@@ -248,18 +237,6 @@ async fn run_until(
 
 async fn read(bootstrap: &str, topic: &str) -> Result<Vec<Consumed>> {
     testkit::read_topic_to_end(bootstrap, topic, Duration::from_secs(30)).await
-}
-
-fn context(message: &Consumed) -> Option<dead_letter::Context> {
-    let headers: Vec<Header> = message
-        .headers
-        .iter()
-        .map(|(name, value)| Header {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .collect();
-    dead_letter::Context::read(&headers)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -331,7 +308,9 @@ async fn valid_events_are_handled_once_and_invalid_ones_dead_lettered() -> Resul
     let dead = read(&setup.bootstrap, &setup.dead_letter_topic).await?;
     assert_eq!(dead.len(), 4);
     for message in &dead {
-        let context = context(message).context("a dead-letter context")?;
+        let context = message
+            .dead_letter_context()
+            .context("a dead-letter context")?;
         assert_eq!(context.class, ErrorClass::Invalid);
         assert_eq!(context.source, Some(Source::Consumer));
         assert_eq!(
@@ -347,7 +326,7 @@ async fn valid_events_are_handled_once_and_invalid_ones_dead_lettered() -> Resul
     }
     let paths: Vec<Option<String>> = dead
         .iter()
-        .map(|m| context(m).and_then(|c| c.error_path))
+        .map(|m| m.dead_letter_context().and_then(|c| c.error_path))
         .collect();
     assert!(paths.contains(&Some("/total".into())), "{paths:?}");
     Ok(())
@@ -412,7 +391,7 @@ async fn a_handler_failing_twice_goes_through_the_retry_topics_with_their_delays
     let [dead] = dead.as_slice() else {
         bail!("expected one dead-lettered record, found {}", dead.len())
     };
-    let context = context(dead).context("context")?;
+    let context = dead.dead_letter_context().context("context")?;
     assert_eq!(context.class, ErrorClass::HandlerFailed);
     assert_eq!(context.attempt, Some(1));
     assert!(context.reason.contains("no such account"));
@@ -424,7 +403,9 @@ async fn a_handler_failing_twice_goes_through_the_retry_topics_with_their_delays
         &sdk::consumer::retry::retry_topic(&setup.topic, 1),
     )
     .await?;
-    let context = self::context(&first_retry[0]).context("retry context")?;
+    let context = first_retry[0]
+        .dead_letter_context()
+        .context("retry context")?;
     assert_eq!(context.attempt, Some(1));
     assert_eq!(
         context.original_topic.as_deref(),
@@ -509,17 +490,7 @@ async fn shutdown_finishes_the_record_in_hand_and_commits_it() -> Result<()> {
         })
         .await?;
     let consumer = Arc::new(consumer);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = {
-        let consumer = consumer.clone();
-        tokio::spawn(async move {
-            consumer
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    };
+    let (stop, running) = testkit::run_consumer(consumer.clone());
     tokio::time::timeout(Duration::from_secs(60), started.notified()).await?;
     let _ = stop.send(());
     running.await??;

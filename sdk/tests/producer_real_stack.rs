@@ -20,10 +20,9 @@ use sdk::schema::{GlueRegistry, Payload, SchemaCache, SchemaName};
 use sdk::standby_table::StandbyTable;
 use serde_json::json;
 use uuid::Uuid;
-use wire::dead_letter::{self, ErrorClass, Source};
+use wire::dead_letter::{ErrorClass, Source};
 use wire::envelope::{Compression, Envelope, SchemaId};
 use wire::headers;
-use wire::record::Header;
 
 const ORDER_JSON: &str = r#"{"type":"object","required":["order_id","total"],
   "properties":{"order_id":{"type":"string"},"total":{"type":"number","minimum":0}}}"#;
@@ -133,18 +132,6 @@ async fn read(stack: &Stack, topic: &str) -> Result<Vec<Consumed>> {
     testkit::read_topic_to_end(&stack.bootstrap_servers(), topic, Duration::from_secs(30)).await
 }
 
-fn context(message: &Consumed) -> Option<dead_letter::Context> {
-    let headers: Vec<Header> = message
-        .headers
-        .iter()
-        .map(|(name, value)| Header {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .collect();
-    dead_letter::Context::read(&headers)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn valid_events_reach_their_topic_framed_with_their_schema_version() -> Result<()> {
     let aws = testkit::aws_config(&Stack::attach()?.aws_endpoint()).await;
@@ -228,13 +215,15 @@ async fn an_invalid_event_goes_to_the_dead_letter_topic_with_its_error_and_nowhe
 
     let dead = read(&rig.stack, &rig.dead_letter_topic).await?;
     assert_eq!(dead.len(), 2);
-    let context = context(&dead[0]).context("a dead-letter context")?;
+    let context = dead[0]
+        .dead_letter_context()
+        .context("a dead-letter context")?;
     let json_dead = if context.original_topic.as_deref() == Some(&rig.json_topic) {
         &dead[0]
     } else {
         &dead[1]
     };
-    let context = self::context(json_dead).context("context")?;
+    let context = json_dead.dead_letter_context().context("context")?;
     assert_eq!(context.class, ErrorClass::Invalid);
     assert_eq!(context.source, Some(Source::ProducerValidation));
     assert_eq!(context.error_path.as_deref(), Some("/total"));

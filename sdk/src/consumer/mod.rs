@@ -758,38 +758,29 @@ async fn process(shared: &Shared, record: &Record, lease: &mut Lease) -> Done {
                     return Done::Stopped;
                 }
             }
-            NextStep::Forward { level, delay } => {
+            step => {
                 let mut context = context(
                     &error.to_string(),
                     ErrorClass::HandlerFailed,
                     attempts,
                     first,
                 );
-                context.due_at_ms = Some(wire::clock::now_ms() + delay.as_millis() as u64);
-                let target = retry::retry_topic(&original_topic, level);
+                let (target, counter) = match step {
+                    NextStep::Forward { level, delay } => {
+                        context.due_at_ms = Some(wire::clock::now_ms() + delay.as_millis() as u64);
+                        (
+                            retry::retry_topic(&original_topic, level),
+                            &shared.counters.forwarded_to_retry,
+                        )
+                    }
+                    _ => (
+                        shared.settings.dead_letter_topic.clone(),
+                        &shared.counters.dead_lettered,
+                    ),
+                };
                 let done = forward(shared, record, &target, &context, lease).await;
                 if done == Done::Finished {
-                    bump(&shared.counters.forwarded_to_retry);
-                }
-                return done;
-            }
-            NextStep::DeadLetter => {
-                let context = context(
-                    &error.to_string(),
-                    ErrorClass::HandlerFailed,
-                    attempts,
-                    first,
-                );
-                let done = forward(
-                    shared,
-                    record,
-                    &shared.settings.dead_letter_topic,
-                    &context,
-                    lease,
-                )
-                .await;
-                if done == Done::Finished {
-                    bump(&shared.counters.dead_lettered);
+                    bump(counter);
                 }
                 return done;
             }

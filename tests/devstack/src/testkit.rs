@@ -103,6 +103,38 @@ impl Consumed {
             .and_then(|(_, v)| v.as_ref())
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
+
+    /// The dead-letter context its headers carry, if any.
+    pub fn dead_letter_context(&self) -> Option<wire::dead_letter::Context> {
+        let headers: Vec<wire::record::Header> = self
+            .headers
+            .iter()
+            .map(|(name, value)| wire::record::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        wire::dead_letter::Context::read(&headers)
+    }
+}
+
+/// Runs `consumer` on a task until the returned sender fires (or is dropped): the graceful
+/// shutdown an application triggers with a signal.
+pub fn run_consumer(
+    consumer: std::sync::Arc<sdk::consumer::Consumer>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), sdk::consumer::ConsumerError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        consumer
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, running)
 }
 
 /// [`consume`] from async code: the consumer's reads block, so they run on a blocking thread.

@@ -688,17 +688,7 @@ async fn dlt_works_on_a_consumers_dead_letter_topic() -> Result<()> {
         Arc::new(MemoryDedupe::default()),
         |_: Arc<ConsumedEvent>| async { Err(HandlerError::NonRetriable("negative amount".into())) },
     ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = {
-        let consumer = consumer.clone();
-        tokio::spawn(async move {
-            consumer
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    };
+    let (stop, running) = testkit::run_consumer(consumer.clone());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while consumer.stats().dead_lettered == 0 {
         anyhow::ensure!(
