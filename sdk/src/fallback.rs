@@ -574,6 +574,7 @@ impl FallbackProducer {
         match self.table.put_new(&record).await {
             Ok(PutOutcome::Written) => {
                 tracing::warn!(%event_id, topic = %record.topic, %reason, "event written to the standby table");
+                log_partition_key(event_id, &record.partition_key());
             }
             Ok(PutOutcome::AlreadyPresent) => {
                 tracing::warn!(%event_id, topic = %record.topic, "event already in the standby table; left as it was");

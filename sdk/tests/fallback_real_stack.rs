@@ -435,6 +435,80 @@ async fn a_key_diverted_by_one_instance_queues_on_every_other_instance() -> Resu
     Ok(())
 }
 
+/// Log lines written on this thread, as the function's formatter writes them.
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+// One thread, so the thread-local subscriber sees every line the producer logs.
+#[tokio::test(flavor = "current_thread")]
+async fn diverting_logs_the_event_id_and_keeps_the_partition_key_to_debug() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let fixture = fixture(&[]).await?;
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let customer = "customer-4711";
+    let cut_off = instance(&fixture, "cut-off", false)?;
+    let diverted = cut_off.send(event(&fixture.topic, customer, 0)).await?;
+    assert!(
+        matches!(diverted.outcome, Outcome::Standby { .. }),
+        "{diverted:?}"
+    );
+    let partition_key =
+        wire::record::partition_key(&fixture.topic, Some(customer.as_bytes()), diverted.event_id);
+
+    let lines = logs.lines();
+    let (debug, operators): (Vec<&String>, Vec<&String>) = lines
+        .iter()
+        .filter(|line| line.contains("sdk::"))
+        .partition(|line| {
+            line.trim_start().starts_with("DEBUG") || line.trim_start().starts_with("TRACE")
+        });
+    assert!(
+        operators
+            .iter()
+            .any(|line| line.contains(&diverted.event_id.to_string())),
+        "an info/warn line names the diverted event: {operators:#?}"
+    );
+    for line in &operators {
+        assert!(
+            !line.contains(&partition_key) && !line.contains(customer),
+            "a line above debug level shows the partition key or the key: {line}"
+        );
+    }
+    assert!(
+        debug.iter().any(|line| line.contains(&partition_key)),
+        "the partition key is available at debug level: {debug:#?}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_caller_retrying_with_its_event_id_makes_no_second_event() -> Result<()> {
     let _shared = CLUSTER.read().await;

@@ -139,4 +139,27 @@ mod tests {
         let err = Settings::from_env(&env).unwrap_err();
         assert!(err.to_string().contains(MAX_MOVES_PER_BROKER), "{err}");
     }
+
+    #[test]
+    fn the_admin_client_trusts_the_ca_file_librdkafka_is_given() {
+        let env = |protocol: &'static str| {
+            HashMap::from([
+                ("KAFKA_BOOTSTRAP_SERVERS", "b-1:9098"),
+                ("KAFKA_SECURITY_PROTOCOL", protocol),
+                ("KAFKA_SSL_CA_LOCATION", "/etc/msk/ca.pem"),
+                ("AWS_REGION", "eu-west-1"),
+            ])
+        };
+        let ca = Some(PathBuf::from("/etc/msk/ca.pem"));
+        let iam = Settings::from_env(&env("SASL_SSL")).unwrap();
+        assert!(matches!(
+            iam.transport,
+            Transport::Tls { iam_region: Some(region), ca_location } if region == "eu-west-1" && ca_location == ca
+        ));
+        let tls = Settings::from_env(&env("SSL")).unwrap();
+        assert!(matches!(
+            tls.transport,
+            Transport::Tls { iam_region: None, ca_location } if ca_location == ca
+        ));
+    }
 }

@@ -244,7 +244,26 @@ fn the_failure_bucket_uses_the_tables_key_tls_only_and_expires() {
         sse["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0],
         "StandbyTableKey"
     );
-    assert!(bucket["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"].is_object());
+    // Batches the stream gave up on name items to restore: they are kept as long as the
+    // table's point-in-time recovery can bring those items back (35 days).
+    let rule = &bucket["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(rule["Status"], "Enabled");
+    assert_eq!(
+        rule["ExpirationInDays"]["Ref"], "StreamFailureRetentionDays",
+        "{rule}"
+    );
+    assert_eq!(
+        template["Parameters"]["StreamFailureRetentionDays"]["Default"], 35,
+        "the default is the point-in-time recovery window"
+    );
+    for table in ["StandbyTable", "StateTable"] {
+        assert_eq!(
+            resources(&template)[table]["Properties"]["PointInTimeRecoverySpecification"]
+                ["PointInTimeRecoveryEnabled"],
+            true,
+            "{table}"
+        );
+    }
     let policy = of_type(&template, "AWS::S3::BucketPolicy");
     let statement =
         &policy["StreamFailureBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];

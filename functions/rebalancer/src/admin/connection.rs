@@ -2,11 +2,15 @@
 //! SASL/OAUTHBEARER carrying an MSK IAM token), API versions negotiated once, and
 //! length-prefixed request/response frames matched by correlation id.
 //!
-//! Bounded everywhere a peer could hold us: connecting, every round trip and the TLS and SASL
-//! handshakes have timeouts; a response's memory is allocated as its bytes arrive, never from
-//! the length the peer announces, and a response larger than [`MAX_RESPONSE_BYTES`] is refused.
+//! Bounded everywhere a peer could hold us: opening a connection (TCP, TLS, versions, the token
+//! and SASL together) takes at most [`OPEN_TIMEOUT`] and every later round trip at most
+//! [`REQUEST_TIMEOUT`]; a response's memory is allocated as its bytes arrive, never from the
+//! length the peer announces, and a response larger than [`MAX_RESPONSE_BYTES`] is refused.
 //! An authenticated session is renewed (a new connection with a fresh token) before the broker's
-//! session lifetime ends, so a run longer than the IAM token's 15 minutes keeps working.
+//! session lifetime ends, or before the token's own 15 minutes when the broker states no
+//! lifetime, so a run longer than one token keeps working. A connection that failed a round
+//! trip is not used again (a late answer would be read as the next request's): the next request
+//! opens a new one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,14 +46,35 @@ const CLIENT_ID: &str = "standby-rebalancer";
 /// Largest response accepted: metadata of a 100,000-partition cluster is a few megabytes, and
 /// the function has 512 MB.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Opening a connection, everything included: TCP connect, TLS handshake, API versions, the
+/// IAM token and the SASL exchange.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// One round trip: the controller timeout requests carry (30 s) and some slack. The template's
-/// `REBALANCE_MARGIN_MS` stays above this plus a connect, so a hung broker near the deadline
-/// still leaves time to report.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+/// `REBALANCE_MARGIN_MS` covers two requests that each open a connection first (see there), so
+/// a hung broker near the deadline still leaves time to report.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 /// Renew a session when this much of its lifetime is left (MSK IAM sessions end with the
 /// token, 15 minutes after it was made).
 const RENEW_BEFORE_END: Duration = Duration::from_secs(60);
+/// How long an MSK IAM token is valid; a session is renewed within it even when the broker
+/// states no lifetime (KIP-368's zero), so a broker that starts enforcing one cannot cut us off.
+const IAM_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// The connection's bounds; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    pub open: Duration,
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            open: OPEN_TIMEOUT,
+            request: REQUEST_TIMEOUT,
+        }
+    }
+}
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -63,8 +88,12 @@ pub(super) struct Connection {
     /// Where to connect again when the session must be renewed.
     bootstrap: String,
     transport: Transport,
-    /// When the broker ends the authenticated session (its `session_lifetime_ms`), if it does.
+    /// When the authenticated session ends: the broker's `session_lifetime_ms`, or the token's
+    /// lifetime when the broker states none; `None` for unauthenticated connections.
     session_ends: Option<Instant>,
+    /// A round trip failed: the stream may still deliver its answer, so it is not used again.
+    broken: bool,
+    timeouts: Timeouts,
 }
 
 /// Whether a session ending at `ends` must be renewed before a request at `now`.
@@ -75,15 +104,28 @@ pub fn renewal_due(ends: Option<Instant>, now: Instant) -> bool {
 impl Connection {
     /// Connects to the first reachable bootstrap server, negotiates versions, authenticates.
     pub async fn open(bootstrap: &str, transport: &Transport) -> Result<Self, AdminError> {
+        Self::open_with(bootstrap, transport, Timeouts::default()).await
+    }
+
+    pub(super) async fn open_with(
+        bootstrap: &str,
+        transport: &Transport,
+        timeouts: Timeouts,
+    ) -> Result<Self, AdminError> {
         let mut last_error = String::from("no servers given");
         for server in bootstrap
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            match Self::open_one(server, transport).await {
-                Ok(connection) => return Ok(connection),
-                Err(e) => last_error = e.to_string(),
+            let opened =
+                tokio::time::timeout(timeouts.open, Self::open_one(server, transport, timeouts));
+            match opened.await {
+                Ok(Ok(connection)) => return Ok(connection),
+                Ok(Err(e)) => last_error = e.to_string(),
+                Err(_) => {
+                    last_error = timed_out("opening the connection", timeouts.open).to_string()
+                }
             }
         }
         Err(AdminError::Connect {
@@ -92,26 +134,23 @@ impl Connection {
         })
     }
 
-    async fn open_one(server: &str, transport: &Transport) -> Result<Self, AdminError> {
+    /// One server, unbounded: [`Self::open_with`] bounds it as a whole.
+    async fn open_one(
+        server: &str,
+        transport: &Transport,
+        timeouts: Timeouts,
+    ) -> Result<Self, AdminError> {
         let io = |source| AdminError::Io {
             broker: server.to_string(),
             source,
         };
-        let tcp = within(CONNECT_TIMEOUT, "connect", TcpStream::connect(server))
-            .await
-            .map_err(io)?;
+        let tcp = TcpStream::connect(server).await.map_err(io)?;
         tcp.set_nodelay(true).map_err(io)?;
         let stream: Box<dyn Stream> = match transport {
             Transport::Plaintext => Box::new(tcp),
-            Transport::Tls { ca_location, .. } => Box::new(
-                within(
-                    CONNECT_TIMEOUT,
-                    "TLS handshake",
-                    tls(server, tcp, ca_location.as_deref()),
-                )
-                .await
-                .map_err(io)?,
-            ),
+            Transport::Tls { ca_location, .. } => {
+                Box::new(tls(server, tcp, ca_location.as_deref()).await.map_err(io)?)
+            }
         };
         let mut connection = Self {
             stream,
@@ -121,6 +160,8 @@ impl Connection {
             bootstrap: server.to_string(),
             transport: transport.clone(),
             session_ends: None,
+            broken: false,
+            timeouts,
         };
         connection.negotiate().await?;
         if let Transport::Tls {
@@ -133,12 +174,23 @@ impl Connection {
         Ok(connection)
     }
 
-    /// Replaces this connection by a new one (fresh token) when its session ends soon.
+    /// Replaces this connection by a new one (fresh token) when its session ends soon or a
+    /// round trip on it failed.
     async fn renew_if_due(&mut self) -> Result<(), AdminError> {
-        if renewal_due(self.session_ends, Instant::now()) {
-            tracing::info!(broker = self.broker, "renewing the authenticated session");
-            *self = Self::open(&self.bootstrap.clone(), &self.transport.clone()).await?;
-        }
+        let why = if self.broken {
+            "a round trip on it failed"
+        } else if renewal_due(self.session_ends, Instant::now()) {
+            "its authenticated session ends soon"
+        } else {
+            return Ok(());
+        };
+        tracing::info!(broker = self.broker, why, "opening a new connection");
+        *self = Self::open_with(
+            &self.bootstrap.clone(),
+            &self.transport.clone(),
+            self.timeouts,
+        )
+        .await?;
         Ok(())
     }
 
@@ -185,11 +237,7 @@ impl Connection {
                     .unwrap_or_else(|| super::describe_code(response.error_code)),
             ));
         }
-        // Zero means the broker does not end sessions (KIP-368).
-        self.session_ends = u64::try_from(response.session_lifetime_ms)
-            .ok()
-            .filter(|ms| *ms > 0)
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        self.session_ends = Some(Instant::now() + session_lifetime(response.session_lifetime_ms));
         Ok(())
     }
 
@@ -263,9 +311,14 @@ impl Connection {
             self.stream.flush().await?;
             read_frame(&mut self.stream).await
         };
-        let buffer = within(REQUEST_TIMEOUT, "response", round_trip)
-            .await
-            .map_err(io)?;
+        let limit = self.timeouts.request;
+        let buffer = match within(limit, "response", round_trip).await {
+            Ok(buffer) => buffer,
+            Err(error) => {
+                self.broken = true;
+                return Err(io(error));
+            }
+        };
         let mut buffer = Bytes::from(buffer);
         let response_header =
             ResponseHeader::decode(&mut buffer, R::Response::header_version(version))
@@ -291,18 +344,32 @@ impl Connection {
     }
 }
 
+/// How long a session lasts given the broker's `session_lifetime_ms`: zero means the broker
+/// does not end sessions (KIP-368), and then the token's lifetime is used anyway.
+fn session_lifetime(broker_ms: i64) -> Duration {
+    u64::try_from(broker_ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map_or(IAM_TOKEN_LIFETIME, Duration::from_millis)
+        .min(IAM_TOKEN_LIFETIME)
+}
+
 /// `work`, or a `TimedOut` error naming `what` after `limit`.
 async fn within<T>(
     limit: Duration,
     what: &str,
     work: impl Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<T> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("{what} took longer than {limit:?}"),
-        ))
-    })
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| Err(timed_out(what, limit)))
+}
+
+fn timed_out(what: &str, limit: Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} took longer than {limit:?}"),
+    )
 }
 
 /// One length-prefixed frame. Memory grows with the bytes that arrive, not with the length
@@ -428,6 +495,162 @@ mod tests {
             .to_string();
         assert!(missing.contains("/nonexistent/ca.pem"), "{missing}");
         std::fs::remove_file(file).unwrap();
+    }
+
+    /// What the fake broker does with each connection's requests.
+    #[derive(Clone, Copy)]
+    enum Broker {
+        /// Accepts connections and never answers.
+        Silent,
+        /// Answers every request.
+        Answers,
+        /// Answers the first two requests of each connection, then closes it.
+        AnswersTwiceThenCloses,
+    }
+
+    /// A local listener speaking just enough Kafka for these tests (ApiVersions v3); returns
+    /// its address and a count of the connections it accepted.
+    async fn fake_broker(behaviour: Broker) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use kafka_protocol::messages::ApiVersionsResponse;
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let limit = match behaviour {
+                        Broker::Silent => 0,
+                        Broker::Answers => usize::MAX,
+                        Broker::AnswersTwiceThenCloses => 2,
+                    };
+                    let mut answered = 0;
+                    while let Ok(frame) = read_frame(&mut socket).await {
+                        if answered == limit {
+                            if limit == 0 {
+                                // Hold the connection open, silently.
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                            }
+                            return;
+                        }
+                        let mut frame = Bytes::from(frame);
+                        let header = RequestHeader::decode(
+                            &mut frame,
+                            ApiVersionsRequest::header_version(3),
+                        )
+                        .unwrap();
+                        let mut body = BytesMut::new();
+                        ResponseHeader::default()
+                            .with_correlation_id(header.correlation_id)
+                            .encode(&mut body, ApiVersionsResponse::header_version(3))
+                            .unwrap();
+                        ApiVersionsResponse::default()
+                            .with_api_keys(vec![
+                                ApiVersion::default()
+                                    .with_api_key(ApiVersionsRequest::KEY)
+                                    .with_max_version(3),
+                            ])
+                            .encode(&mut body, 3)
+                            .unwrap();
+                        let mut out = BytesMut::new();
+                        out.put_u32(body.len() as u32);
+                        out.extend_from_slice(&body);
+                        if socket.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        answered += 1;
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    fn short() -> Timeouts {
+        Timeouts {
+            open: Duration::from_millis(300),
+            request: Duration::from_millis(200),
+        }
+    }
+
+    fn accepted(count: &std::sync::atomic::AtomicUsize) -> usize {
+        count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_never_answers_fails_the_open_within_its_bound() {
+        let (address, _) = fake_broker(Broker::Silent).await;
+        let started = Instant::now();
+        let error = Connection::open_with(&address, &Transport::Plaintext, short())
+            .await
+            .err()
+            .expect("a silent broker cannot be connected to");
+        assert!(
+            matches!(&error, AdminError::Connect { reason, .. } if reason.contains("took longer than")),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_round_trip_failed_is_replaced_before_the_next_request() {
+        let (address, connections) = fake_broker(Broker::AnswersTwiceThenCloses).await;
+        let mut connection = Connection::open_with(&address, &Transport::Plaintext, short())
+            .await
+            .unwrap();
+        // The first connection answered the version negotiation and this request…
+        connection
+            .send(ApiVersionsRequest::default(), "ApiVersions")
+            .await
+            .unwrap();
+        // …and closes instead of answering this one.
+        let error = connection
+            .send(ApiVersionsRequest::default(), "ApiVersions")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, AdminError::Io { .. }), "{error}");
+        assert_eq!(accepted(&connections), 1);
+        // Without retiring the broken stream this would write into the closed one.
+        connection
+            .send(ApiVersionsRequest::default(), "ApiVersions")
+            .await
+            .expect("the next request goes over a new connection");
+        assert_eq!(accepted(&connections), 2);
+    }
+
+    #[tokio::test]
+    async fn a_session_about_to_end_is_renewed_on_a_new_connection() {
+        let (address, connections) = fake_broker(Broker::Answers).await;
+        let mut connection = Connection::open_with(&address, &Transport::Plaintext, short())
+            .await
+            .unwrap();
+        connection
+            .send(ApiVersionsRequest::default(), "ApiVersions")
+            .await
+            .unwrap();
+        assert_eq!(accepted(&connections), 1, "a live session is kept");
+        connection.session_ends = Some(Instant::now() + Duration::from_secs(30));
+        connection
+            .send(ApiVersionsRequest::default(), "ApiVersions")
+            .await
+            .unwrap();
+        assert_eq!(accepted(&connections), 2, "renewed on a new connection");
+    }
+
+    #[test]
+    fn a_session_lasts_what_the_broker_says_and_never_longer_than_the_token() {
+        assert_eq!(
+            session_lifetime(0),
+            IAM_TOKEN_LIFETIME,
+            "KIP-368: no lifetime"
+        );
+        assert_eq!(session_lifetime(-1), IAM_TOKEN_LIFETIME);
+        assert_eq!(session_lifetime(300_000), Duration::from_secs(300));
+        assert_eq!(session_lifetime(3_600_000), IAM_TOKEN_LIFETIME);
     }
 
     #[test]
