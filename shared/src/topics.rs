@@ -18,7 +18,7 @@ const EXPECTED: &str = "comma-separated topic names or prefixes ending in `*` (n
      each of the characters Kafka allows in topic names (A-Z a-z 0-9 . _ -)";
 
 /// Kafka's topic-name characters, at least one.
-fn legal_name(name: &str) -> bool {
+pub fn legal_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()

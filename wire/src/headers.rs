@@ -10,6 +10,25 @@ pub const REPUBLISHED: &str = "standby-republished";
 /// (`{dead-letter topic}/{partition}/{offset}`).
 pub const REDRIVEN_FROM: &str = "standby-redriven-from";
 
+/// On events published through the event gateway: the client id the caller's token proved. Set
+/// by the gateway, never taken from the request. Other producers could set it too, so a
+/// consumer may trust it only on topics only the gateway writes.
+pub const GATEWAY_CLIENT_ID: &str = "gateway-client-id";
+/// On events published through the event gateway with the caller's own id: that id (the
+/// `event-id` is minted by the platform and kept for the caller's retries).
+pub const GATEWAY_CALLER_EVENT_ID: &str = "gateway-caller-event-id";
+
+/// CloudEvents attributes of events the gateway took in structured mode, under the names of
+/// the CloudEvents Kafka binding's binary mode (the value is the event's `data`).
+pub mod cloud_events {
+    pub const SPECVERSION: &str = "ce_specversion";
+    pub const ID: &str = "ce_id";
+    pub const SOURCE: &str = "ce_source";
+    pub const TYPE: &str = "ce_type";
+    pub const TIME: &str = "ce_time";
+    pub const SUBJECT: &str = "ce_subject";
+}
+
 /// Prefixes of the header names only the platform sets: the event id consumers deduplicate on,
 /// the republisher's and redrive's markers (`standby-…`) and the dead-letter context (`dlt-…`).
 const RESERVED_PREFIXES: [&str; 2] = ["standby-", "dlt-"];

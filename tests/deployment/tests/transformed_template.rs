@@ -258,8 +258,7 @@ fn the_failure_bucket_uses_the_tables_key_tls_only_and_expires() {
     );
     for table in ["StandbyTable", "StateTable"] {
         assert_eq!(
-            resources(&template)[table]["Properties"]["PointInTimeRecoverySpecification"]
-                ["PointInTimeRecoveryEnabled"],
+            resources(&template)[table]["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
             true,
             "{table}"
         );

@@ -276,10 +276,7 @@ async fn inspect_and_purge_the_standby_table() -> Result<()> {
     assert_eq!(left["total"], 3);
     assert_eq!(left["topics"][0]["topic"], "orders");
     // The whole table, asked for by name and pinned to what the listing showed.
-    let purged = f.json(
-        &["standby", "purge", "--all", "--expect", "3", "--yes"],
-        0,
-    );
+    let purged = f.json(&["standby", "purge", "--all", "--expect", "3", "--yes"], 0);
     assert_eq!(purged["deleted"], 3, "{purged}");
     assert_eq!(f.json(&["standby", "count"], 0)["total"], 0);
     Ok(())

@@ -1,0 +1,587 @@
+//! The HTTP handler: routes a request, and for a publish runs the steps in order (each refusing
+//! the whole request before anything is published, until the last):
+//!
+//! 1. **Authenticate** the bearer token (`401`; `503` if the issuer's keys cannot be had).
+//! 2. **Authorize**: the event type exists, is enabled and names the caller among its writers
+//!    (`403`, with the same body whether or not the type exists).
+//! 3. **Read** the body (`415`, `400`, `413`).
+//! 4. **Validate** every event: its fields, its partition key, its schema (`422`, every bad
+//!    event named with the JSON pointer at fault, the others `aborted`).
+//! 5. **Enrich**: each event's id, minted or (for a caller's id seen before) the one recorded.
+//! 6. **Publish** through the producer fallback, key by key (`200`, `207`, `503`).
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use futures::StreamExt;
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use sdk::config::Env;
+use sdk::fallback::{self, Event, FallbackProducer, Outcome};
+use sdk::schema::{GlueRegistry, Payload};
+use serde::Serialize;
+use shared::topics::TopicAllowList;
+use thiserror::Error;
+use wire::envelope::{self, Compression, SchemaId};
+use wire::headers::{self, cloud_events};
+use wire::record::{EventId, Header};
+
+use crate::auth::{AuthError, Authenticator};
+use crate::body::{self, Invalid, Limits, Submitted};
+use crate::event_types::{Caller, EventTypeStore, EventTypes, Resolved};
+use crate::ids::IdAssigner;
+use crate::publish::{self, Published};
+use crate::response::{
+    Delivery, EventResult, Problem, RETRY_AFTER_SECONDS, Status, Step, batch_status,
+};
+use crate::settings::Settings;
+
+/// Ids assigned at once, at most (DynamoDB writes in flight per request).
+const ID_WRITES_IN_FLIGHT: usize = 16;
+
+#[derive(Debug, Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] sdk::ConfigError),
+    #[error(transparent)]
+    Producer(#[from] sdk::SetupError),
+    #[error("the HTTP client for the issuer's keys: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// What every invocation shares; built once per execution environment.
+pub struct App {
+    auth: Authenticator,
+    types: EventTypes,
+    ids: IdAssigner,
+    producer: FallbackProducer,
+    topics: TopicAllowList,
+    limits: Limits,
+}
+
+impl App {
+    pub async fn from_env(env: &impl Env) -> Result<Self, InitError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(env, &aws)
+    }
+
+    /// Builds the app against the AWS services `aws` points at (tests: the local stack).
+    pub fn new(env: &impl Env, aws: &SdkConfig) -> Result<Self, InitError> {
+        let settings = Settings::from_env(env)?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+        let registry = Arc::new(GlueRegistry::new(aws_sdk_glue::Client::new(aws)));
+        Ok(Self {
+            auth: Authenticator::new(settings.jwt)?,
+            types: EventTypes::new(
+                EventTypeStore::new(dynamodb.clone(), settings.event_types_table),
+                registry,
+                settings.event_types_ttl,
+            ),
+            ids: IdAssigner::new(dynamodb.clone(), settings.ids_table, settings.id_window),
+            producer: FallbackProducer::from_env(env, dynamodb)?,
+            topics: settings.topics,
+            limits: settings.limits,
+        })
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    ListTypes,
+    Publish(&'a str),
+    NotFound,
+    MethodNotAllowed(&'static str),
+}
+
+/// Routes by the path's last segments, so the same function serves API Gateway's paths and a
+/// function URL's (`/lambda-url/<function>/…` locally).
+pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [.., "event-types"] if method == Method::GET => Route::ListTypes,
+        [.., "event-types"] => Route::MethodNotAllowed("GET"),
+        [.., "event-types", name, "events"] if method == Method::POST => Route::Publish(name),
+        [.., "event-types", _, "events"] => Route::MethodNotAllowed("POST"),
+        _ => Route::NotFound,
+    }
+}
+
+/// Answers one request; every failure is an HTTP answer, never a function error.
+pub async fn handle(
+    app: &App,
+    request: Request,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    Ok(match route(&method, &path) {
+        Route::ListTypes => list_types(app, &request).await,
+        Route::Publish(name) => publish_events(app, name, &request).await,
+        Route::NotFound => problem(Problem::new(404, "Not Found", "no such resource")),
+        Route::MethodNotAllowed(allowed) => {
+            let mut response = problem(Problem::new(
+                405,
+                "Method Not Allowed",
+                format!("use {allowed}"),
+            ));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allowed));
+            response
+        }
+    })
+}
+
+fn header_text<'r>(request: &'r Request, name: header::HeaderName) -> Option<&'r str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn authenticate(app: &App, request: &Request) -> Result<Caller, Response<Body>> {
+    app.auth
+        .authenticate(header_text(request, header::AUTHORIZATION))
+        .await
+        .map_err(|error| match error {
+            AuthError::KeysUnavailable(_) => {
+                tracing::error!(%error, "cannot authenticate callers");
+                retry_later(problem(Problem::new(
+                    503,
+                    "Service Unavailable",
+                    "callers cannot be authenticated right now",
+                )))
+            }
+            AuthError::Missing | AuthError::Rejected(_) => {
+                tracing::info!(%error, "request not authenticated");
+                let mut response = problem(Problem::new(401, "Unauthorized", error.to_string()));
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                response
+            }
+        })
+}
+
+#[derive(Serialize)]
+struct ListedType<'a> {
+    name: &'a str,
+    schema: SchemaRef<'a>,
+    partition_key: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SchemaRef<'a> {
+    registry: &'a str,
+    name: &'a str,
+    version_id: String,
+    version: Option<i64>,
+    definition: serde_json::Value,
+}
+
+async fn list_types(app: &App, request: &Request) -> Response<Body> {
+    let caller = match authenticate(app, request).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let types = match app.types.all().await {
+        Ok(types) => types,
+        Err(error) => return unavailable(&error),
+    };
+    let listed: Vec<ListedType> = types
+        .iter()
+        .filter(|t| t.event_type.admits(&caller))
+        .map(|t| ListedType {
+            name: &t.event_type.name,
+            schema: SchemaRef {
+                registry: &t.event_type.schema_registry,
+                name: &t.event_type.schema_name,
+                version_id: t.schema.id().to_string(),
+                version: t.version_number,
+                definition: serde_json::from_str(&t.definition).unwrap_or(serde_json::Value::Null),
+            },
+            partition_key: t.event_type.partition_key.as_deref(),
+        })
+        .collect();
+    json_response(200, &listed)
+}
+
+/// An event that passed validation, ready to be given its id and published.
+struct Ready {
+    index: usize,
+    caller_id: Option<String>,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    cloud: Option<body::CloudAttributes>,
+}
+
+async fn publish_events(app: &App, name: &str, request: &Request) -> Response<Body> {
+    let caller = match authenticate(app, request).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let resolved = match app.types.get(name).await {
+        Ok(Some(resolved)) if resolved.event_type.admits(&caller) => resolved,
+        Ok(_) => {
+            tracing::info!(
+                client_id = caller.client_id,
+                event_type = name,
+                "not a writer of the event type (or no such type)"
+            );
+            return problem(Problem::new(
+                403,
+                "Forbidden",
+                format!("you may not publish events of type {name:?}"),
+            ));
+        }
+        Err(error) => return unavailable(&error),
+    };
+    let event_type = &resolved.event_type;
+    if !app.topics.permits(&event_type.topic) {
+        tracing::error!(event_type = name, reason = %app.topics.refusal(&event_type.topic), "an event type's topic is not one the gateway may write");
+        return problem(Problem::new(
+            500,
+            "Event Type Misconfigured",
+            "events of this type cannot be published; the platform's operators were told",
+        ));
+    }
+
+    let submitted = match body::format_of(header_text(request, header::CONTENT_TYPE))
+        .and_then(|format| body::parse(format, name, request.body(), &app.limits))
+    {
+        Ok(submitted) => submitted,
+        Err(rejection) => {
+            return problem(Problem::new(
+                rejection.status,
+                rejection.title,
+                rejection.detail,
+            ));
+        }
+    };
+
+    let ready = match validate(&resolved, submitted) {
+        Ok(ready) => ready,
+        Err(results) => {
+            tracing::info!(
+                client_id = caller.client_id,
+                event_type = name,
+                invalid = results
+                    .iter()
+                    .filter(|r| r.publishing_status == Status::Failed)
+                    .count(),
+                "batch refused: invalid events"
+            );
+            return json_response(422, &results);
+        }
+    };
+
+    let ids = match assign_ids(app, &caller, name, &ready).await {
+        Ok(ids) => ids,
+        Err(error) => {
+            tracing::error!(%error, "could not assign event ids");
+            return retry_later(problem(Problem::new(
+                503,
+                "Service Unavailable",
+                "the events' ids could not be recorded; nothing was published, retry later",
+            )));
+        }
+    };
+
+    let results = publish_ready(app, &caller, &resolved, ready, ids).await;
+    let transient = results.iter().filter(|(_, transient)| *transient).count();
+    let results: Vec<EventResult> = results.into_iter().map(|(result, _)| result).collect();
+    let (status, retry) = batch_status(&results, transient);
+    tracing::info!(
+        client_id = caller.client_id,
+        event_type = name,
+        events = results.len(),
+        status,
+        "batch published"
+    );
+    let response = json_response(status, &results);
+    if retry {
+        retry_later(response)
+    } else {
+        response
+    }
+}
+
+/// Every event's key and schema checked; all ready, or every event's result (`422`).
+fn validate(
+    resolved: &Resolved,
+    submitted: Vec<Result<Submitted, Invalid>>,
+) -> Result<Vec<Ready>, Vec<EventResult>> {
+    let checked: Vec<(Option<String>, Result<Ready, Invalid>)> = submitted
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| match event {
+            Err(invalid) => (None, Err(invalid)),
+            Ok(event) => {
+                let caller_id = event.caller_id.clone();
+                (caller_id, ready(resolved, index, event))
+            }
+        })
+        .collect();
+    if checked.iter().all(|(_, event)| event.is_ok()) {
+        return Ok(checked
+            .into_iter()
+            .filter_map(|(_, event)| event.ok())
+            .collect());
+    }
+    Err(checked
+        .into_iter()
+        .enumerate()
+        .map(|(index, (caller_id, event))| match event {
+            Ok(_) => EventResult::new(index, caller_id, Status::Aborted, Step::Validating),
+            Err(invalid) => EventResult {
+                path: Some(invalid.path),
+                detail: Some(invalid.message),
+                ..EventResult::new(index, caller_id, Status::Failed, Step::Validating)
+            },
+        })
+        .collect())
+}
+
+fn ready(resolved: &Resolved, index: usize, event: Submitted) -> Result<Ready, Invalid> {
+    let key = resolved.event_type.key_of(&event.data)?;
+    let payload = resolved
+        .schema
+        .encode(&Payload::Json(event.data))
+        .map_err(|invalid| Invalid::at(invalid.path, invalid.message))?;
+    Ok(Ready {
+        index,
+        caller_id: event.caller_id,
+        key,
+        payload,
+        cloud: event.cloud,
+    })
+}
+
+/// The events' ids, in batch order. Ids are minted in batch order (UUIDv7 from one process
+/// increase), so a key's events in one batch are in event-id order too.
+async fn assign_ids(
+    app: &App,
+    caller: &Caller,
+    event_type: &str,
+    ready: &[Ready],
+) -> Result<Vec<EventId>, crate::ids::IdsError> {
+    let minted: Vec<EventId> = ready.iter().map(|_| EventId::new()).collect();
+    // Owned, so the futures below borrow nothing per item (they must be `Send` for any lifetime).
+    let callers_ids: Vec<(usize, String)> = ready
+        .iter()
+        .enumerate()
+        .filter_map(|(position, event)| event.caller_id.clone().map(|id| (position, id)))
+        .collect();
+    let ids = &app.ids;
+    let client_id = caller.client_id.as_str();
+    let recorded: Vec<(usize, EventId)> = futures::stream::iter(callers_ids)
+        .map(move |(position, caller_id)| async move {
+            ids.assign(client_id, event_type, &caller_id)
+                .await
+                .map(|id| (position, id))
+        })
+        .buffer_unordered(ID_WRITES_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let mut ids = minted;
+    for (position, id) in recorded {
+        ids[position] = id;
+    }
+    Ok(ids)
+}
+
+/// Publishes the batch; each event's result and whether its failure may pass on a retry.
+async fn publish_ready(
+    app: &App,
+    caller: &Caller,
+    resolved: &Resolved,
+    ready: Vec<Ready>,
+    ids: Vec<EventId>,
+) -> Vec<(EventResult, bool)> {
+    let event_type = &resolved.event_type;
+    let framing = SchemaId::Glue(resolved.schema.id());
+    let described: Vec<(usize, Option<String>, EventId)> = ready
+        .iter()
+        .zip(&ids)
+        .map(|(event, id)| (event.index, event.caller_id.clone(), *id))
+        .collect();
+    let outgoing: Vec<(Event, EventId)> = ready
+        .into_iter()
+        .zip(ids)
+        .map(|(event, id)| {
+            let headers = headers_of(caller, &event_type.name, &event);
+            (
+                Event {
+                    topic: event_type.topic.clone(),
+                    key: event.key,
+                    value: envelope::frame(framing, Compression::None, &event.payload),
+                    headers,
+                },
+                id,
+            )
+        })
+        .collect();
+    let outcomes = publish::publish(
+        outgoing,
+        |(event, _)| event.key.as_deref(),
+        |(event, id)| app.producer.send_with_id(event, id),
+    )
+    .await;
+    described
+        .into_iter()
+        .zip(outcomes)
+        .map(|((index, caller_id, id), outcome)| {
+            let eid = Some(id.to_string());
+            match outcome {
+                Published::Accepted(fallback::Delivery { outcome, .. }) => {
+                    let delivery = match outcome {
+                        Outcome::Kafka { .. } => Delivery::Kafka,
+                        Outcome::Standby { .. } => Delivery::Standby,
+                        Outcome::DeadLettered { reason } => {
+                            tracing::warn!(event_id = %id, %reason, "the cluster refused a gateway event for good; dead-lettered");
+                            return (
+                                EventResult {
+                                    eid,
+                                    detail: Some(
+                                        "the platform refused the event for good (its size or content); \
+                                         it was set aside for the platform's operators"
+                                            .into(),
+                                    ),
+                                    ..EventResult::new(index, caller_id, Status::Failed, Step::Publishing)
+                                },
+                                false,
+                            );
+                        }
+                    };
+                    (
+                        EventResult {
+                            eid,
+                            delivery: Some(delivery),
+                            ..EventResult::new(index, caller_id, Status::Submitted, Step::Publishing)
+                        },
+                        false,
+                    )
+                }
+                Published::Failed(error) => {
+                    tracing::error!(event_id = %id, %error, "a gateway event could not be published");
+                    (
+                        EventResult {
+                            eid,
+                            detail: Some(
+                                "the platform could not take the event now; retry it with the same id"
+                                    .into(),
+                            ),
+                            ..EventResult::new(index, caller_id, Status::Failed, Step::Publishing)
+                        },
+                        true,
+                    )
+                }
+                Published::Aborted => (
+                    EventResult {
+                        eid,
+                        detail: Some("an earlier event of its key failed".into()),
+                        ..EventResult::new(index, caller_id, Status::Aborted, Step::Publishing)
+                    },
+                    false,
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The headers the gateway sets: who published, the caller's id, CloudEvents attributes.
+/// Nothing is taken from the request's own headers.
+fn headers_of(caller: &Caller, event_type: &str, event: &Ready) -> Vec<Header> {
+    let mut headers = vec![Header::new(
+        headers::GATEWAY_CLIENT_ID,
+        caller.client_id.clone(),
+    )];
+    if let Some(id) = &event.caller_id {
+        headers.push(Header::new(headers::GATEWAY_CALLER_EVENT_ID, id.clone()));
+    }
+    if let Some(cloud) = &event.cloud {
+        headers.push(Header::new(cloud_events::SPECVERSION, "1.0"));
+        if let Some(id) = &event.caller_id {
+            headers.push(Header::new(cloud_events::ID, id.clone()));
+        }
+        headers.push(Header::new(cloud_events::SOURCE, cloud.source.clone()));
+        headers.push(Header::new(cloud_events::TYPE, event_type));
+        for (name, value) in [
+            (cloud_events::TIME, &cloud.time),
+            (cloud_events::SUBJECT, &cloud.subject),
+        ] {
+            if let Some(value) = value {
+                headers.push(Header::new(name, value.clone()));
+            }
+        }
+    }
+    headers
+}
+
+fn unavailable(error: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!(%error, "event types unavailable");
+    retry_later(problem(Problem::new(
+        503,
+        "Service Unavailable",
+        "event types cannot be read right now; nothing was published, retry later",
+    )))
+}
+
+fn retry_later(mut response: Response<Body>) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    response
+}
+
+fn problem(problem: Problem) -> Response<Body> {
+    with_body(problem.status, "application/problem+json", &problem)
+}
+
+fn json_response(status: u16, value: &impl Serialize) -> Response<Body> {
+    with_body(status, "application/json", value)
+}
+
+fn with_body(status: u16, content_type: &'static str, value: &impl Serialize) -> Response<Body> {
+    let mut response = Response::new(Body::Text(
+        serde_json::to_string(value).unwrap_or_else(|_| "{}".into()),
+    ));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&Method::GET, "/event-types"), Route::ListTypes);
+        assert_eq!(route(&Method::GET, "/event-types/"), Route::ListTypes);
+        assert_eq!(
+            route(&Method::POST, "/event-types/order-created/events"),
+            Route::Publish("order-created")
+        );
+        assert_eq!(
+            route(
+                &Method::POST,
+                "/lambda-url/gateway/event-types/order-created/events"
+            ),
+            Route::Publish("order-created")
+        );
+        assert_eq!(
+            route(&Method::GET, "/event-types/order-created/events"),
+            Route::MethodNotAllowed("POST")
+        );
+        assert_eq!(
+            route(&Method::POST, "/event-types"),
+            Route::MethodNotAllowed("GET")
+        );
+        assert_eq!(route(&Method::GET, "/topics"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/"), Route::NotFound);
+    }
+}
