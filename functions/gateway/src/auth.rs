@@ -7,7 +7,8 @@
 //!   a JWKS publishes public keys.
 //! - Keys are fetched from `JWKS_URL` and kept for [`KEYS_MAX_AGE`]. A token signed with a key
 //!   id not in the set makes one new fetch (the issuer rotated its keys), at most once per
-//!   [`REFETCH_AFTER`], so a stream of made-up key ids cannot turn into a stream of fetches.
+//!   `JWKS_MIN_REFETCH_SECONDS` (30 s by default), so a stream of made-up key ids cannot turn
+//!   into a stream of fetches.
 //! - `exp` and `nbf` (with `JWT_LEEWAY_SECONDS` of leeway), `iss` and `aud` are checked; `exp`
 //!   is required.
 //! - The caller's client id is the first of `JWT_CLIENT_ID_CLAIMS` present (`client_id` then
@@ -15,6 +16,7 @@
 //!   (space-separated) or `scp`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm, PublicKeyUse};
@@ -27,8 +29,6 @@ use crate::event_types::Caller;
 
 /// How long a fetched key set is used before it is fetched again.
 pub const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
-/// The least time between two fetches caused by unknown key ids.
-pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// A key set larger than this is not a key set.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -42,6 +42,8 @@ pub struct JwtSettings {
     pub algorithms: Vec<Algorithm>,
     pub client_id_claims: Vec<String>,
     pub leeway: Duration,
+    /// The least time between two fetches caused by unknown key ids.
+    pub refetch_after: Duration,
 }
 
 /// Why a request is not authenticated.
@@ -57,6 +59,15 @@ pub enum AuthError {
     KeysUnavailable(String),
 }
 
+/// Why the key fetcher could not be built.
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("TLS for fetching the issuer's keys: {0}")]
+    Tls(#[from] tokio_rustls::rustls::Error),
+    #[error("the HTTP client for the issuer's keys: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
 struct Keys {
     set: Option<JwkSet>,
     fetched: Option<Instant>,
@@ -69,10 +80,10 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(settings: JwtSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: JwtSettings) -> Result<Self, SetupError> {
         Ok(Self {
             settings,
-            http: reqwest::Client::builder().timeout(FETCH_TIMEOUT).build()?,
+            http: http_client(FETCH_TIMEOUT)?,
             keys: Mutex::new(Keys {
                 set: None,
                 fetched: None,
@@ -113,7 +124,7 @@ impl Authenticator {
         let age = keys.fetched.map(|at| at.elapsed());
         let known = keys.set.as_ref().is_some_and(|set| set.find(kid).is_some());
         let stale = age.is_none_or(|age| age >= KEYS_MAX_AGE);
-        let may_refetch = age.is_none_or(|age| age >= REFETCH_AFTER);
+        let may_refetch = age.is_none_or(|age| age >= self.settings.refetch_after);
         if stale || (!known && may_refetch) {
             match self.fetch().await {
                 Ok(set) => {
@@ -181,6 +192,30 @@ impl Authenticator {
         tracing::info!(keys = set.keys.len(), "fetched the issuer's keys");
         Ok(set)
     }
+}
+
+/// An HTTP client whose requests time out after `timeout`, over [`tls_config`].
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .use_preconfigured_tls(tls_config()?)
+        .build()?)
+}
+
+/// TLS for fetching keys: the system's roots, aws-lc-rs (the crypto the rest of the tree uses),
+/// given explicitly rather than installed as the process's default.
+fn tls_config() -> Result<tokio_rustls::rustls::ClientConfig, SetupError> {
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    Ok(
+        tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 /// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).

@@ -45,8 +45,8 @@ pub enum InitError {
     Config(#[from] sdk::ConfigError),
     #[error(transparent)]
     Producer(#[from] sdk::SetupError),
-    #[error("the HTTP client for the issuer's keys: {0}")]
-    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::SetupError),
 }
 
 /// What every invocation shares; built once per execution environment.
@@ -229,7 +229,7 @@ async fn publish_events(app: &App, name: &str, request: &Request) -> Response<Bo
             return problem(Problem::new(
                 403,
                 "Forbidden",
-                format!("you may not publish events of type {name:?}"),
+                "you may not publish events of this type (or there is no such type)",
             ));
         }
         Err(error) => return unavailable(&error),

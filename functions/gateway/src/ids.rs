@@ -57,6 +57,10 @@ impl IdAssigner {
         }
     }
 
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     fn error(&self, reason: impl std::fmt::Display) -> IdsError {
         IdsError {
             table: self.table.clone(),

@@ -18,6 +18,7 @@ pub const JWKS_URL: &str = "JWKS_URL";
 pub const JWT_ALGORITHMS: &str = "JWT_ALGORITHMS";
 pub const JWT_CLIENT_ID_CLAIMS: &str = "JWT_CLIENT_ID_CLAIMS";
 pub const JWT_LEEWAY_SECONDS: &str = "JWT_LEEWAY_SECONDS";
+pub const JWKS_MIN_REFETCH_SECONDS: &str = "JWKS_MIN_REFETCH_SECONDS";
 pub const MAX_BODY_BYTES: &str = "GATEWAY_MAX_BODY_BYTES";
 pub const MAX_EVENTS: &str = "GATEWAY_MAX_EVENTS";
 pub const MAX_EVENT_BYTES: &str = "GATEWAY_MAX_EVENT_BYTES";
@@ -41,6 +42,13 @@ impl Settings {
         let issuer = config::required(env, JWT_ISSUER, "the `iss` tokens must carry")?;
         let jwks_url = config::optional(env, JWKS_URL)
             .unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')));
+        if !fetched_safely(&jwks_url) {
+            return Err(ConfigError::Invalid {
+                var: JWKS_URL,
+                value: jwks_url,
+                expected: "an https:// URL (http:// only to 127.0.0.1 or localhost)",
+            });
+        }
         let algorithms = config::optional(env, JWT_ALGORITHMS).unwrap_or_else(|| "RS256".into());
         let algorithms = algorithms
             .split(',')
@@ -88,6 +96,11 @@ impl Settings {
                     30,
                     "whole seconds",
                 )?),
+                refetch_after: config::seconds(
+                    env,
+                    JWKS_MIN_REFETCH_SECONDS,
+                    Duration::from_secs(30),
+                )?,
             },
             limits: Limits {
                 max_body_bytes: limit(MAX_BODY_BYTES, defaults.max_body_bytes)?,
@@ -103,6 +116,19 @@ impl Settings {
             topics: TopicAllowList::from_env(env)?,
         })
     }
+}
+
+/// Keys decide who may publish: they are fetched over TLS, except from this machine (tests).
+fn fetched_safely(url: &str) -> bool {
+    url.starts_with("https://")
+        || [
+            "http://127.0.0.1:",
+            "http://127.0.0.1/",
+            "http://localhost:",
+            "http://localhost/",
+        ]
+        .iter()
+        .any(|local| url.starts_with(local))
 }
 
 #[cfg(test)]
@@ -143,6 +169,8 @@ mod tests {
             (JWT_ALGORITHMS, "HS256"),
             (JWT_ALGORITHMS, "RS256,none"),
             (MAX_EVENTS, "0"),
+            (JWKS_URL, "http://issuer.example/keys"),
+            (JWKS_URL, "http://127.0.0.1.evil.example/keys"),
             (MAX_BODY_BYTES, "lots"),
             (ID_WINDOW_HOURS, "0"),
         ] {

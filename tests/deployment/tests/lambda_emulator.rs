@@ -3,12 +3,11 @@
 //! `cargo lambda invoke --data-file` sends each file, and each response is checked for its
 //! function's shape (the autoscaler in dry-run mode, so nothing is scaled).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use devstack::lambda::{self, Emulator};
 use devstack::{Stack, process, testkit};
 use serde_json::Value;
 
@@ -16,30 +15,6 @@ const FUNCTIONS: [&str; 3] = ["republisher", "autoscaler", "rebalancer"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `KEY=VALUE` lines of an env file (comments and blank lines skipped).
-fn env_file(path: &Path) -> Result<Vec<(String, String)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
-}
-
-/// The emulator, killed (with the functions it started) when dropped.
-struct Emulator(Child);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) has no memory-safety preconditions; the group is the one we created.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
 }
 
 fn check(function: &str, file: &str, response: &Value) -> Result<()> {
@@ -96,22 +71,8 @@ fn check(function: &str, file: &str, response: &Value) -> Result<()> {
 async fn every_sample_event_through_the_lambda_runtime_emulator() -> Result<()> {
     let stack = Stack::attach()?;
     testkit::provision(&stack.bootstrap_servers(), &stack.aws_endpoint()).await?;
-    let cargo_lambda = root().join(".venv/bin/cargo-lambda");
-    if !cargo_lambda.exists() {
-        bail!("{} is missing: run `make setup`", cargo_lambda.display());
-    }
-    let path = format!(
-        "{}:{}",
-        root().join(".venv/bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-
-    let mut env: HashMap<String, String> = env_file(&stack.dir.join("stack.env"))?
-        .into_iter()
-        .collect();
-    env.extend(env_file(&root().join("tests/local-functions.env"))?);
+    let mut env = lambda::local_function_env(&stack)?;
     env.insert("DRY_RUN".into(), "true".into());
-    env.insert("PATH".into(), path);
 
     // Built as the emulator builds them, so no invocation waits for a compiler.
     for function in FUNCTIONS {
@@ -123,36 +84,9 @@ async fn every_sample_event_through_the_lambda_runtime_emulator() -> Result<()> 
             bail!("building {function} failed");
         }
     }
-
-    let port = process::free_port()?;
-    let log = std::fs::File::create(stack.dir.join("emulator-test.log"))?;
-    let mut watch = Command::new(env!("CARGO"));
-    watch
-        .args([
-            "lambda",
-            "watch",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-        ])
-        .current_dir(root())
-        .envs(&env)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    std::os::unix::process::CommandExt::process_group(&mut watch, 0);
-    let _emulator = Emulator(watch.spawn().context("starting cargo lambda watch")?);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!(
-                "the emulator did not start: {}",
-                process::tail(&stack.dir.join("emulator-test.log"), 20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let log = stack.dir.join("emulator-test.log");
+    let emulator = Emulator::start(&env, false, &log).await?;
+    let port = emulator.port;
 
     let mut checked = 0;
     for function in FUNCTIONS {
@@ -183,7 +117,7 @@ async fn every_sample_event_through_the_lambda_runtime_emulator() -> Result<()> 
                 bail!(
                     "{function} {name}: invoke failed: {stdout}{}\n{}",
                     String::from_utf8_lossy(&output.stderr),
-                    process::tail(&stack.dir.join("emulator-test.log"), 30)
+                    process::tail(&log, 30)
                 );
             }
             let response: Value = serde_json::from_str(stdout.trim())

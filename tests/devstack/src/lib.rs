@@ -13,10 +13,13 @@
 //!
 //! Layout: [`process`] spawns and signals processes, [`kafka`] configures and runs one node,
 //! [`testkit`] has the helpers tests share (topics, consuming, AWS clients for moto), and
-//! [`stream_driver`] plays Lambda's DynamoDB Streams event source mapping, and [`msk_standin`]
-//! stands in for the MSK control plane.
+//! [`stream_driver`] plays Lambda's DynamoDB Streams event source mapping, [`msk_standin`]
+//! stands in for the MSK control plane, [`lambda`] runs cargo-lambda's runtime emulator and
+//! function binaries against it, and [`issuer`] is a JWT issuer with a JWKS over HTTP.
 
+pub mod issuer;
 pub mod kafka;
+pub mod lambda;
 pub mod msk_standin;
 pub mod process;
 pub mod stream_driver;
