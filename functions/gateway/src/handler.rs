@@ -132,7 +132,7 @@ pub async fn handle(
     })
 }
 
-fn header_text<'r>(request: &'r Request, name: header::HeaderName) -> Option<&'r str> {
+fn header_text(request: &Request, name: header::HeaderName) -> Option<&str> {
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

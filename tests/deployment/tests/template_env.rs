@@ -70,6 +70,10 @@ fn sample() -> HashMap<String, String> {
         ("EVENT_TOPICS", "orders.*"),
         ("CPU_ALARM_NAME", "prod-broker-cpu-high"),
         ("STANDBY_PRODUCER_ID", "checkout-1"),
+        ("EVENT_TYPES_TABLE", "event-types"),
+        ("GATEWAY_IDS_TABLE", "gateway-ids"),
+        ("JWT_ISSUER", "https://issuer.example"),
+        ("JWT_AUDIENCE", "partner-events"),
         (
             "MSK_CLUSTER_ARN",
             "arn:aws:kafka:eu-west-1:123456789012:cluster/prod/abc",
@@ -136,6 +140,19 @@ fn default_for(var: &str) -> String {
         ("REBALANCE_EXCLUDED_TOPICS", ""),
         ("REBALANCE_POLL_MS", "2000"),
         ("REBALANCE_MARGIN_MS", "10000"),
+        ("EVENT_TYPES_CACHE_SECONDS", "30"),
+        ("STANDBY_RETENTION_SECONDS", "1209600"),
+        ("STANDBY_RECHECK_MAX_MS", "5000"),
+        ("STANDBY_SIGNAL_INTERVAL_MS", "1000"),
+        ("GATEWAY_ID_WINDOW_HOURS", "24"),
+        ("GATEWAY_MAX_BODY_BYTES", "1048576"),
+        ("GATEWAY_MAX_EVENTS", "500"),
+        ("GATEWAY_MAX_EVENT_BYTES", "262144"),
+        ("JWKS_URL", "https://issuer.example/.well-known/jwks.json"),
+        ("JWT_ALGORITHMS", "RS256"),
+        ("JWT_CLIENT_ID_CLAIMS", "client_id,azp"),
+        ("JWT_LEEWAY_SECONDS", "30"),
+        ("JWKS_MIN_REFETCH_SECONDS", "30"),
     ];
     numbers.iter().find(|(name, _)| *name == var).map_or_else(
         || panic!("no sample value for {var}"),
@@ -171,6 +188,19 @@ fn rebalancer_environment_matches_the_template() {
         );
         Ok(())
     });
+}
+
+/// What the gateway reads: its own settings and the producer fallback's.
+fn load_gateway(env: &Recording) -> Result<(), String> {
+    gateway::settings::Settings::from_env(env).map_err(|e| e.to_string())?;
+    sdk::fallback::FallbackProducer::config_from_env(env)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn gateway_environment_matches_the_template() {
+    check("GatewayFunction", load_gateway);
 }
 
 /// The variables listed in the first column of the table under `## {section}` in
@@ -230,6 +260,7 @@ fn configuration_docs_match_what_the_code_reads() {
             .map(drop)
             .map_err(|e| e.to_string())
     });
+    check_docs("Event gateway", true, load_gateway);
     check_docs("Rebalancer", true, |env| {
         rebalancer::settings::Settings::from_env(env)
             .map(drop)

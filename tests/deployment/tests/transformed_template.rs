@@ -108,7 +108,12 @@ fn every_function_runs_as_a_role_of_the_template_and_sam_adds_none() {
     let roles = of_type(&template, "AWS::IAM::Role");
     assert_eq!(
         roles.keys().copied().collect::<Vec<_>>(),
-        ["AutoscalerRole", "RebalancerRole", "RepublisherRole"],
+        [
+            "AutoscalerRole",
+            "GatewayRole",
+            "RebalancerRole",
+            "RepublisherRole"
+        ],
         "SAM created a role of its own"
     );
     for (name, role) in &roles {
@@ -186,8 +191,8 @@ fn wildcard_topic_grants_are_held_to_the_cluster_by_a_deny() {
         }
     }
     assert_eq!(
-        checked, 2,
-        "the republisher's and the operators' event topic grants"
+        checked, 3,
+        "the republisher's, the gateway's and the operators' event topic grants"
     );
 }
 
@@ -451,7 +456,10 @@ fn the_functions_may_write_exactly_this_clusters_event_topics() {
     let ours = "arn:aws:kafka:eu-west-1:123456789012:topic/prod/abc-1";
     let other_cluster = "arn:aws:kafka:eu-west-1:123456789012:topic/staging/xyz-9";
     for (name, document) in policy_documents(&template) {
-        if !(name.starts_with("RepublisherRole") || name == "StandbyOperatorPolicy") {
+        if !(name.starts_with("RepublisherRole")
+            || name.starts_with("GatewayRole")
+            || name == "StandbyOperatorPolicy")
+        {
             continue;
         }
         for (topic, expected) in [
@@ -483,12 +491,23 @@ fn producer_policies_cover_exactly_their_topics_partition_keys() {
     let params = sample_parameters();
     let main = transformed();
     let group = as_cloudformation_receives("templates/producer-policy.yaml");
-    for template in [&main, &group] {
-        let policy = &of_type(template, "AWS::IAM::ManagedPolicy")["ProducerPolicy"];
-        let table = statements(&policy["Properties"]["PolicyDocument"])
+    // The gateway produces for every event type, so it has the main policy's reach.
+    let gateway = &of_type(&main, "AWS::IAM::Role")["GatewayRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    let documents = [&main, &group]
+        .map(|template| {
+            &of_type(template, "AWS::IAM::ManagedPolicy")["ProducerPolicy"]["Properties"]
+                ["PolicyDocument"]
+        })
+        .into_iter()
+        .chain([gateway]);
+    for document in documents {
+        let table = statements(document)
             .into_iter()
-            .find(|s| actions(s).contains("dynamodb:PutItem"))
-            .expect("a PutItem statement");
+            .find(|s| {
+                actions(s).contains("dynamodb:PutItem")
+                    && s["Resource"].to_string().contains("StandbyTable")
+            })
+            .expect("a PutItem statement on the standby table");
         let leading = eval(
             &table["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
             &params,
@@ -560,5 +579,79 @@ fn keys_are_used_only_through_their_services_and_unused_grants_are_gone() {
         .collect();
     for unused in ["dynamodb:DeleteItem", "kafka-cluster:AlterGroup"] {
         assert!(!granted.contains(unused), "standbyctl never calls {unused}");
+    }
+}
+
+/// The gateway's API as API Gateway receives it: every route behind the JWT authorizer (the
+/// template's issuer and audience), throttled, and logged without bodies; only this API's routes
+/// may invoke the function.
+#[test]
+fn every_gateway_route_needs_a_token_and_is_throttled_and_logged() {
+    let template = transformed();
+    let api = &of_type(&template, "AWS::ApiGatewayV2::Api")["GatewayApi"]["Properties"]["Body"];
+    let scheme =
+        &api["components"]["securitySchemes"]["PartnerJwt"]["x-amazon-apigateway-authorizer"];
+    assert_eq!(scheme["type"], "jwt");
+    assert_eq!(scheme["identitySource"], "$request.header.Authorization");
+    assert_eq!(
+        scheme["jwtConfiguration"]["issuer"]["Ref"],
+        "GatewayJwtIssuer"
+    );
+    assert_eq!(
+        scheme["jwtConfiguration"]["audience"][0]["Ref"],
+        "GatewayJwtAudience"
+    );
+    let mut routes = Vec::new();
+    for (path, methods) in api["paths"].as_object().expect("paths") {
+        for (method, route) in methods.as_object().expect("methods") {
+            assert_eq!(
+                route["security"],
+                serde_json::json!([{"PartnerJwt": []}]),
+                "{method} {path} without the authorizer"
+            );
+            routes.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    routes.sort();
+    assert_eq!(
+        routes,
+        ["GET /event-types", "POST /event-types/{name}/events"]
+    );
+
+    let stage = &of_type(&template, "AWS::ApiGatewayV2::Stage")["GatewayApiApiGatewayDefaultStage"]
+        ["Properties"];
+    assert_eq!(
+        stage["DefaultRouteSettings"]["ThrottlingRateLimit"]["Ref"],
+        "GatewayThrottleRatePerSecond"
+    );
+    assert_eq!(
+        stage["DefaultRouteSettings"]["ThrottlingBurstLimit"]["Ref"],
+        "GatewayThrottleBurst"
+    );
+    assert_eq!(
+        stage["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0],
+        "GatewayAccessLogs"
+    );
+    let format = stage["AccessLogSettings"]["Format"]
+        .as_str()
+        .expect("a format");
+    assert!(
+        !format.contains("requestBody") && format.contains("$context.requestId"),
+        "{format}"
+    );
+
+    for (name, permission) in of_type(&template, "AWS::Lambda::Permission") {
+        let properties = &permission["Properties"];
+        if properties["FunctionName"]["Ref"] != "GatewayFunction" {
+            continue;
+        }
+        assert_eq!(
+            properties["Principal"], "apigateway.amazonaws.com",
+            "{name}"
+        );
+        assert_eq!(
+            properties["SourceArn"]["Fn::Sub"][1]["__ApiId__"]["Ref"], "GatewayApi",
+            "{name}"
+        );
     }
 }
