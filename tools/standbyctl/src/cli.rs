@@ -35,6 +35,65 @@ pub enum Command {
     /// The dead-letter topic: records Kafka rejected for good, and malformed standby items.
     #[command(subcommand)]
     Dlt(DltCommand),
+    /// The event gateway's event types: what partners may publish, and where it goes.
+    #[command(subcommand, name = "event-types")]
+    EventTypes(EventTypesCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct EventTypesTableArg {
+    /// The event types table.
+    #[arg(long = "table", env = "EVENT_TYPES_TABLE", value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventTypesCommand {
+    /// List every event type: topic, schema, partition key, writers, enabled.
+    Ls {
+        #[command(flatten)]
+        table: EventTypesTableArg,
+    },
+    /// Add an event type, or replace the one of that name. Checked first: the name, the topic
+    /// (on EVENT_TOPICS), the JSON pointer, the writers, and that the schema is in the registry
+    /// as a JSON schema.
+    Put {
+        #[command(flatten)]
+        table: EventTypesTableArg,
+        /// The name partners publish to (1-128 of A-Z a-z 0-9 . _ -).
+        #[arg(value_name = "NAME")]
+        event_type: String,
+        /// The topic its events go to (never shown to partners).
+        #[arg(long)]
+        topic: String,
+        /// The schema, as REGISTRY/NAME in the Glue schema registry; events are validated
+        /// against its latest version.
+        #[arg(long, value_name = "REGISTRY/NAME")]
+        schema: String,
+        /// JSON pointer to the field that is the Kafka key (e.g. /order_id); without it events
+        /// have no key and no order among them.
+        #[arg(long, value_name = "POINTER")]
+        partition_key: Option<String>,
+        /// Who may publish: a client id, or scope:NAME for callers holding that scope
+        /// (repeatable, at least one).
+        #[arg(long = "writer", value_name = "CLIENT_ID|scope:NAME", required = true)]
+        writers: Vec<String>,
+        /// Store it disabled: nobody may publish it.
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        topics: EventTopicsArg,
+    },
+    /// Remove an event type; partners publishing to it get 403 within the gateway's cache time.
+    Rm {
+        #[command(flatten)]
+        table: EventTypesTableArg,
+        #[arg(value_name = "NAME")]
+        event_type: String,
+        /// Remove without asking.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]

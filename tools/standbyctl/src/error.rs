@@ -49,6 +49,9 @@ pub enum CtlError {
     Table(Box<TableError>),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// Another service call failed (the event types table, the schema registry).
+    #[error("{0}")]
+    Service(String),
     #[error("{0}")]
     Edit(#[from] crate::patch::PatchError),
     #[error("{context}: {source}")]
@@ -82,7 +85,11 @@ impl CtlError {
             Self::Usage(_) | Self::Config(_) => 2,
             Self::NotFound(_) => 3,
             Self::Refused(_) => 5,
-            Self::Table(_) | Self::Kafka(_) | Self::Edit(_) | Self::Io { .. } => 1,
+            Self::Table(_)
+            | Self::Kafka(_)
+            | Self::Service(_)
+            | Self::Edit(_)
+            | Self::Io { .. } => 1,
         })
     }
 }

@@ -5,15 +5,18 @@
 //! - [`selection`]: standby filters → DynamoDB reads, and the final match (pure);
 //! - [`standby`]: `standby ls|count|show|replay|purge` — replay runs the republisher's engine;
 //! - [`dlt`]: `dlt ls|show|redrive` — a snapshot read of the topic, redrives recorded;
+//! - [`event_types`]: `event-types ls|put|rm` — the event gateway's event types;
 //! - [`patch`]: payload repair with a jq filter or `$EDITOR`, keeping the schema prefix;
 //! - [`render`]: tables and JSON; [`error`]: failures and exit codes.
 //!
 //! Configuration is the functions' own: `KAFKA_*` (see `sdk::kafka`), `STANDBY_TABLE_NAME`,
-//! `STANDBY_DEAD_LETTER_TOPIC`, `STATE_TABLE_NAME`, and the AWS SDK's usual variables.
+//! `STANDBY_DEAD_LETTER_TOPIC`, `STATE_TABLE_NAME`, `EVENT_TYPES_TABLE`, and the AWS SDK's usual
+//! variables.
 
 pub mod cli;
 pub mod dlt;
 pub mod error;
+pub mod event_types;
 pub mod patch;
 pub mod render;
 pub mod selection;
@@ -30,7 +33,7 @@ use sdk::schema::{GlueRegistry, SchemaCache};
 use sdk::standby_table::StandbyTable;
 use shared::state_table::StateTable;
 
-use crate::cli::{Cli, Command, DltCommand, Output, StandbyCommand};
+use crate::cli::{Cli, Command, DltCommand, EventTypesCommand, Output, StandbyCommand};
 use crate::dlt::{DltFilter, Redrive, RedriveLog, Repair};
 use crate::error::{CtlError, Finish};
 use crate::patch::Jq;
@@ -58,6 +61,55 @@ pub async fn run(cli: Cli) -> Result<Finish, CtlError> {
     match cli.command {
         Command::Standby(command) => standby_command(command, output).await,
         Command::Dlt(command) => dlt_command(command, output).await,
+        Command::EventTypes(command) => event_types_command(command, output).await,
+    }
+}
+
+async fn event_types_command(
+    command: EventTypesCommand,
+    output: Output,
+) -> Result<Finish, CtlError> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = |name: String| {
+        gateway::event_types::EventTypeStore::new(aws_sdk_dynamodb::Client::new(&aws), name)
+    };
+    match command {
+        EventTypesCommand::Ls { table } => {
+            render::print(output, &event_types::ls(&store(table.name)).await?);
+            Ok(Finish::Done)
+        }
+        EventTypesCommand::Put {
+            table,
+            event_type: name,
+            topic,
+            schema,
+            partition_key,
+            writers,
+            disabled,
+            topics,
+        } => {
+            let registry = GlueRegistry::new(aws_sdk_glue::Client::new(&aws));
+            let new = event_types::NewType {
+                name,
+                topic,
+                schema,
+                partition_key,
+                writers,
+                enabled: !disabled,
+            };
+            let stored = event_types::put(&store(table.name), &registry, &topics.list, new).await?;
+            render::print(output, &stored);
+            Ok(Finish::Done)
+        }
+        EventTypesCommand::Rm {
+            table,
+            event_type: name,
+            yes,
+        } => {
+            let removed = event_types::rm(&store(table.name), &name, yes).await?;
+            render::print(output, &removed);
+            Ok(removed.finish())
+        }
     }
 }
 

@@ -750,3 +750,118 @@ async fn dlt_works_on_a_consumers_dead_letter_topic() -> Result<()> {
     );
     Ok(())
 }
+
+/// `event-types put` checks what it stores (fields, topic, schema in the registry) and `rm`
+/// asks first; the gateway reads what `put` wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn event_types_are_checked_before_they_are_stored() -> Result<()> {
+    let f = fixture().await?;
+    let aws = testkit::aws_config(&f.stack.aws_endpoint()).await;
+    let store = gateway::event_types::EventTypeStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        testkit::unique_name("ctl-event-types"),
+    );
+    store.create().await?;
+    let json_schema = testkit::unique_name("ctl-order-created");
+    testkit::glue_schema(
+        &aws,
+        testkit::TEST_REGISTRY,
+        &json_schema,
+        "JSON",
+        r#"{"type":"object"}"#,
+    )
+    .await?;
+    let avro_schema = testkit::unique_name("ctl-order-avro");
+    testkit::glue_schema(
+        &aws,
+        testkit::TEST_REGISTRY,
+        &avro_schema,
+        "AVRO",
+        r#"{"type":"record","name":"O","fields":[{"name":"id","type":"string"}]}"#,
+    )
+    .await?;
+    let schema = format!("{}/{json_schema}", testkit::TEST_REGISTRY);
+    let avro = format!("{}/{avro_schema}", testkit::TEST_REGISTRY);
+    let missing = format!("{}/no-such-schema", testkit::TEST_REGISTRY);
+    let put = |topic: &str, pointer: &str, schema: &str| {
+        [
+            "event-types",
+            "put",
+            "--table",
+            store.table(),
+            "order-created",
+            "--topic",
+            topic,
+            "--partition-key",
+            pointer,
+            "--schema",
+            schema,
+            "--writer",
+            "acme",
+            "--writer",
+            "scope:orders.write",
+        ]
+        .map(str::to_string)
+    };
+    for (args, says) in [
+        (put("audit", "/order_id", &schema), "not in EVENT_TOPICS"),
+        (put("orders", "order_id", &schema), "partition_key"),
+        (put("orders", "/order_id", &missing), "not in the registry"),
+        (put("orders", "/order_id", &avro), "not a JSON schema"),
+        (put("orders", "/order_id", "no-slash"), "REGISTRY/NAME"),
+    ] {
+        f.ctl()
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(says));
+    }
+    assert!(store.list().await?.is_empty(), "nothing refused was stored");
+
+    let args = put("orders", "/order_id", &schema);
+    let stored = f.json(&args.iter().map(String::as_str).collect::<Vec<_>>(), 0);
+    assert_eq!(stored["event_type"]["topic"], "orders");
+    let listed = f.json(&["event-types", "ls", "--table", store.table()], 0);
+    assert_eq!(listed["event_types"][0]["name"], "order-created");
+    assert_eq!(
+        listed["event_types"][0]["writers"],
+        serde_json::json!(["acme", "scope:orders.write"])
+    );
+    let read = store.get("order-created").await?.expect("stored");
+    assert!(read.enabled && read.partition_key.as_deref() == Some("/order_id"));
+
+    let asked = f.json(
+        &[
+            "event-types",
+            "rm",
+            "--table",
+            store.table(),
+            "order-created",
+        ],
+        5,
+    );
+    assert_eq!(asked["refused"], true);
+    f.json(
+        &[
+            "event-types",
+            "rm",
+            "--table",
+            store.table(),
+            "order-created",
+            "--yes",
+        ],
+        0,
+    );
+    assert!(store.get("order-created").await?.is_none());
+    f.ctl()
+        .args([
+            "event-types",
+            "rm",
+            "--table",
+            store.table(),
+            "order-created",
+        ])
+        .assert()
+        .code(3);
+    Ok(())
+}
