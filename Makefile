@@ -25,7 +25,7 @@ help:
 	@echo "make bench       benchmarks (republisher drain vs a sequential baseline; planner vs kafka --generate; SDK validation vs a produce round trip, consumer vs a plain consume loop)"
 	@echo "make invoke FN=<function> EVENT=events/<fn>/<file>.json   one invocation in the Lambda emulator"
 	@echo "make ctl ARGS=\"standby count\"   the operator CLI (standbyctl) against the local stack"
-	@echo "make lambda-build  the three functions for Lambda (arm64, release) with cargo-lambda"
+	@echo "make lambda-build  the four functions for Lambda (arm64, release) with cargo-lambda"
 
 setup:
 	@tests/setup.sh
@@ -79,7 +79,7 @@ ctl: setup-stack
 	@set -a; . "$(DEVSTACK_DIR)/stack.env"; . tests/local-functions.env; set +a; \
 	  cargo run -q -p standbyctl -- $(ARGS)
 
-# The three functions as Lambda runs them: arm64, release, built by cargo-lambda (with zig).
+# The four functions as Lambda runs them: arm64, release, built by cargo-lambda (with zig).
 # cargo-lambda runs from a fixed path outside the clone: its zig wrappers record the path of the
 # binary that wrote them, and the C builds cached in the target directory (librdkafka's CMake
 # cache) call those wrappers, so a path inside a clone breaks every later clone once it is gone.
@@ -90,8 +90,8 @@ lambda-build: setup
 	@cmp -s .venv/bin/cargo-lambda "$(LAMBDA_TOOLS)/cargo-lambda" || \
 	  install -m 755 .venv/bin/cargo-lambda "$(LAMBDA_TOOLS)/cargo-lambda"
 	PATH="$(LAMBDA_TOOLS):$(CURDIR)/.venv/bin:$$PATH" CARGO_TARGET_DIR="$(LAMBDA_TARGET_DIR)" \
-	  cargo lambda build --release --arm64 --package republisher --package autoscaler --package rebalancer
-	@for f in republisher autoscaler rebalancer; do \
+	  cargo lambda build --release --arm64 --package republisher --package autoscaler --package rebalancer --package gateway
+	@for f in republisher autoscaler rebalancer gateway; do \
 	  ls -l "$(LAMBDA_TARGET_DIR)/lambda/$$f/bootstrap" | awk -v f=$$f '{printf "%-12s %5.1f MB\n", f, $$5/1048576}'; done
 
 # The whole story on one machine; stops the stack afterwards unless it was already running.
