@@ -113,7 +113,7 @@ chaos: setup-stack
 # Benchmarks print ratios against a baseline measured in the same run; not part of `make test`.
 bench: setup-stack
 	$(MAKE) --no-print-directory stack-up
-	status=0; cargo bench -p republisher --bench drain && cargo bench -p rebalancer --bench planner && cargo bench -p sdk --bench sdk || status=$$?; \
+	status=0; cargo bench -p republisher --bench drain && cargo bench -p rebalancer --bench planner && cargo bench -p sdk --bench sdk && cargo bench -p gateway --bench gateway || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; exit $$status
 
 # One invocation through cargo-lambda's runtime emulator, against the local stack (left running).
