@@ -424,7 +424,7 @@ async fn publish_ready(
     let outcomes = publish::publish(
         outgoing,
         |(event, _)| event.key.as_deref(),
-        |(event, id)| app.producer.send_with_id(event, id),
+        |(event, id)| publish_one(&app.producer, event, id),
     )
     .await;
     described
@@ -433,47 +433,34 @@ async fn publish_ready(
         .map(|((index, caller_id, id), outcome)| {
             let eid = Some(id.to_string());
             match outcome {
-                Published::Accepted(fallback::Delivery { outcome, .. }) => {
-                    let delivery = match outcome {
-                        Outcome::Kafka { .. } => Delivery::Kafka,
-                        Outcome::Standby { .. } => Delivery::Standby,
-                        Outcome::DeadLettered { reason } => {
-                            tracing::warn!(event_id = %id, %reason, "the cluster refused a gateway event for good; dead-lettered");
-                            return (
-                                EventResult {
-                                    eid,
-                                    detail: Some(
-                                        "the platform refused the event for good (its size or content); \
-                                         it was set aside for the platform's operators"
-                                            .into(),
-                                    ),
-                                    ..EventResult::new(index, caller_id, Status::Failed, Step::Publishing)
-                                },
-                                false,
-                            );
-                        }
+                Published::Accepted(delivery) => (
+                    EventResult {
+                        eid,
+                        delivery: Some(delivery),
+                        ..EventResult::new(index, caller_id, Status::Submitted, Step::Publishing)
+                    },
+                    false,
+                ),
+                Published::Failed(refusal) => {
+                    let (detail, transient) = match &refusal {
+                        Refusal::DeadLettered(_) => (
+                            "the platform refused the event for good (its size or content); \
+                             it was set aside for the platform's operators",
+                            false,
+                        ),
+                        Refusal::Unavailable(error) => (
+                            "the platform could not take the event now; retry it with the same id",
+                            may_pass(error),
+                        ),
                     };
+                    tracing::error!(event_id = %id, %refusal, "a gateway event was not accepted");
                     (
                         EventResult {
                             eid,
-                            delivery: Some(delivery),
-                            ..EventResult::new(index, caller_id, Status::Submitted, Step::Publishing)
-                        },
-                        false,
-                    )
-                }
-                Published::Failed(error) => {
-                    tracing::error!(event_id = %id, %error, "a gateway event could not be published");
-                    (
-                        EventResult {
-                            eid,
-                            detail: Some(
-                                "the platform could not take the event now; retry it with the same id"
-                                    .into(),
-                            ),
+                            detail: Some(detail.into()),
                             ..EventResult::new(index, caller_id, Status::Failed, Step::Publishing)
                         },
-                        true,
+                        transient,
                     )
                 }
                 Published::Aborted => (
@@ -487,6 +474,41 @@ async fn publish_ready(
             }
         })
         .collect()
+}
+
+/// Why an event was not accepted: either stops its key's later events in the batch.
+#[derive(Debug, Error)]
+enum Refusal {
+    /// Kafka rejected it for good; the fallback dead-lettered it.
+    #[error("dead-lettered: {0}")]
+    DeadLettered(String),
+    #[error(transparent)]
+    Unavailable(sdk::FallbackError),
+}
+
+async fn publish_one(
+    producer: &FallbackProducer,
+    event: Event,
+    id: EventId,
+) -> Result<Delivery, Refusal> {
+    match producer.send_with_id(event, id).await {
+        Ok(fallback::Delivery { outcome, .. }) => match outcome {
+            Outcome::Kafka { .. } => Ok(Delivery::Kafka),
+            Outcome::Standby { .. } => Ok(Delivery::Standby),
+            Outcome::DeadLettered { reason } => Err(Refusal::DeadLettered(reason)),
+        },
+        Err(error) => Err(Refusal::Unavailable(error)),
+    }
+}
+
+/// Whether sending the event again later may succeed: the cluster or the standby table was
+/// unavailable, or the event waits for the cluster (too large for the table).
+fn may_pass(error: &sdk::FallbackError) -> bool {
+    use sdk::FallbackError::*;
+    match error {
+        Standby { .. } | Kafka { .. } | TooLargeForStandby { .. } => true,
+        ReservedHeader { .. } | DeadLetter { .. } => false,
+    }
 }
 
 /// The headers the gateway sets: who published, the caller's id, CloudEvents attributes.

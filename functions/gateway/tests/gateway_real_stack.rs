@@ -15,11 +15,12 @@ use devstack::issuer::Issuer;
 use devstack::lambda::{self, Emulator, ProcessGroup};
 use devstack::stream_driver::StreamDriver;
 use devstack::testkit::{self, Consumed};
-use devstack::{Stack, process};
+use devstack::{PrivateMoto, Stack, process};
 use gateway::event_types::{EventType, EventTypeStore};
 use gateway::ids::IdAssigner;
 use sdk::standby_table::StandbyTable;
 use serde_json::{Value, json};
+use tokio::sync::RwLock;
 use wire::envelope::{Envelope, SchemaId};
 use wire::headers::{self, cloud_events};
 
@@ -52,16 +53,40 @@ struct Answer {
     body: Value,
 }
 
+/// The test that stops the brokers takes it for writing; the others for reading.
+static CLUSTER: RwLock<()> = RwLock::const_new(());
+
+/// How a rig differs from the plain one.
+#[derive(Default)]
+struct Options<'a> {
+    /// The gateway's brokers are a closed port, as for a gateway cut off from the cluster.
+    kafka_unreachable: bool,
+    topic_configs: &'a [(&'a str, &'a str)],
+    env: &'a [(&'a str, &'a str)],
+    /// DynamoDB and Glue at this endpoint (a private moto) instead of the shared one.
+    aws_endpoint: Option<String>,
+}
+
 /// A gateway on the local stack with one event type (`acme` and holders of `orders.write` may
-/// publish; the partition key is `/order_id`). With `kafka_reachable == false` its brokers are
-/// a closed port, as for a gateway cut off from the cluster.
-async fn rig(kafka_reachable: bool, extra_env: &[(&str, &str)]) -> Result<Rig> {
+/// publish; the partition key is `/order_id`).
+async fn rig(options: Options<'_>) -> Result<Rig> {
     let stack = Stack::attach()?;
-    let aws = testkit::aws_config(&stack.aws_endpoint()).await;
+    let aws_endpoint = options
+        .aws_endpoint
+        .clone()
+        .unwrap_or_else(|| stack.aws_endpoint());
+    let aws = testkit::aws_config(&aws_endpoint).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let topic = testkit::unique_name("gateway-orders");
     let dead_letter_topic = testkit::unique_name("gateway-dlt");
-    testkit::create_topic(&stack.bootstrap_servers(), &topic, 3, 3, &[]).await?;
+    testkit::create_topic(
+        &stack.bootstrap_servers(),
+        &topic,
+        3,
+        3,
+        options.topic_configs,
+    )
+    .await?;
     testkit::create_topic(&stack.bootstrap_servers(), &dead_letter_topic, 1, 3, &[]).await?;
     let standby = StandbyTable::new(dynamodb.clone(), testkit::unique_name("gw-standby"));
     standby.create().await?;
@@ -98,14 +123,15 @@ async fn rig(kafka_reachable: bool, extra_env: &[(&str, &str)]) -> Result<Rig> {
         .await?;
 
     let issuer = Issuer::start(AUDIENCE).await?;
-    let bootstrap = if kafka_reachable {
-        stack.bootstrap_servers()
-    } else {
+    let bootstrap = if options.kafka_unreachable {
         format!("127.0.0.1:{}", process::free_port()?)
+    } else {
+        stack.bootstrap_servers()
     };
     let mut env = lambda::local_function_env(&stack)?;
     for (name, value) in [
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("AWS_ENDPOINT_URL", aws_endpoint.as_str()),
         ("KAFKA_DELIVERY_TIMEOUT_MS", "2000"),
         ("STANDBY_TABLE_NAME", standby.name()),
         ("STANDBY_DEAD_LETTER_TOPIC", dead_letter_topic.as_str()),
@@ -121,7 +147,7 @@ async fn rig(kafka_reachable: bool, extra_env: &[(&str, &str)]) -> Result<Rig> {
         ("GATEWAY_MAX_EVENT_BYTES", "4096"),
     ]
     .into_iter()
-    .chain(extra_env.iter().copied())
+    .chain(options.env.iter().copied())
     {
         env.insert(name.into(), value.into());
     }
@@ -228,7 +254,8 @@ fn eids(answer: &Answer) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_authenticated_writers_of_a_type_may_publish_it() -> Result<()> {
-    let rig = rig(true, &[]).await?;
+    let _shared = CLUSTER.read().await;
+    let rig = rig(Options::default()).await?;
     let events = json!([order("o-1", 1)]);
     let publish = |token: Option<String>| {
         let rig = &rig;
@@ -376,7 +403,8 @@ async fn only_authenticated_writers_of_a_type_may_publish_it() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_invalid_event_refuses_the_batch_and_names_what_is_wrong() -> Result<()> {
-    let rig = rig(true, &[]).await?;
+    let _shared = CLUSTER.read().await;
+    let rig = rig(Options::default()).await?;
     let events = json!([
         order("o-1", 1),
         {"order_id": "o-2", "total": -3},
@@ -432,7 +460,8 @@ async fn one_invalid_event_refuses_the_batch_and_names_what_is_wrong() -> Result
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_batch_is_published_framed_in_order_under_stable_ids() -> Result<()> {
-    let rig = rig(true, &[]).await?;
+    let _shared = CLUSTER.read().await;
+    let rig = rig(Options::default()).await?;
     let token = rig.acme()?;
     // Two orders' events interleaved, each with the partner's own id; then CloudEvents.
     let events: Vec<Value> = (0..6)
@@ -565,7 +594,8 @@ async fn a_valid_batch_is_published_framed_in_order_under_stable_ids() -> Result
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_the_gateway_cannot_take_are_refused_whole() -> Result<()> {
-    let rig = rig(true, &[]).await?;
+    let _shared = CLUSTER.read().await;
+    let rig = rig(Options::default()).await?;
     let token = rig.acme()?;
     let post = |content_type: Option<&'static str>, body: Vec<u8>| {
         let rig = &rig;
@@ -619,18 +649,35 @@ async fn bodies_the_gateway_cannot_take_are_refused_whole() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_the_cluster_unreachable_events_wait_in_the_standby_table_and_arrive_later()
--> Result<()> {
-    let rig = rig(false, &[]).await?;
+async fn with_kafka_stopped_events_wait_in_the_standby_table_and_arrive_later() -> Result<()> {
+    let _exclusive = CLUSTER.write().await;
+    let rig = rig(Options::default()).await?;
+    let token = rig.acme()?;
+    let before = rig
+        .publish(
+            &rig.event_type,
+            "application/json",
+            &json!([order("o-0", 100)]),
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(before.status, 200, "{before:?}");
+    assert_eq!(before.body[0]["delivery"], "kafka");
+
+    // Every broker down: one SIGKILLed, the others frozen.
+    let mut cluster = Stack::attach()?;
+    let outage = tokio::task::block_in_place(|| cluster.kafka_outage(true))?;
     let events: Vec<Value> = (0..4).map(|n| order(&format!("o-{}", n % 2), n)).collect();
     let answer = rig
         .publish(
             &rig.event_type,
             "application/json",
             &json!(events),
-            Some(&rig.acme()?),
+            Some(&token),
         )
-        .await?;
+        .await;
+    tokio::task::block_in_place(|| outage.end())?;
+    let answer = answer?;
     assert_eq!(
         answer.status, 200,
         "safely in the standby table: {answer:?}"
@@ -679,7 +726,12 @@ async fn with_the_cluster_unreachable_events_wait_in_the_standby_table_and_arriv
             Duration::from_secs(120),
         )
         .await?;
-    let messages = rig.topic_messages().await?;
+    let messages: Vec<Consumed> = rig
+        .topic_messages()
+        .await?
+        .into_iter()
+        .filter(|m| m.header(headers::REPUBLISHED).is_some())
+        .collect();
     let arrived: Vec<String> = messages
         .iter()
         .map(|m| m.header(headers::EVENT_ID).unwrap_or_default())
@@ -705,7 +757,12 @@ async fn with_the_cluster_unreachable_events_wait_in_the_standby_table_and_arriv
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_signing_key_is_fetched_once_and_made_up_key_ids_fetch_nothing() -> Result<()> {
     const REFETCH_AFTER: Duration = Duration::from_secs(3);
-    let rig = rig(true, &[("JWKS_MIN_REFETCH_SECONDS", "3")]).await?;
+    let _shared = CLUSTER.read().await;
+    let rig = rig(Options {
+        env: &[("JWKS_MIN_REFETCH_SECONDS", "3")],
+        ..Options::default()
+    })
+    .await?;
     let events = json!([order("o-1", 1)]);
     let first = rig
         .publish(
@@ -757,5 +814,108 @@ async fn a_rotated_signing_key_is_fetched_once_and_made_up_key_ids_fetch_nothing
         "{} fetches in {intervals} intervals",
         rig.issuer.fetches()
     );
+    Ok(())
+}
+
+/// An event the cluster refuses for good (larger than its topic takes) fails alone: it is
+/// dead-lettered for operators, its key's later event is not sent, other keys are published,
+/// and the answer is 207 without `Retry-After` (sending it again would fail again).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_the_cluster_refuses_fails_alone_and_stops_only_its_key() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let rig = rig(Options {
+        topic_configs: &[("max.message.bytes", "2048")],
+        ..Options::default()
+    })
+    .await?;
+    let mut big = order("o-big", 1);
+    big["note"] = json!("x".repeat(3000));
+    let events = json!([big, order("o-big", 2), order("o-fine", 3)]);
+    let answer = rig
+        .publish(
+            &rig.event_type,
+            "application/json",
+            &events,
+            Some(&rig.acme()?),
+        )
+        .await?;
+    assert_eq!(answer.status, 207, "{answer:?}");
+    assert!(answer.headers.get("retry-after").is_none(), "{answer:?}");
+    let statuses: Vec<&str> = answer
+        .body
+        .as_array()
+        .context("results")?
+        .iter()
+        .map(|r| r["publishing_status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["failed", "aborted", "submitted"]);
+    let published = rig.topic_messages().await?;
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].key.as_deref(), Some(&b"o-fine"[..]));
+    let dead_lettered = testkit::read_topic_to_end(
+        &rig.stack.bootstrap_servers(),
+        &rig.dead_letter_topic,
+        Duration::from_secs(20),
+    )
+    .await?;
+    assert_eq!(
+        dead_lettered.len(),
+        1,
+        "the refused event is kept for operators"
+    );
+    assert_eq!(
+        dead_lettered[0].header(headers::EVENT_ID),
+        answer.body[0]["eid"].as_str().map(str::to_string)
+    );
+    Ok(())
+}
+
+/// The cluster and the standby table both gone (Kafka unreachable, DynamoDB's server
+/// SIGKILLed): no event can be kept, so none is claimed; 503 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nowhere_to_keep_events_the_answer_is_retry_later() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let mut moto = PrivateMoto::start()?;
+    let rig = rig(Options {
+        kafka_unreachable: true,
+        aws_endpoint: Some(moto.endpoint()),
+        // The event type stays cached through the outage: only the publishing step fails.
+        env: &[("EVENT_TYPES_CACHE_SECONDS", "600")],
+        ..Options::default()
+    })
+    .await?;
+    let token = rig.acme()?;
+    let first = rig
+        .publish(
+            &rig.event_type,
+            "application/json",
+            &json!([order("o-1", 1)]),
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(first.status, 200, "kept in the standby table: {first:?}");
+    assert_eq!(first.body[0]["delivery"], "standby");
+
+    moto.kill()?;
+    let answer = rig
+        .publish(
+            &rig.event_type,
+            "application/json",
+            &json!([order("o-2", 2), order("o-3", 3)]),
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.headers["retry-after"], "5");
+    for result in answer.body.as_array().context("results")? {
+        assert_eq!(result["publishing_status"], "failed", "{result}");
+        assert!(
+            result["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("retry"),
+            "{result}"
+        );
+    }
     Ok(())
 }
