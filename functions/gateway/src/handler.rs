@@ -18,6 +18,7 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use sdk::config::Env;
 use sdk::fallback::{self, Event, FallbackProducer, Outcome};
+use sdk::metrics::Metrics;
 use sdk::schema::{GlueRegistry, Payload};
 use serde::Serialize;
 use shared::topics::TopicAllowList;
@@ -51,6 +52,8 @@ pub enum InitError {
 
 /// What every invocation shares; built once per execution environment.
 pub struct App {
+    /// The `FunctionName` dimension of its metrics.
+    function_name: String,
     auth: Authenticator,
     types: EventTypes,
     ids: IdAssigner,
@@ -71,6 +74,9 @@ impl App {
         let dynamodb = aws_sdk_dynamodb::Client::new(aws);
         let registry = Arc::new(GlueRegistry::new(aws_sdk_glue::Client::new(aws)));
         Ok(Self {
+            function_name: env
+                .var("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| "gateway".into()),
             auth: Authenticator::new(settings.jwt)?,
             types: EventTypes::new(
                 EventTypeStore::new(dynamodb.clone(), settings.event_types_table),
@@ -114,10 +120,14 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    Ok(match route(&method, &path) {
-        Route::ListTypes => list_types(app, &request).await,
+    let started = std::time::Instant::now();
+    let (response, results) = match route(&method, &path) {
+        Route::ListTypes => (list_types(app, &request).await, Vec::new()),
         Route::Publish(name) => publish_events(app, name, &request).await,
-        Route::NotFound => problem(Problem::new(404, "Not Found", "no such resource")),
+        Route::NotFound => (
+            problem(Problem::new(404, "Not Found", "no such resource")),
+            Vec::new(),
+        ),
         Route::MethodNotAllowed(allowed) => {
             let mut response = problem(Problem::new(
                 405,
@@ -127,9 +137,61 @@ pub async fn handle(
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allowed));
-            response
+            (response, Vec::new())
         }
-    })
+    };
+    emit_metrics(
+        &app.function_name,
+        response.status().as_u16(),
+        &results,
+        started.elapsed(),
+    );
+    Ok(response)
+}
+
+/// One EMF document per request (namespace `StandbyEvents`, dimension `FunctionName`): the
+/// request's outcome by class, what became of its events, and its latency.
+fn emit_metrics(
+    function_name: &str,
+    status: u16,
+    results: &[EventResult],
+    latency: std::time::Duration,
+) {
+    let mut metrics = Metrics::new("StandbyEvents").dimension("FunctionName", function_name);
+    metrics.count("Requests", 1);
+    let class = match status {
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        422 => "InvalidBatches",
+        503 => "Unavailable",
+        400..=499 => "RefusedRequests",
+        500..=599 => "ServerErrors",
+        _ => "Answered",
+    };
+    metrics.count(class, 1);
+    let count = |wanted: Status, delivery: Option<Delivery>| {
+        results
+            .iter()
+            .filter(|r| {
+                r.publishing_status == wanted && (delivery.is_none() || r.delivery == delivery)
+            })
+            .count() as u64
+    };
+    metrics.count(
+        "EventsToKafka",
+        count(Status::Submitted, Some(Delivery::Kafka)),
+    );
+    metrics.count(
+        "EventsToStandby",
+        count(Status::Submitted, Some(Delivery::Standby)),
+    );
+    let invalid = status == 422;
+    let failed = count(Status::Failed, None);
+    metrics.count("EventsInvalid", if invalid { failed } else { 0 });
+    metrics.count("EventsFailed", if invalid { 0 } else { failed });
+    metrics.count("EventsAborted", count(Status::Aborted, None));
+    metrics.millis("Latency", latency.as_secs_f64() * 1000.0);
+    metrics.emit();
 }
 
 fn header_text(request: &Request, name: header::HeaderName) -> Option<&str> {
@@ -213,10 +275,15 @@ struct Ready {
     cloud: Option<body::CloudAttributes>,
 }
 
-async fn publish_events(app: &App, name: &str, request: &Request) -> Response<Body> {
+/// The answer, and the per-event results it carries (empty when refused as a whole).
+async fn publish_events(
+    app: &App,
+    name: &str,
+    request: &Request,
+) -> (Response<Body>, Vec<EventResult>) {
     let caller = match authenticate(app, request).await {
         Ok(caller) => caller,
-        Err(response) => return response,
+        Err(response) => return (response, Vec::new()),
     };
     let resolved = match app.types.get(name).await {
         Ok(Some(resolved)) if resolved.event_type.admits(&caller) => resolved,
@@ -226,18 +293,18 @@ async fn publish_events(app: &App, name: &str, request: &Request) -> Response<Bo
                 event_type = name,
                 "not a writer of the event type (or no such type)"
             );
-            return problem(Problem::new(
+            return refused(Problem::new(
                 403,
                 "Forbidden",
                 "you may not publish events of this type (or there is no such type)",
             ));
         }
-        Err(error) => return unavailable(&error),
+        Err(error) => return (unavailable(&error), Vec::new()),
     };
     let event_type = &resolved.event_type;
     if !app.topics.permits(&event_type.topic) {
         tracing::error!(event_type = name, reason = %app.topics.refusal(&event_type.topic), "an event type's topic is not one the gateway may write");
-        return problem(Problem::new(
+        return refused(Problem::new(
             500,
             "Event Type Misconfigured",
             "events of this type cannot be published; the platform's operators were told",
@@ -249,7 +316,7 @@ async fn publish_events(app: &App, name: &str, request: &Request) -> Response<Bo
     {
         Ok(submitted) => submitted,
         Err(rejection) => {
-            return problem(Problem::new(
+            return refused(Problem::new(
                 rejection.status,
                 rejection.title,
                 rejection.detail,
@@ -269,7 +336,7 @@ async fn publish_events(app: &App, name: &str, request: &Request) -> Response<Bo
                     .count(),
                 "batch refused: invalid events"
             );
-            return json_response(422, &results);
+            return (json_response(422, &results), results);
         }
     };
 
@@ -277,11 +344,14 @@ async fn publish_events(app: &App, name: &str, request: &Request) -> Response<Bo
         Ok(ids) => ids,
         Err(error) => {
             tracing::error!(%error, "could not assign event ids");
-            return retry_later(problem(Problem::new(
-                503,
-                "Service Unavailable",
-                "the events' ids could not be recorded; nothing was published, retry later",
-            )));
+            return (
+                retry_later(problem(Problem::new(
+                    503,
+                    "Service Unavailable",
+                    "the events' ids could not be recorded; nothing was published, retry later",
+                ))),
+                Vec::new(),
+            );
         }
     };
 
@@ -297,11 +367,16 @@ async fn publish_events(app: &App, name: &str, request: &Request) -> Response<Bo
         "batch published"
     );
     let response = json_response(status, &results);
-    if retry {
+    let response = if retry {
         retry_later(response)
     } else {
         response
-    }
+    };
+    (response, results)
+}
+
+fn refused(problem: Problem) -> (Response<Body>, Vec<EventResult>) {
+    (self::problem(problem), Vec::new())
 }
 
 /// Every event's key and schema checked; all ready, or every event's result (`422`).
