@@ -6,11 +6,14 @@
 //!   of them and, when the key states one, the key's. Symmetric algorithms are never accepted:
 //!   a JWKS publishes public keys.
 //! - Keys are fetched from `JWKS_URL` and kept for [`KEYS_MAX_AGE`]. A token signed with a key
-//!   id not in the set makes one new fetch (the issuer rotated its keys), at most once per
-//!   `JWKS_MIN_REFETCH_SECONDS` (30 s by default), so a stream of made-up key ids cannot turn
-//!   into a stream of fetches.
-//! - `exp` and `nbf` (with `JWT_LEEWAY_SECONDS` of leeway), `iss` and `aud` are checked; `exp`
-//!   is required.
+//!   id not in the set makes one new fetch (the issuer rotated its keys). Fetches are attempted
+//!   at most once per `JWKS_MIN_REFETCH_SECONDS` (30 s by default), failed ones included, so
+//!   neither made-up key ids nor a failing issuer turn requests into a stream of fetches; keys
+//!   fetched before keep verifying while the issuer cannot be reached.
+//! - `exp` and `nbf` (with `JWT_LEEWAY_SECONDS` of leeway), `iss` and the audience are checked;
+//!   `exp` and `iss` are required. The audience is `aud` (one of `JWT_AUDIENCE`'s), or, for a
+//!   token without `aud` (Cognito's access tokens), its `client_id` — as API Gateway's JWT
+//!   authorizer checks it.
 //! - The caller's client id is the first of `JWT_CLIENT_ID_CLAIMS` present (`client_id` then
 //!   `azp` by default: Cognito's and OAuth's client-credentials tokens), its scopes `scope`
 //!   (space-separated) or `scp`.
@@ -37,7 +40,8 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtSettings {
     pub issuer: String,
-    pub audience: String,
+    /// Accepted audiences (for Cognito, the app clients' ids).
+    pub audiences: Vec<String>,
     pub jwks_url: String,
     pub algorithms: Vec<Algorithm>,
     pub client_id_claims: Vec<String>,
@@ -70,7 +74,22 @@ pub enum SetupError {
 
 struct Keys {
     set: Option<JwkSet>,
+    /// The last fetch that succeeded.
     fetched: Option<Instant>,
+    /// The last fetch tried, whatever came of it.
+    attempted: Option<Instant>,
+}
+
+/// Whether to fetch the key set now: it is missing, old, or lacks the token's key, and no fetch
+/// was tried within `refetch_after`.
+pub fn fetch_due(
+    known_kid: bool,
+    since_fetched: Option<Duration>,
+    since_attempted: Option<Duration>,
+    refetch_after: Duration,
+) -> bool {
+    let wanted = !known_kid || since_fetched.is_none_or(|age| age >= KEYS_MAX_AGE);
+    wanted && since_attempted.is_none_or(|age| age >= refetch_after)
 }
 
 pub struct Authenticator {
@@ -87,6 +106,7 @@ impl Authenticator {
             keys: Mutex::new(Keys {
                 set: None,
                 fetched: None,
+                attempted: None,
             }),
         })
     }
@@ -108,24 +128,33 @@ impl Authenticator {
         let key = self.key(&kid, header.alg).await?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.settings.issuer]);
-        validation.set_audience(&[&self.settings.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        // The audience is checked below: a token may carry it as `client_id` instead.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss"]);
         validation.validate_nbf = true;
         validation.leeway = self.settings.leeway.as_secs();
         let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|e| AuthError::Rejected(rejection_reason(e.kind())))?
             .claims;
+        if !audience_matches(&claims, &self.settings.audiences) {
+            return Err(AuthError::Rejected(
+                "the token is for another audience".into(),
+            ));
+        }
         caller_of(&claims, &self.settings.client_id_claims)
     }
 
     /// The decoding key for `kid`, fetching the key set when it is old or lacks `kid`.
     async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
         let mut keys = self.keys.lock().await;
-        let age = keys.fetched.map(|at| at.elapsed());
         let known = keys.set.as_ref().is_some_and(|set| set.find(kid).is_some());
-        let stale = age.is_none_or(|age| age >= KEYS_MAX_AGE);
-        let may_refetch = age.is_none_or(|age| age >= self.settings.refetch_after);
-        if stale || (!known && may_refetch) {
+        if fetch_due(
+            known,
+            keys.fetched.map(|at| at.elapsed()),
+            keys.attempted.map(|at| at.elapsed()),
+            self.settings.refetch_after,
+        ) {
+            keys.attempted = Some(Instant::now());
             match self.fetch().await {
                 Ok(set) => {
                     keys.set = Some(set);
@@ -137,6 +166,12 @@ impl Authenticator {
                     tracing::warn!(%error, "could not refresh the JWKS; using the keys fetched before")
                 }
             }
+        }
+        if keys.set.is_none() {
+            return Err(AuthError::KeysUnavailable(format!(
+                "no key set yet; the next fetch is tried within {:?}",
+                self.settings.refetch_after
+            )));
         }
         let jwk = keys
             .set
@@ -245,6 +280,21 @@ fn rejection_reason(kind: &jsonwebtoken::errors::ErrorKind) -> String {
     .to_string()
 }
 
+/// Whether verified claims are for one of `audiences`: `aud` (a string or a list) names one,
+/// or, without `aud`, `client_id` is one (Cognito's access tokens).
+pub fn audience_matches(claims: &Value, audiences: &[String]) -> bool {
+    let accepted = |aud: &str| audiences.iter().any(|a| a == aud);
+    match claims.get("aud") {
+        Some(Value::String(aud)) => accepted(aud),
+        Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(accepted),
+        Some(_) => false,
+        None => claims
+            .get("client_id")
+            .and_then(Value::as_str)
+            .is_some_and(accepted),
+    }
+}
+
 /// The caller named by verified claims.
 pub fn caller_of(claims: &Value, client_id_claims: &[String]) -> Result<Caller, AuthError> {
     let client_id = client_id_claims
@@ -320,6 +370,62 @@ mod tests {
             caller_of(&json!({"sub": "c"}), &claims_order),
             Err(AuthError::Rejected(_))
         ));
+    }
+
+    #[test]
+    fn the_audience_is_aud_or_for_cognito_access_tokens_the_client_id() {
+        let ours = ["app-client-a".to_string(), "partner-events".to_string()];
+        assert!(audience_matches(&json!({"aud": "partner-events"}), &ours));
+        assert!(audience_matches(
+            &json!({"aud": ["x", "partner-events"]}),
+            &ours
+        ));
+        assert!(!audience_matches(&json!({"aud": "other-api"}), &ours));
+        assert!(!audience_matches(&json!({"aud": ["x"]}), &ours));
+        // A Cognito access token: no `aud`, the app client in `client_id`.
+        assert!(audience_matches(
+            &json!({"client_id": "app-client-a"}),
+            &ours
+        ));
+        assert!(!audience_matches(
+            &json!({"client_id": "app-client-b"}),
+            &ours
+        ));
+        // With an `aud`, `client_id` does not stand in for it.
+        assert!(!audience_matches(
+            &json!({"aud": "other", "client_id": "app-client-a"}),
+            &ours
+        ));
+        assert!(!audience_matches(&json!({}), &ours));
+    }
+
+    #[test]
+    fn key_sets_are_fetched_when_missing_old_or_lacking_the_key_and_never_more_often() {
+        let every = Duration::from_secs(30);
+        let s = Duration::from_secs;
+        assert!(fetch_due(false, None, None, every), "first request");
+        assert!(
+            !fetch_due(true, Some(s(10)), Some(s(10)), every),
+            "fresh and known"
+        );
+        assert!(
+            fetch_due(false, Some(s(40)), Some(s(40)), every),
+            "rotated key"
+        );
+        assert!(
+            !fetch_due(false, Some(s(10)), Some(s(10)), every),
+            "made-up key ids, just fetched"
+        );
+        assert!(
+            fetch_due(true, Some(KEYS_MAX_AGE), Some(KEYS_MAX_AGE), every),
+            "an hour old"
+        );
+        // The issuer failing: the last attempt counts, not the last success.
+        assert!(!fetch_due(true, Some(KEYS_MAX_AGE), Some(s(5)), every));
+        assert!(
+            !fetch_due(false, None, Some(s(5)), every),
+            "never fetched, tried 5 s ago"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum Format {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_events: usize,
-    /// An event's data, as compact JSON.
+    /// An event's data, as compact JSON, and the attributes that become its headers.
     pub max_event_bytes: usize,
 }
 
@@ -46,6 +46,8 @@ impl Default for Limits {
 
 /// The longest id a caller may give an event.
 pub const MAX_ID_CHARS: usize = 128;
+/// The longest CloudEvents `source`, `time` or `subject` (each becomes a Kafka header).
+pub const MAX_ATTRIBUTE_CHARS: usize = 512;
 
 /// The request cannot be read as a batch of events: nothing in it is published.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -114,7 +116,7 @@ pub fn format_of(content_type: Option<&str>) -> Result<Format, Rejection> {
     };
     let mut parts = content_type.split(';');
     let media_type = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-    for parameter in parts {
+    for parameter in parts.filter(|p| !p.trim().is_empty()) {
         let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
         let value = value.trim().trim_matches('"');
         if !(name.trim().eq_ignore_ascii_case("charset") && value.eq_ignore_ascii_case("utf-8")) {
@@ -131,6 +133,21 @@ pub fn format_of(content_type: Option<&str>) -> Result<Format, Rejection> {
         other => Err(unsupported(format!(
             "Content-Type `{other}` is not accepted; send {accepted}"
         ))),
+    }
+}
+
+impl Submitted {
+    /// Bytes it will take in Kafka: the data as compact JSON, and the attributes that become
+    /// headers.
+    pub fn size(&self) -> usize {
+        let data = serde_json::to_vec(&self.data).map_or(0, |bytes| bytes.len());
+        let id = self.caller_id.as_ref().map_or(0, String::len);
+        let cloud = self.cloud.as_ref().map_or(0, |c| {
+            c.source.len()
+                + c.time.as_ref().map_or(0, String::len)
+                + c.subject.as_ref().map_or(0, String::len)
+        });
+        data + id + cloud
     }
 }
 
@@ -202,12 +219,12 @@ pub fn parse(
                 Format::Events => plain_event(element),
                 Format::CloudEvent | Format::CloudEventBatch => cloud_event(element, event_type),
             }?;
-            let size = serde_json::to_vec(&event.data).map_or(0, |bytes| bytes.len());
+            let size = event.size();
             if size > limits.max_event_bytes {
                 return Err(Invalid::at(
                     "",
                     format!(
-                        "the event's data is {size} bytes; the limit is {}",
+                        "the event is {size} bytes (data and attributes); the limit is {}",
                         limits.max_event_bytes
                     ),
                 ));
@@ -309,8 +326,8 @@ fn event_id(value: &Value, path: &str) -> Result<String, Invalid> {
 }
 
 fn required_string(object: &Map<String, Value>, name: &str) -> Result<String, Invalid> {
-    match object.get(name) {
-        Some(Value::String(value)) if !value.is_empty() => Ok(value.clone()),
+    match optional_string(object, name)? {
+        Some(value) if !value.is_empty() => Ok(value),
         _ => Err(Invalid::at(
             format!("/{name}"),
             format!("{name} must be a non-empty string"),
@@ -321,10 +338,12 @@ fn required_string(object: &Map<String, Value>, name: &str) -> Result<String, In
 fn optional_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, Invalid> {
     match object.get(name) {
         None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(Value::String(value)) if value.chars().count() <= MAX_ATTRIBUTE_CHARS => {
+            Ok(Some(value.clone()))
+        }
         Some(_) => Err(Invalid::at(
             format!("/{name}"),
-            format!("{name} must be a string"),
+            format!("{name} must be a string of at most {MAX_ATTRIBUTE_CHARS} characters"),
         )),
     }
 }
@@ -381,6 +400,7 @@ mod tests {
             format_of(Some("Application/JSON; charset=UTF-8")),
             Ok(Format::Events)
         );
+        assert_eq!(format_of(Some("application/json;")), Ok(Format::Events));
         assert_eq!(
             format_of(Some("application/cloudevents+json")),
             Ok(Format::CloudEvent)
@@ -393,6 +413,7 @@ mod tests {
             None,
             Some("text/plain"),
             Some("application/json; charset=latin1"),
+            Some("application/json; version=2"),
             Some("application/xml"),
         ] {
             let rejection = format_of(refused).unwrap_err();
@@ -485,6 +506,7 @@ mod tests {
             (with("data_base64", json!("AAAA")), "/data_base64"),
             (without("data"), "/data"),
             (with("time", json!(12)), "/time"),
+            (with("subject", json!("s".repeat(513))), "/subject"),
         ];
         let batch = Value::Array(cases.iter().map(|(event, _)| event.clone()).collect());
         let events = parse_ok(Format::CloudEventBatch, &batch.to_string());

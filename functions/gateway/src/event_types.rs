@@ -279,37 +279,45 @@ pub struct Resolved {
     pub definition: String,
 }
 
-/// Why an event type could not be had; the caller answers 503.
-#[derive(Debug, Error)]
-pub enum ResolveError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("event type {name}: its schema {schema}: {reason}")]
-    Schema {
-        name: String,
-        schema: SchemaName,
-        reason: String,
-    },
+/// A schema's latest version when it was last read, compiled.
+#[derive(Debug)]
+struct LatestSchema {
+    schema: Arc<CompiledSchema>,
+    version_number: Option<i64>,
+    definition: String,
 }
 
-/// Most names remembered; past this the cache starts over (probes for names that do not exist
-/// must not grow it without bound).
+/// Why an event type's schema could not be had; the caller answers 503.
+#[derive(Debug, Error)]
+#[error("event type {name}: its schema {schema}: {reason}")]
+pub struct ResolveError {
+    name: String,
+    schema: SchemaName,
+    reason: String,
+}
+
+/// Most names remembered; past this, names without a type are forgotten first (probes for
+/// names that do not exist must not grow the cache without bound, nor flush the real types).
 const MAX_CACHED: usize = 10_000;
 
-struct Entry {
+/// Something read at `loaded`.
+struct Cached<T> {
     loaded: Instant,
-    resolved: Option<Arc<Resolved>>,
+    value: T,
 }
 
-/// Event types as the function sees them: read from the table and resolved against the
-/// registry at most once per `ttl` per name, so a changed type (writers, schema version,
-/// enabled) takes effect within `ttl`.
+/// Event types as the function sees them: a type read from the table at most once per `ttl`,
+/// a schema's latest version at most once per `ttl`, so a changed type (writers, enabled,
+/// schema version) takes effect within `ttl`. Types and schemas are cached apart: who may
+/// publish is decided on the type alone, before its schema is looked at, so a caller who may
+/// not publish a type learns nothing from how its schema fares.
 pub struct EventTypes {
     store: EventTypeStore,
     registry: Arc<dyn Registry>,
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
-    listing: tokio::sync::Mutex<Option<(Instant, Vec<Arc<Resolved>>)>>,
+    types: Mutex<HashMap<String, Cached<Option<EventType>>>>,
+    schemas: tokio::sync::Mutex<HashMap<SchemaName, Cached<Arc<LatestSchema>>>>,
+    listing: tokio::sync::Mutex<Option<Cached<Vec<EventType>>>>,
 }
 
 impl EventTypes {
@@ -318,90 +326,116 @@ impl EventTypes {
             store,
             registry,
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            types: Mutex::new(HashMap::new()),
+            schemas: tokio::sync::Mutex::new(HashMap::new()),
             listing: tokio::sync::Mutex::new(None),
         }
     }
 
-    fn cached(&self, name: &str) -> Option<Option<Arc<Resolved>>> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
+    fn cached(&self, name: &str) -> Option<Option<EventType>> {
+        let types = self.types.lock().unwrap_or_else(|e| e.into_inner());
+        types
             .get(name)
             .filter(|entry| entry.loaded.elapsed() < self.ttl)
-            .map(|entry| entry.resolved.clone())
+            .map(|entry| entry.value.clone())
     }
 
-    fn remember(&self, name: &str, resolved: Option<Arc<Resolved>>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_CACHED {
-            entries.clear();
+    fn remember(&self, name: &str, event_type: Option<EventType>) {
+        let mut types = self.types.lock().unwrap_or_else(|e| e.into_inner());
+        if types.len() >= MAX_CACHED {
+            types.retain(|_, entry| entry.value.is_some());
         }
-        entries.insert(
+        if types.len() >= MAX_CACHED {
+            types.clear();
+        }
+        types.insert(
             name.to_string(),
-            Entry {
+            Cached {
                 loaded: Instant::now(),
-                resolved,
+                value: event_type,
             },
         );
     }
 
     /// The enabled type named `name`, or `None` (no such type, or disabled).
-    pub async fn get(&self, name: &str) -> Result<Option<Arc<Resolved>>, ResolveError> {
+    pub async fn get(&self, name: &str) -> Result<Option<EventType>, StoreError> {
         if !legal_name(name) {
             return Ok(None);
         }
         if let Some(cached) = self.cached(name) {
             return Ok(cached);
         }
-        let resolved = match self.store.get(name).await? {
-            Some(event_type) if event_type.enabled => Some(self.resolve(event_type).await?),
-            _ => None,
-        };
-        self.remember(name, resolved.clone());
-        Ok(resolved)
+        let event_type = self.store.get(name).await?.filter(|t| t.enabled);
+        self.remember(name, event_type.clone());
+        Ok(event_type)
     }
 
-    /// Every enabled type, resolved (for listing what a caller may publish).
-    pub async fn all(&self) -> Result<Vec<Arc<Resolved>>, ResolveError> {
+    /// Every enabled type (for listing what a caller may publish).
+    pub async fn all(&self) -> Result<Vec<EventType>, StoreError> {
         let mut listing = self.listing.lock().await;
-        if let Some((loaded, types)) = listing.as_ref()
-            && loaded.elapsed() < self.ttl
+        if let Some(cached) = listing.as_ref()
+            && cached.loaded.elapsed() < self.ttl
         {
-            return Ok(types.clone());
+            return Ok(cached.value.clone());
         }
-        let mut types = Vec::new();
-        for event_type in self.store.list().await? {
-            if event_type.enabled {
-                types.push(self.resolve(event_type).await?);
-            }
-        }
-        *listing = Some((Instant::now(), types.clone()));
+        let types: Vec<EventType> = self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .filter(|t| t.enabled)
+            .collect();
+        *listing = Some(Cached {
+            loaded: Instant::now(),
+            value: types.clone(),
+        });
         Ok(types)
     }
 
-    async fn resolve(&self, event_type: EventType) -> Result<Arc<Resolved>, ResolveError> {
-        let schema = event_type.schema();
-        let failed = |reason: String| ResolveError::Schema {
-            name: event_type.name.clone(),
-            schema: schema.clone(),
-            reason,
+    /// `event_type` with its schema's latest version (read at most once per `ttl`).
+    pub async fn resolve(&self, event_type: EventType) -> Result<Resolved, ResolveError> {
+        let name = event_type.schema();
+        let mut schemas = self.schemas.lock().await;
+        let latest = match schemas.get(&name) {
+            Some(cached) if cached.loaded.elapsed() < self.ttl => cached.value.clone(),
+            _ => {
+                let latest = self.latest(&name).await.map_err(|reason| ResolveError {
+                    name: event_type.name.clone(),
+                    schema: name.clone(),
+                    reason,
+                })?;
+                schemas.insert(
+                    name,
+                    Cached {
+                        loaded: Instant::now(),
+                        value: latest.clone(),
+                    },
+                );
+                latest
+            }
         };
+        Ok(Resolved {
+            event_type,
+            schema: latest.schema.clone(),
+            version_number: latest.version_number,
+            definition: latest.definition.clone(),
+        })
+    }
+
+    async fn latest(&self, name: &SchemaName) -> Result<Arc<LatestSchema>, String> {
         let version = self
             .registry
-            .latest(&schema)
+            .latest(name)
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         if version.format != DataFormat::Json {
-            return Err(failed(
-                "the gateway publishes JSON; this schema is not a JSON schema".into(),
-            ));
+            return Err("the gateway publishes JSON; this schema is not a JSON schema".into());
         }
-        let compiled = CompiledSchema::compile(&version).map_err(|e| failed(e.to_string()))?;
-        Ok(Arc::new(Resolved {
-            version_number: version.number,
+        let compiled = CompiledSchema::compile(&version).map_err(|e| e.to_string())?;
+        Ok(Arc::new(LatestSchema {
             schema: Arc::new(compiled),
+            version_number: version.number,
             definition: version.definition,
-            event_type,
         }))
     }
 }

@@ -30,7 +30,7 @@ use wire::record::{EventId, Header};
 use crate::auth::{AuthError, Authenticator};
 use crate::body::{self, Invalid, Limits, Submitted};
 use crate::event_types::{Caller, EventTypeStore, EventTypes, Resolved};
-use crate::ids::IdAssigner;
+use crate::ids::{self, Assignment, IdAssigner};
 use crate::publish::{self, Published};
 use crate::response::{
     Delivery, EventResult, Problem, RETRY_AFTER_SECONDS, Status, Step, batch_status,
@@ -213,10 +213,15 @@ async fn authenticate(app: &App, request: &Request) -> Result<Caller, Response<B
             }
             AuthError::Missing | AuthError::Rejected(_) => {
                 tracing::info!(%error, "request not authenticated");
+                // RFC 6750: no error code when the request carried no token.
+                let challenge = match error {
+                    AuthError::Missing => "Bearer",
+                    _ => "Bearer error=\"invalid_token\"",
+                };
                 let mut response = problem(Problem::new(401, "Unauthorized", error.to_string()));
                 response.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                    HeaderValue::from_static(challenge),
                 );
                 response
             }
@@ -248,9 +253,16 @@ async fn list_types(app: &App, request: &Request) -> Response<Body> {
         Ok(types) => types,
         Err(error) => return unavailable(&error),
     };
-    let listed: Vec<ListedType> = types
+    let mut resolved = Vec::new();
+    for event_type in types.into_iter().filter(|t| t.admits(&caller)) {
+        // One type whose schema cannot be had does not hide the others.
+        match app.types.resolve(event_type).await {
+            Ok(t) => resolved.push(t),
+            Err(error) => tracing::error!(%error, "an event type left out of the listing"),
+        }
+    }
+    let listed: Vec<ListedType> = resolved
         .iter()
-        .filter(|t| t.event_type.admits(&caller))
         .map(|t| ListedType {
             name: &t.event_type.name,
             schema: SchemaRef {
@@ -270,6 +282,8 @@ async fn list_types(app: &App, request: &Request) -> Response<Body> {
 struct Ready {
     index: usize,
     caller_id: Option<String>,
+    /// Where its id is in the event as sent (`/metadata/eid` or `/id`).
+    id_path: &'static str,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     cloud: Option<body::CloudAttributes>,
@@ -285,8 +299,9 @@ async fn publish_events(
         Ok(caller) => caller,
         Err(response) => return (response, Vec::new()),
     };
-    let resolved = match app.types.get(name).await {
-        Ok(Some(resolved)) if resolved.event_type.admits(&caller) => resolved,
+    // Who may publish is decided on the type alone, before its schema is looked at.
+    let event_type = match app.types.get(name).await {
+        Ok(Some(event_type)) if event_type.admits(&caller) => event_type,
         Ok(_) => {
             tracing::info!(
                 client_id = caller.client_id,
@@ -301,7 +316,6 @@ async fn publish_events(
         }
         Err(error) => return (unavailable(&error), Vec::new()),
     };
-    let event_type = &resolved.event_type;
     if !app.topics.permits(&event_type.topic) {
         tracing::error!(event_type = name, reason = %app.topics.refusal(&event_type.topic), "an event type's topic is not one the gateway may write");
         return refused(Problem::new(
@@ -310,6 +324,10 @@ async fn publish_events(
             "events of this type cannot be published; the platform's operators were told",
         ));
     }
+    let resolved = match app.types.resolve(event_type).await {
+        Ok(resolved) => resolved,
+        Err(error) => return (unavailable(&error), Vec::new()),
+    };
 
     let submitted = match body::format_of(header_text(request, header::CONTENT_TYPE))
         .and_then(|format| body::parse(format, name, request.body(), &app.limits))
@@ -341,7 +359,17 @@ async fn publish_events(
     };
 
     let ids = match assign_ids(app, &caller, name, &ready).await {
-        Ok(ids) => ids,
+        Ok(Ok(ids)) => ids,
+        Ok(Err(conflicts)) => {
+            let results = reused_ids(&ready, &conflicts, app.ids.window());
+            tracing::info!(
+                client_id = caller.client_id,
+                event_type = name,
+                reused = conflicts.len(),
+                "batch refused: ids given to other events"
+            );
+            return (json_response(422, &results), results);
+        }
         Err(error) => {
             tracing::error!(%error, "could not assign event ids");
             return (
@@ -415,54 +443,111 @@ fn validate(
         .collect())
 }
 
+/// Checks one event's partition key and schema. Paths are into the event as sent: a
+/// CloudEvent's data is under `/data`.
 fn ready(resolved: &Resolved, index: usize, event: Submitted) -> Result<Ready, Invalid> {
-    let key = resolved.event_type.key_of(&event.data)?;
+    let (data_path, id_path) = match event.cloud {
+        Some(_) => ("/data", "/id"),
+        None => ("", "/metadata/eid"),
+    };
+    let in_event =
+        |invalid: Invalid| Invalid::at(format!("{data_path}{}", invalid.path), invalid.message);
+    let key = resolved.event_type.key_of(&event.data).map_err(in_event)?;
     let payload = resolved
         .schema
         .encode(&Payload::Json(event.data))
-        .map_err(|invalid| Invalid::at(invalid.path, invalid.message))?;
+        .map_err(|invalid| in_event(Invalid::at(invalid.path, invalid.message)))?;
     Ok(Ready {
         index,
         caller_id: event.caller_id,
+        id_path,
         key,
         payload,
         cloud: event.cloud,
     })
 }
 
-/// The events' ids, in batch order. Ids are minted in batch order (UUIDv7 from one process
-/// increase), so a key's events in one batch are in event-id order too.
+/// The events' ids, in batch order, or the positions of events whose caller's id was given
+/// to a different event within the window. Every event's id is minted first, in batch order
+/// (UUIDv7 from one process increase), and a caller's id seen for the first time records that
+/// same id: so a key's new events in one batch are in event-id order, whether or not they
+/// carry ids (the standby table publishes a key's events in event-id order).
 async fn assign_ids(
     app: &App,
     caller: &Caller,
     event_type: &str,
     ready: &[Ready],
-) -> Result<Vec<EventId>, crate::ids::IdsError> {
+) -> Result<Result<Vec<EventId>, Vec<usize>>, crate::ids::IdsError> {
     let minted: Vec<EventId> = ready.iter().map(|_| EventId::new()).collect();
     // Owned, so the futures below borrow nothing per item (they must be `Send` for any lifetime).
-    let callers_ids: Vec<(usize, String)> = ready
+    let callers_ids: Vec<(usize, String, EventId, String)> = ready
         .iter()
+        .zip(&minted)
         .enumerate()
-        .filter_map(|(position, event)| event.caller_id.clone().map(|id| (position, id)))
-        .collect();
-    let ids = &app.ids;
-    let client_id = caller.client_id.as_str();
-    let recorded: Vec<(usize, EventId)> = futures::stream::iter(callers_ids)
-        .map(move |(position, caller_id)| async move {
-            ids.assign(client_id, event_type, &caller_id)
-                .await
-                .map(|id| (position, id))
+        .filter_map(|(position, (event, minted))| {
+            let id = event.caller_id.clone()?;
+            let fingerprint = ids::fingerprint(event.key.as_deref(), &event.payload);
+            Some((position, id, *minted, fingerprint))
         })
+        .collect();
+    let store = &app.ids;
+    let client_id = caller.client_id.as_str();
+    let assigned: Vec<(usize, Assignment)> = futures::stream::iter(callers_ids)
+        .map(
+            move |(position, caller_id, minted, fingerprint)| async move {
+                store
+                    .assign(client_id, event_type, &caller_id, minted, &fingerprint)
+                    .await
+                    .map(|assignment| (position, assignment))
+            },
+        )
         .buffer_unordered(ID_WRITES_IN_FLIGHT)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
     let mut ids = minted;
-    for (position, id) in recorded {
-        ids[position] = id;
+    let mut conflicts = Vec::new();
+    for (position, assignment) in assigned {
+        match assignment {
+            Assignment::New(id) | Assignment::Earlier(id) => ids[position] = id,
+            Assignment::Conflict => conflicts.push(position),
+        }
     }
-    Ok(ids)
+    if conflicts.is_empty() {
+        Ok(Ok(ids))
+    } else {
+        conflicts.sort_unstable();
+        Ok(Err(conflicts))
+    }
+}
+
+/// The `422` results when callers' ids were reused for other events: those `failed`, the rest
+/// `aborted`; nothing is published.
+fn reused_ids(
+    ready: &[Ready],
+    conflicts: &[usize],
+    window: std::time::Duration,
+) -> Vec<EventResult> {
+    let hours = window.as_secs() / 3600;
+    ready
+        .iter()
+        .enumerate()
+        .map(|(position, event)| {
+            let caller_id = event.caller_id.clone();
+            if conflicts.contains(&position) {
+                EventResult {
+                    path: Some(event.id_path.to_string()),
+                    detail: Some(format!(
+                        "this id was given to a different event within the last {hours} hours"
+                    )),
+                    ..EventResult::new(event.index, caller_id, Status::Failed, Step::Enriching)
+                }
+            } else {
+                EventResult::new(event.index, caller_id, Status::Aborted, Step::Enriching)
+            }
+        })
+        .collect()
 }
 
 /// Publishes the batch; each event's result and whether its failure may pass on a retry.

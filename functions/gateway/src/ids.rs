@@ -7,6 +7,10 @@
 //! conditional write; a retry within the window finds the record and publishes under the same
 //! event id, which consumers then drop as a duplicate. Two callers' ids never meet: the client
 //! id is part of the record's key, so a partner cannot make consumers drop another's event.
+//!
+//! The record also keeps a fingerprint of the event (its key and data): the same id sent with a
+//! different event is a [`Assignment::Conflict`], refused, rather than published under the old
+//! event id for consumers to drop as a duplicate.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,14 +33,43 @@ pub struct IdsError {
     reason: String,
 }
 
-/// The record's key: a digest, so neither the caller's id nor its length reach the key.
-pub fn record_key(client_id: &str, event_type: &str, caller_id: &str) -> String {
+/// SHA-256 over `parts`, each length-prefixed (so no two lists of parts collide), as hex.
+fn digest(parts: &[&[u8]]) -> String {
     let mut digest = Sha256::new();
-    for part in [client_id, event_type, caller_id] {
+    for part in parts {
         digest.update((part.len() as u64).to_be_bytes());
-        digest.update(part.as_bytes());
+        digest.update(part);
     }
     hex::encode(digest.finalize())
+}
+
+/// The record's key: a digest, so neither the caller's id nor its length reach the key.
+pub fn record_key(client_id: &str, event_type: &str, caller_id: &str) -> String {
+    digest(&[
+        client_id.as_bytes(),
+        event_type.as_bytes(),
+        caller_id.as_bytes(),
+    ])
+}
+
+/// What identifies the event a caller's id was first given with: its Kafka key and its data
+/// (as the gateway encodes it).
+pub fn fingerprint(key: Option<&[u8]>, data: &[u8]) -> String {
+    match key {
+        Some(key) => digest(&[b"k", key, data]),
+        None => digest(&[b"n", data]),
+    }
+}
+
+/// The event id for a caller's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// First seen now: the id minted for this request, recorded.
+    New(EventId),
+    /// Seen within the window for the same event: the id it got then.
+    Earlier(EventId),
+    /// Seen within the window for a different event.
+    Conflict,
 }
 
 #[derive(Clone)]
@@ -61,6 +94,11 @@ impl IdAssigner {
         &self.table
     }
 
+    /// How long a caller's id keeps naming its event id.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
     fn error(&self, reason: impl std::fmt::Display) -> IdsError {
         IdsError {
             table: self.table.clone(),
@@ -69,25 +107,27 @@ impl IdAssigner {
     }
 
     /// The event id for the caller's id: the one recorded by an earlier request within the
-    /// window, or a new one, recorded now.
+    /// window, or `minted`, recorded now with the event's `fingerprint`.
     pub async fn assign(
         &self,
         client_id: &str,
         event_type: &str,
         caller_id: &str,
-    ) -> Result<EventId, IdsError> {
+        minted: EventId,
+        fingerprint: &str,
+    ) -> Result<Assignment, IdsError> {
         let key = record_key(client_id, event_type, caller_id);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let minted = EventId::new();
         let written = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", AttributeValue::S(key.clone()))
             .item("event_id", AttributeValue::S(minted.to_string()))
+            .item("fingerprint", AttributeValue::S(fingerprint.to_string()))
             .item(
                 "expires_at",
                 AttributeValue::N((now + self.window.as_secs()).to_string()),
@@ -98,7 +138,7 @@ impl IdAssigner {
             .send()
             .await;
         let existing = match written {
-            Ok(_) => return Ok(minted),
+            Ok(_) => return Ok(Assignment::New(minted)),
             Err(error) => match error.into_service_error() {
                 PutItemError::ConditionalCheckFailedException(failed) => failed.item,
                 other => return Err(self.error(DisplayErrorContext(other))),
@@ -108,9 +148,17 @@ impl IdAssigner {
             Some(item) => item,
             None => self.read(&key).await?,
         };
+        if item
+            .get("fingerprint")
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|recorded| recorded != fingerprint)
+        {
+            return Ok(Assignment::Conflict);
+        }
         item.get("event_id")
             .and_then(|v| v.as_s().ok())
             .and_then(|id| id.parse().ok())
+            .map(Assignment::Earlier)
             .ok_or_else(|| self.error("a record has no event id"))
     }
 
@@ -166,5 +214,14 @@ mod tests {
         assert_ne!(key, record_key("acme", "order-cancelled", "e-1"));
         // Length-prefixed parts: moving a character across a boundary changes the key.
         assert_ne!(record_key("ab", "c", "d"), record_key("a", "bc", "d"));
+    }
+
+    #[test]
+    fn fingerprints_tell_events_apart_by_key_and_data() {
+        let event = fingerprint(Some(b"o-1"), b"{}");
+        assert_eq!(event, fingerprint(Some(b"o-1"), b"{}"));
+        assert_ne!(event, fingerprint(Some(b"o-2"), b"{}"));
+        assert_ne!(event, fingerprint(None, b"{}"));
+        assert_ne!(event, fingerprint(Some(b"o-1"), b"{ }"));
     }
 }

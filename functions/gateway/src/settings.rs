@@ -61,6 +61,23 @@ impl Settings {
                 expected: "comma-separated asymmetric JWS algorithms \
                            (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA)",
             })?;
+        let audiences = config::required(
+            env,
+            JWT_AUDIENCE,
+            "the audiences tokens may carry, comma-separated",
+        )?;
+        let audiences: Vec<String> = audiences
+            .split(',')
+            .map(|audience| audience.trim().to_string())
+            .filter(|audience| !audience.is_empty())
+            .collect();
+        if audiences.is_empty() {
+            return Err(ConfigError::Invalid {
+                var: JWT_AUDIENCE,
+                value: String::new(),
+                expected: "at least one audience",
+            });
+        }
         let client_id_claims = config::optional(env, JWT_CLIENT_ID_CLAIMS)
             .unwrap_or_else(|| "client_id,azp".into())
             .split(',')
@@ -85,7 +102,7 @@ impl Settings {
             )?,
             ids_table: config::required(env, IDS_TABLE, "the table of callers' event ids")?,
             jwt: JwtSettings {
-                audience: config::required(env, JWT_AUDIENCE, "the `aud` tokens must carry")?,
+                audiences,
                 issuer,
                 jwks_url,
                 algorithms,

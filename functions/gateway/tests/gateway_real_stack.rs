@@ -28,6 +28,9 @@ const ORDER_SCHEMA: &str = r#"{"type":"object","required":["order_id","total"],
   "properties":{"order_id":{"type":"string"},"total":{"type":"number","minimum":0},
   "lines":{"type":"array","items":{"type":"object","required":["sku"],"properties":{"sku":{"type":"string"}}}}}}"#;
 const AUDIENCE: &str = "partner-events";
+/// An app client of a Cognito-like issuer, whose access tokens carry it as `client_id` and
+/// have no `aud`.
+const APP_CLIENT: &str = "cognito-app-client";
 
 struct Rig {
     stack: Stack,
@@ -140,7 +143,7 @@ async fn rig(options: Options<'_>) -> Result<Rig> {
         ("EVENT_TYPES_TABLE", types.table()),
         ("GATEWAY_IDS_TABLE", ids.table()),
         ("JWT_ISSUER", issuer.url.as_str()),
-        ("JWT_AUDIENCE", AUDIENCE),
+        ("JWT_AUDIENCE", &format!("{AUDIENCE},{APP_CLIENT}")),
         ("EVENT_TYPES_CACHE_SECONDS", "1"),
         ("GATEWAY_MAX_BODY_BYTES", "65536"),
         ("GATEWAY_MAX_EVENTS", "50"),
@@ -318,10 +321,12 @@ async fn only_authenticated_writers_of_a_type_may_publish_it() -> Result<()> {
     for (case, token) in refused {
         let answer = publish(token).await?;
         assert_eq!(answer.status, 401, "{case}: {answer:?}");
-        assert_eq!(
-            answer.headers["www-authenticate"], "Bearer error=\"invalid_token\"",
-            "{case}"
-        );
+        let challenge = if case == "no token" {
+            "Bearer"
+        } else {
+            "Bearer error=\"invalid_token\""
+        };
+        assert_eq!(answer.headers["www-authenticate"], challenge, "{case}");
     }
 
     // 403 for a caller that is not a writer: the same body whether the type exists or not.
@@ -347,6 +352,19 @@ async fn only_authenticated_writers_of_a_type_may_publish_it() -> Result<()> {
     assert_eq!(by_id.status, 200, "{by_id:?}");
     let by_scope = publish(Some(rig.issuer.token("partner-b", &["orders.write"])?)).await?;
     assert_eq!(by_scope.status, 200, "{by_scope:?}");
+    // A Cognito access token: no `aud`; its app client is an accepted audience.
+    let mut cognito = rig
+        .issuer
+        .claims(APP_CLIENT, &["orders.write"], Duration::from_secs(600));
+    cognito.as_object_mut().context("claims")?.remove("aud");
+    let answer = publish(Some(key.sign(&cognito)?)).await?;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    cognito["client_id"] = json!("another-app-client");
+    let answer = publish(Some(key.sign(&cognito)?)).await?;
+    assert_eq!(
+        answer.status, 401,
+        "another app client is another audience: {answer:?}"
+    );
 
     // The list shows what the caller may publish, and nothing about topics.
     let listed = rig
@@ -445,6 +463,25 @@ async fn one_invalid_event_refuses_the_batch_and_names_what_is_wrong() -> Result
         !answer.body.to_string().contains("-3"),
         "values are not quoted back: {answer:?}"
     );
+    // In CloudEvents the paths point into the event as sent: its data is under /data.
+    let cloud = |id: &str, data: Value| {
+        json!({"specversion": "1.0", "id": id, "source": "/partners/acme",
+            "type": rig.event_type, "data": data})
+    };
+    let batch = json!([
+        cloud("c-1", order("o-1", 1)),
+        cloud("c-2", json!({"total": 1}))
+    ]);
+    let answer = rig
+        .publish(
+            &rig.event_type,
+            "application/cloudevents-batch+json",
+            &batch,
+            Some(&rig.acme()?),
+        )
+        .await?;
+    assert_eq!(answer.status, 422, "{answer:?}");
+    assert_eq!(answer.body[1]["path"], "/data/order_id");
     assert_eq!(
         testkit::message_count(&rig.stack.bootstrap_servers(), &rig.topic)?,
         0,
@@ -522,9 +559,49 @@ async fn a_valid_batch_is_published_framed_in_order_under_stable_ids() -> Result
         eids(&single)[0],
         "a CloudEvent's id is the same id in any request"
     );
+    // An id given again with another event is refused, not published for consumers to drop.
+    let mut changed = events[0].clone();
+    changed["total"] = json!(1000);
+    let reused = rig
+        .publish(
+            &rig.event_type,
+            "application/json",
+            &json!([changed, order("o-new", 1)]),
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(reused.status, 422, "{reused:?}");
+    assert_eq!(reused.body[0]["step"], "enriching");
+    assert_eq!(reused.body[0]["path"], "/metadata/eid");
+    assert_eq!(reused.body[1]["publishing_status"], "aborted");
+    // New events of one key, with and without ids: event ids in batch order (the order the
+    // standby table would publish them in).
+    let mixed: Vec<Value> = (0..4)
+        .map(|n| {
+            let mut event = order("o-mixed", 20 + n);
+            if n % 2 == 0 {
+                event["metadata"] = json!({"eid": format!("mixed-{n}")});
+            }
+            event
+        })
+        .collect();
+    let mixed = rig
+        .publish(
+            &rig.event_type,
+            "application/json",
+            &json!(mixed),
+            Some(&token),
+        )
+        .await?;
+    assert_eq!(mixed.status, 200, "{mixed:?}");
+    let mixed_ids: Vec<uuid::Uuid> = eids(&mixed)
+        .iter()
+        .map(|id| id.parse())
+        .collect::<Result<_, _>>()?;
+    assert!(mixed_ids.windows(2).all(|w| w[0] < w[1]), "{mixed_ids:?}");
 
     let messages = rig.topic_messages().await?;
-    assert_eq!(messages.len(), 6 + 1 + 2 + 6);
+    assert_eq!(messages.len(), 6 + 1 + 2 + 6 + 4);
     for message in &messages {
         let envelope = Envelope::parse(message.value.as_deref().unwrap_or_default())?;
         assert_eq!(envelope.schema, SchemaId::Glue(rig.schema_version));
@@ -549,7 +626,7 @@ async fn a_valid_batch_is_published_framed_in_order_under_stable_ids() -> Result
         .iter()
         .filter(|m| seen.insert(m.header(headers::EVENT_ID).unwrap_or_default()))
         .collect();
-    assert_eq!(unique.len(), 6 + 2);
+    assert_eq!(unique.len(), 6 + 2 + 4);
     let first_ids: BTreeSet<String> = eids(&first).into_iter().collect();
     let mut by_key: HashMap<Vec<u8>, Vec<String>> = HashMap::new();
     for message in &unique {
