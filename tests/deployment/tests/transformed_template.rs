@@ -598,7 +598,7 @@ fn every_gateway_route_needs_a_token_and_is_throttled_and_logged() {
         "GatewayJwtIssuer"
     );
     assert_eq!(
-        scheme["jwtConfiguration"]["audience"][0]["Ref"],
+        scheme["jwtConfiguration"]["audience"]["Ref"],
         "GatewayJwtAudience"
     );
     let mut routes = Vec::new();
