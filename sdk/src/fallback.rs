@@ -63,6 +63,9 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Default time a send waits for Kafka's ack before the event goes to the standby table.
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long before a send a client error report still explains its timeout.
+const CLIENT_ERROR_WINDOW: Duration = Duration::from_secs(60);
+
 /// Default age after which a topic's marker or a key's "nothing waiting" is read again.
 pub const DEFAULT_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -355,9 +358,16 @@ impl FallbackProducer {
         match classify(&error) {
             Disposition::Retriable => {
                 // A timeout alone does not say why the brokers were unreachable; the client's
-                // last error report (TLS, authentication, connection refused) does.
-                let reason = match self.kafka.recent_client_error(self.delivery_timeout) {
-                    Some(client) => format!("{error} (last client error: {client})"),
+                // last error report (TLS, authentication, connection refused) does. librdkafka
+                // reports a repeated error once and suppresses the repeats, so the report that
+                // still holds may predate this send (a producer that never got through reports
+                // when it is built): it counts if it is from this send or the minute before.
+                let window = self.delivery_timeout + CLIENT_ERROR_WINDOW;
+                let reason = match self.kafka.recent_client_error(window) {
+                    Some((age, client)) => format!(
+                        "{error} (last client error, {:.1} s ago: {client})",
+                        age.as_secs_f64()
+                    ),
                     None => error.to_string(),
                 };
                 self.to_standby(event_id, event, reason, Some(&error)).await

@@ -294,8 +294,8 @@ impl RenewingProducer {
         })
     }
 
-    /// The client error librdkafka reported within `recent`, if any.
-    pub fn recent_client_error(&self, recent: Duration) -> Option<String> {
+    /// The last client error librdkafka reported within `recent`, with its age.
+    pub fn recent_client_error(&self, recent: Duration) -> Option<(Duration, String)> {
         self.errors.recent(recent)
     }
 
@@ -379,14 +379,15 @@ impl ClientErrors {
             Some((std::time::Instant::now(), reason.to_string()));
     }
 
-    /// The report made within `recent`, e.g. `ssl handshake failed: … certificate verify failed`.
-    pub fn recent(&self, recent: Duration) -> Option<String> {
+    /// The last report if made within `recent`, e.g. `ssl handshake failed: … certificate
+    /// verify failed`, with its age.
+    pub fn recent(&self, recent: Duration) -> Option<(Duration, String)> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .filter(|(at, _)| at.elapsed() <= recent)
-            .map(|(_, reason)| reason.clone())
+            .map(|(at, reason)| (at.elapsed(), reason.clone()))
+            .filter(|(age, _)| *age <= recent)
     }
 }
 

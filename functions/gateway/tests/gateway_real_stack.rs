@@ -6,6 +6,7 @@
 //! Needs the stack: `make stack-up`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,6 +19,11 @@ use devstack::testkit::{self, Consumed};
 use devstack::{PrivateMoto, Stack, process};
 use gateway::event_types::{EventType, EventTypeStore};
 use gateway::ids::IdAssigner;
+use sdk::consumer::dedupe::MemoryDedupe;
+use sdk::consumer::retry::RetryPolicy;
+use sdk::consumer::{ConsumedEvent, Consumer, ConsumerSettings, ConsumerStats};
+use sdk::kafka::KafkaSettings;
+use sdk::schema::{GlueRegistry, SchemaCache};
 use sdk::standby_table::StandbyTable;
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
@@ -620,7 +626,16 @@ async fn a_valid_batch_is_published_framed_in_order_under_stable_ids() -> Result
             "the partition key is the event's order id"
         );
     }
-    // After consumer dedupe (by event id), each event once; each key's events in order.
+    // The consumer SDK (validation, dedupe by event id) hands each event over once.
+    let handled = consume_with_the_sdk(&rig, messages.len()).await?;
+    assert_eq!(handled.handled, 6 + 2 + 4, "{handled:?}");
+    assert_eq!(
+        handled.duplicates,
+        6 + 1,
+        "the retried request and the repeated CloudEvent"
+    );
+    assert_eq!(handled.invalid, 0, "{handled:?}");
+    // Read by event id, each key's events are in order.
     let mut seen = BTreeSet::new();
     let unique: Vec<&Consumed> = messages
         .iter()
@@ -667,6 +682,51 @@ async fn a_valid_batch_is_published_framed_in_order_under_stable_ids() -> Result
         Some("2026-11-30T12:00:00Z")
     );
     Ok(())
+}
+
+/// Reads the rig's topic with the consumer SDK (schema validation, in-memory dedupe by event
+/// id) until it has seen `records`; what it counted.
+async fn consume_with_the_sdk(rig: &Rig, records: usize) -> Result<ConsumerStats> {
+    let schemas = Arc::new(SchemaCache::new(Arc::new(GlueRegistry::new(
+        aws_sdk_glue::Client::new(&rig.aws),
+    ))));
+    let kafka = KafkaSettings::from_env(
+        &testkit::kafka_env(&rig.stack.bootstrap_servers(), []),
+        "gateway-test-consumer",
+        Duration::from_secs(5),
+    )?;
+    let settings = ConsumerSettings {
+        session_timeout: Duration::from_secs(6),
+        // The handler never fails: no retry topics.
+        retry: RetryPolicy {
+            delays: vec![],
+            ..RetryPolicy::default()
+        },
+        ..ConsumerSettings::new(
+            testkit::unique_name("gateway-readers"),
+            vec![rig.topic.clone()],
+            &rig.dead_letter_topic,
+        )
+    };
+    let consumer = Arc::new(Consumer::new(
+        kafka,
+        settings,
+        schemas,
+        Arc::new(MemoryDedupe::default()),
+        |_event: Arc<ConsumedEvent>| async { Ok(()) },
+    ));
+    let (stop, running) = testkit::run_consumer(consumer.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = consumer.stats();
+        let seen = stats.handled + stats.duplicates + stats.invalid;
+        if seen as usize >= records || std::time::Instant::now() > deadline {
+            let _ = stop.send(());
+            running.await??;
+            return Ok(consumer.stats());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
