@@ -5,7 +5,8 @@
 //! the type's schema, then publishes through the producer fallback (Kafka, or the standby table
 //! when the cluster cannot take it), so an accepted event is never lost.
 //!
-//! - [`handler`]: the HTTP handler and the steps of a publish, in order.
+//! - [`handler`]: the HTTP handler: routes, authentication and authorization, answers, metrics.
+//! - [`batch`]: a batch's steps once read: validate every event, give each its id, publish.
 //! - [`auth`]: the bearer JWT, verified against the issuer's JWKS.
 //! - [`event_types`]: the event types table, the record, and the function's cache of it.
 //! - [`body`]: the three body formats (JSON array, CloudEvents structured and batched), limits.
@@ -15,6 +16,7 @@
 //! - [`settings`]: the environment it reads.
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod event_types;
 pub mod handler;
