@@ -66,6 +66,17 @@ pub enum FallbackError {
     },
 }
 
+impl FallbackError {
+    /// Whether sending the same event again later may succeed: the cluster or the standby
+    /// table was unavailable, or the event waits for the cluster (too large for the table).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Standby { .. } | Self::Kafka { .. } | Self::TooLargeForStandby { .. } => true,
+            Self::ReservedHeader { .. } | Self::DeadLetter { .. } => false,
+        }
+    }
+}
+
 /// Why a producer could not be built from its configuration.
 #[derive(Debug, Error)]
 pub enum SetupError {

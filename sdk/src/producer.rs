@@ -156,7 +156,7 @@ impl SendError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::SchemaUnavailable { source, .. } => source.is_transient(),
-            Self::Fallback(FallbackError::Standby { .. } | FallbackError::Kafka { .. }) => true,
+            Self::Fallback(error) => error.is_transient(),
             _ => false,
         }
     }

@@ -234,7 +234,7 @@ pub(crate) async fn publish_ready(
                         ),
                         Refusal::Unavailable(error) => (
                             "the platform could not take the event now; retry it with the same id",
-                            may_pass(error),
+                            error.is_transient(),
                         ),
                     };
                     tracing::error!(event_id = %id, %refusal, "a gateway event was not accepted");
@@ -282,16 +282,6 @@ async fn publish_one(
             Outcome::DeadLettered { reason } => Err(Refusal::DeadLettered(reason)),
         },
         Err(error) => Err(Refusal::Unavailable(error)),
-    }
-}
-
-/// Whether sending the event again later may succeed: the cluster or the standby table was
-/// unavailable, or the event waits for the cluster (too large for the table).
-fn may_pass(error: &sdk::FallbackError) -> bool {
-    use sdk::FallbackError::*;
-    match error {
-        Standby { .. } | Kafka { .. } | TooLargeForStandby { .. } => true,
-        ReservedHeader { .. } | DeadLetter { .. } => false,
     }
 }
 

@@ -7,9 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use sdk::schema::{CompiledSchema, DataFormat, Registry, SchemaName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -244,28 +241,9 @@ impl EventTypeStore {
 
     /// Creates the table as the template declares it (local stacks and tests).
     pub async fn create(&self) -> Result<(), StoreError> {
-        self.client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("name")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(|e| self.error(e))?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("name")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(|e| self.error(e))?,
-            )
-            .send()
+        crate::tables::create_keyed(&self.client, &self.table, "name")
             .await
-            .map_err(|e| self.error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        Ok(())
+            .map_err(|reason| self.error(reason))
     }
 }
 

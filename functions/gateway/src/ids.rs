@@ -18,10 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wire::record::EventId;
@@ -177,28 +174,9 @@ impl IdAssigner {
 
     /// Creates the table as the template declares it (local stacks and tests).
     pub async fn create(&self) -> Result<(), IdsError> {
-        self.client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(|e| self.error(e))?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(|e| self.error(e))?,
-            )
-            .send()
+        crate::tables::create_keyed(&self.client, &self.table, "pk")
             .await
-            .map_err(|e| self.error(DisplayErrorContext(e)))?;
-        Ok(())
+            .map_err(|reason| self.error(reason))
     }
 }
 

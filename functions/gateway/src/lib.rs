@@ -13,7 +13,7 @@
 //! - [`ids`]: the callers' own event ids, kept across retries (the ids table).
 //! - [`publish`]: a batch published key by key.
 //! - [`response`]: per-event results, problem documents, the batch's status.
-//! - [`settings`]: the environment it reads.
+//! - [`settings`]: the environment it reads; [`tables`]: creating its tables locally.
 
 pub mod auth;
 pub mod batch;
@@ -24,3 +24,4 @@ pub mod ids;
 pub mod publish;
 pub mod response;
 pub mod settings;
+pub mod tables;
