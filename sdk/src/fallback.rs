@@ -26,6 +26,13 @@
 //! an event sent after `send` returned for an earlier event of its key always lands after it.
 //! Events without a key have no order to keep and are never diverted.
 //!
+//! # Metrics
+//! Each producer emits [`METRICS`] (EMF on stdout, for Lambda or the CloudWatch agent) at most
+//! once per metrics interval, from within `send`: where events went since the last document,
+//! and how many keys are diverted. [`FallbackProducer::emit_metrics`] flushes the rest at
+//! shutdown. The `Service` dimension is `STANDBY_METRICS_SERVICE`, else the producer id: set it
+//! to the service's name when producer ids name instances, or every instance is a metric.
+//!
 //! # Retries by the caller
 //! [`FallbackProducer::send_with_id`] takes the event id from the caller: a caller that retries
 //! after an ambiguous error (a timeout that may have been written; a standby put that failed)
@@ -45,6 +52,7 @@ use crate::classify::{Disposition, classify};
 use crate::config::{self, Env};
 use crate::error::{ConfigError, FallbackError, SetupError};
 use crate::kafka::{KafkaSettings, Message, RenewingProducer};
+use crate::metrics::{Family, Metrics};
 use crate::retry;
 use crate::standby_table::{PutOutcome, StandbyTable};
 
@@ -53,6 +61,26 @@ pub const DEAD_LETTER_TOPIC: &str = "STANDBY_DEAD_LETTER_TOPIC";
 pub const RETENTION_SECONDS: &str = "STANDBY_RETENTION_SECONDS";
 pub const RECHECK_MAX_MS: &str = "STANDBY_RECHECK_MAX_MS";
 pub const SIGNAL_INTERVAL_MS: &str = "STANDBY_SIGNAL_INTERVAL_MS";
+pub const METRICS_SERVICE: &str = "STANDBY_METRICS_SERVICE";
+pub const METRICS_INTERVAL_SECONDS: &str = "STANDBY_METRICS_INTERVAL_SECONDS";
+
+/// What producers emit: where their events went (to Kafka, diverted to the standby table,
+/// dead-lettered, or failed back to the caller) and the keys diverted when it was emitted.
+pub static METRICS: Family = Family {
+    component: "producer fallback",
+    namespace: "StandbyEvents/Producer",
+    dimensions: &["Service"],
+    metrics: &[
+        "SentToKafka",
+        "Diverted",
+        "DeadLettered",
+        "Failed",
+        "DivertedKeys",
+    ],
+};
+
+/// Default time between two metrics documents of one producer.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Default longest wait between two checks of a diverted key.
 pub const DEFAULT_RECHECK_MAX_DELAY: Duration = Duration::from_secs(5);
@@ -104,6 +132,19 @@ pub enum Outcome {
 pub struct Delivery {
     pub event_id: EventId,
     pub outcome: Outcome,
+}
+
+/// Everything a fallback producer is built from, as [`FallbackProducer::config_from_env`] reads
+/// it.
+#[derive(Debug, Clone)]
+pub struct FallbackConfig {
+    pub settings: FallbackSettings,
+    pub kafka: KafkaSettings,
+    /// The standby table's name.
+    pub table: String,
+    /// The `Service` dimension of its metrics.
+    pub metrics_service: String,
+    pub metrics_interval: Duration,
 }
 
 /// Settings of the fallback itself (Kafka and DynamoDB settings live with their clients).
@@ -195,6 +236,92 @@ struct Counters {
     busy_micros: AtomicU64,
 }
 
+/// Where events went since the last metrics document.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub sent_to_kafka: u64,
+    pub diverted: u64,
+    pub dead_lettered: u64,
+    pub failed: u64,
+}
+
+impl Tally {
+    /// The document for `service`, with the keys diverted now.
+    pub fn metrics(&self, service: &str, diverted_keys: usize) -> Metrics {
+        let mut metrics = METRICS.metrics(&[service]);
+        metrics.count("SentToKafka", self.sent_to_kafka);
+        metrics.count("Diverted", self.diverted);
+        metrics.count("DeadLettered", self.dead_lettered);
+        metrics.count("Failed", self.failed);
+        metrics.count("DivertedKeys", diverted_keys as u64);
+        metrics
+    }
+}
+
+/// The producer's metrics: counts since the last document, and when that was.
+struct MetricsState {
+    service: String,
+    interval: Duration,
+    sent_to_kafka: AtomicU64,
+    diverted: AtomicU64,
+    dead_lettered: AtomicU64,
+    failed: AtomicU64,
+    last_emitted_ms: AtomicU64,
+}
+
+impl MetricsState {
+    fn new(service: String, interval: Duration) -> Self {
+        Self {
+            service,
+            interval,
+            sent_to_kafka: AtomicU64::new(0),
+            diverted: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            last_emitted_ms: AtomicU64::new(wire::clock::now_ms()),
+        }
+    }
+
+    fn observe(&self, result: &Result<Delivery, FallbackError>) {
+        let counter = match result {
+            Ok(Delivery {
+                outcome: Outcome::Kafka { .. },
+                ..
+            }) => &self.sent_to_kafka,
+            Ok(Delivery {
+                outcome: Outcome::Standby { .. },
+                ..
+            }) => &self.diverted,
+            Ok(Delivery {
+                outcome: Outcome::DeadLettered { .. },
+                ..
+            }) => &self.dead_lettered,
+            Err(_) => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether this caller won the right to emit now (one per interval, whoever sends first).
+    fn due(&self) -> bool {
+        let now = wire::clock::now_ms();
+        let last = self.last_emitted_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= self.interval.as_millis() as u64
+            && self
+                .last_emitted_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn take(&self) -> Tally {
+        Tally {
+            sent_to_kafka: self.sent_to_kafka.swap(0, Ordering::Relaxed),
+            diverted: self.diverted.swap(0, Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.swap(0, Ordering::Relaxed),
+            failed: self.failed.swap(0, Ordering::Relaxed),
+        }
+    }
+}
+
 impl Counters {
     fn busy_since(&self, started: Instant) {
         self.busy_micros
@@ -218,6 +345,7 @@ pub struct FallbackProducer {
     topics: Mutex<HashMap<String, TopicState>>,
     write_stamps: AtomicU64,
     counters: Counters,
+    metrics: MetricsState,
 }
 
 impl FallbackProducer {
@@ -229,11 +357,13 @@ impl FallbackProducer {
         table: StandbyTable,
         settings: FallbackSettings,
     ) -> Self {
+        let metrics = MetricsState::new(settings.producer_id.clone(), DEFAULT_METRICS_INTERVAL);
         Self {
             kafka,
             delivery_timeout,
             table,
             settings,
+            metrics,
             keys: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
             write_stamps: AtomicU64::new(0),
@@ -249,19 +379,43 @@ impl FallbackProducer {
         env: &impl Env,
         dynamodb: aws_sdk_dynamodb::Client,
     ) -> Result<Self, SetupError> {
-        let (settings, kafka, table) = Self::config_from_env(env)?;
-        let table = StandbyTable::new(dynamodb, table);
-        Ok(Self::from_settings(&kafka, table, settings)?)
+        let config = Self::config_from_env(env)?;
+        let table = StandbyTable::new(dynamodb, config.table);
+        Ok(Self::from_settings(&config.kafka, table, config.settings)?
+            .with_metrics(config.metrics_service, config.metrics_interval))
     }
 
-    /// What [`Self::from_env`] reads: the fallback's settings, the Kafka connection and the
-    /// standby table's name.
-    pub fn config_from_env(
-        env: &impl Env,
-    ) -> Result<(FallbackSettings, KafkaSettings, String), ConfigError> {
+    /// Emits metrics under `service` at most once per `interval` (by default the producer id
+    /// and [`DEFAULT_METRICS_INTERVAL`]).
+    pub fn with_metrics(mut self, service: impl Into<String>, interval: Duration) -> Self {
+        self.metrics = MetricsState::new(service.into(), interval);
+        self
+    }
+
+    /// Emits the metrics counted since the last document now (at shutdown, so none are lost).
+    pub fn emit_metrics(&self) {
+        self.metrics
+            .take()
+            .metrics(&self.metrics.service, self.diverted_keys())
+            .emit();
+    }
+
+    /// What [`Self::from_env`] reads.
+    pub fn config_from_env(env: &impl Env) -> Result<FallbackConfig, ConfigError> {
         let settings = FallbackSettings::from_env(env)?;
         let kafka = KafkaSettings::from_env(env, &settings.producer_id, DEFAULT_DELIVERY_TIMEOUT)?;
-        Ok((settings, kafka, crate::standby_table::name_from_env(env)?))
+        Ok(FallbackConfig {
+            table: crate::standby_table::name_from_env(env)?,
+            metrics_service: config::optional(env, METRICS_SERVICE)
+                .unwrap_or_else(|| settings.producer_id.clone()),
+            metrics_interval: config::seconds(
+                env,
+                METRICS_INTERVAL_SECONDS,
+                DEFAULT_METRICS_INTERVAL,
+            )?,
+            settings,
+            kafka,
+        })
     }
 
     /// A fallback producer over an idempotent producer built from `kafka`.
@@ -317,6 +471,15 @@ impl FallbackProducer {
         event: Event,
         event_id: EventId,
     ) -> Result<Delivery, FallbackError> {
+        let result = self.deliver(event, event_id).await;
+        self.metrics.observe(&result);
+        if self.metrics.due() {
+            self.emit_metrics();
+        }
+        result
+    }
+
+    async fn deliver(&self, event: Event, event_id: EventId) -> Result<Delivery, FallbackError> {
         // Refused on either path: the platform sets these, and the republisher refuses an item
         // carrying one, so a send must not succeed directly and fail later from the table.
         if let Some(name) = headers::first_reserved(event.headers.iter().map(|h| h.name.as_str())) {

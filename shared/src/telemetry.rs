@@ -7,7 +7,7 @@
 //! Metrics: CloudWatch Embedded Metric Format, written by [`sdk::metrics`] (the consumer SDK
 //! emits through it too) and re-exported here.
 
-pub use sdk::metrics::{Metrics, Unit, emit_metrics_to_stdout};
+pub use sdk::metrics::{Family, Metrics, Unit, emit_metrics_to_stdout};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the JSON log subscriber. Safe to call more than once (later calls do nothing).

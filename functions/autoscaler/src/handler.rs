@@ -15,7 +15,7 @@ use shared::invocation::Invocation;
 use shared::state_table::StateTable;
 
 use crate::aws::{CloudWatch, Msk};
-use shared::telemetry::{Metrics, Unit};
+use shared::telemetry::{Family, Unit};
 
 use crate::decision::{self, ClusterKind, Decision, Situation, decide};
 use crate::ports::{ControlError, ControlPlane, CpuMetrics};
@@ -234,9 +234,21 @@ async fn follow_up<C: ControlPlane, M: CpuMetrics>(
     Ok(handoff)
 }
 
+/// What the autoscaler emits, one document per invocation.
+pub static METRICS: Family = Family {
+    component: "autoscaler",
+    namespace: "MskAutoscaler",
+    dimensions: &["FunctionName"],
+    metrics: &[
+        "BrokerCpuMax",
+        "ScaleOut",
+        "TargetBrokers",
+        "RecommendLargerBrokerType",
+    ],
+};
+
 fn finish(invocation: &Invocation, report: Report) -> Report {
-    let mut metrics =
-        Metrics::new("MskAutoscaler").dimension("FunctionName", invocation.function_name.as_str());
+    let mut metrics = METRICS.metrics(&[invocation.function_name.as_str()]);
     if let Some(cpu) = report.cpu {
         metrics.record("BrokerCpuMax", Unit::Percent, cpu);
     }

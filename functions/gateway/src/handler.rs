@@ -19,7 +19,7 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use sdk::config::Env;
 use sdk::fallback::FallbackProducer;
-use sdk::metrics::Metrics;
+use sdk::metrics::Family;
 use sdk::schema::GlueRegistry;
 use serde::Serialize;
 use shared::topics::TopicAllowList;
@@ -142,15 +142,37 @@ pub async fn handle(
     Ok(response)
 }
 
-/// One EMF document per request (namespace `StandbyEvents`, dimension `FunctionName`): the
-/// request's outcome by class, what became of its events, and its latency.
+/// What the gateway emits: one document per request with the request's outcome by class, what
+/// became of its events, and its latency.
+pub static METRICS: Family = Family {
+    component: "gateway",
+    namespace: "StandbyEvents",
+    dimensions: &["FunctionName"],
+    metrics: &[
+        "Requests",
+        "Answered",
+        "Unauthorized",
+        "Forbidden",
+        "InvalidBatches",
+        "RefusedRequests",
+        "Unavailable",
+        "ServerErrors",
+        "EventsToKafka",
+        "EventsToStandby",
+        "EventsInvalid",
+        "EventsFailed",
+        "EventsAborted",
+        "Latency",
+    ],
+};
+
 fn emit_metrics(
     function_name: &str,
     status: u16,
     results: &[EventResult],
     latency: std::time::Duration,
 ) {
-    let mut metrics = Metrics::new("StandbyEvents").dimension("FunctionName", function_name);
+    let mut metrics = METRICS.metrics(&[function_name]);
     metrics.count("Requests", 1);
     let class = match status {
         401 => "Unauthorized",

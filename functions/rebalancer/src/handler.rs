@@ -11,6 +11,7 @@ use serde_json::Value;
 use shared::handoff::{self, HandoffError};
 use shared::invocation::Invocation;
 use shared::state_table::StateTable;
+use shared::telemetry::{Family, Metrics};
 
 use crate::admin::{AdminClient, AdminError};
 use crate::executor::{self, ExecutorError, RunReport};
@@ -134,7 +135,52 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<RunReport, H
         handoff::clear(&h.state, &h.cluster_arn).await?;
     }
     log(&report, &expected.iter().copied().collect());
+    run_metrics(&invocation.function_name, &report).emit();
     Ok(report)
+}
+
+/// What the rebalancer emits, one document per run (a failed run emits none; Lambda counts it
+/// in `Errors`). `InProgress` is 1 when a run ends with moves in flight, which is also when the
+/// executor's replication throttles stay in place (`ThrottlesInPlace`).
+pub static METRICS: Family = Family {
+    component: "rebalancer",
+    namespace: "MskRebalancer",
+    dimensions: &["FunctionName"],
+    metrics: &[
+        "InProgress",
+        "ThrottlesInPlace",
+        "Waiting",
+        "MovesSubmitted",
+        "MovesInFlight",
+        "MovesRemaining",
+        "LeadersElected",
+    ],
+};
+
+/// The document for one run's report.
+pub fn run_metrics(function_name: &str, report: &RunReport) -> Metrics {
+    let mut metrics = METRICS.metrics(&[function_name]);
+    let (in_progress, waiting, submitted, in_flight, remaining, elected) = match report {
+        RunReport::DryRun { .. } => return metrics,
+        RunReport::InProgress {
+            submitted,
+            in_flight,
+            remaining_moves,
+        } => (1, 0, *submitted, *in_flight, *remaining_moves, 0),
+        RunReport::Done {
+            submitted,
+            leaders_elected,
+        } => (0, 0, *submitted, 0, 0, *leaders_elected),
+        RunReport::Waiting { .. } => (0, 1, 0, 0, 0, 0),
+    };
+    metrics.count("InProgress", in_progress);
+    metrics.count("ThrottlesInPlace", in_progress);
+    metrics.count("Waiting", waiting);
+    metrics.count("MovesSubmitted", submitted as u64);
+    metrics.count("MovesInFlight", in_flight as u64);
+    metrics.count("MovesRemaining", remaining as u64);
+    metrics.count("LeadersElected", elected as u64);
+    metrics
 }
 
 fn log(report: &RunReport, new_brokers: &BTreeSet<i32>) {
@@ -170,6 +216,37 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn every_run_but_a_dry_one_reports_its_progress() {
+        let in_progress = run_metrics(
+            "rebalancer",
+            &RunReport::InProgress {
+                submitted: 4,
+                in_flight: 6,
+                remaining_moves: 10,
+            },
+        );
+        assert_eq!(
+            in_progress.names().collect::<Vec<_>>(),
+            METRICS.metrics.to_vec(),
+            "every metric of the family"
+        );
+        let document = in_progress.to_emf(0).unwrap();
+        assert_eq!(document["InProgress"], 1.0);
+        assert_eq!(document["MovesRemaining"], 10.0);
+        let done = run_metrics(
+            "rebalancer",
+            &RunReport::Done {
+                submitted: 0,
+                leaders_elected: 3,
+            },
+        )
+        .to_emf(0)
+        .unwrap();
+        assert_eq!(done["InProgress"], 0.0);
+        assert_eq!(done["LeadersElected"], 3.0);
+    }
 
     #[test]
     fn requests() {

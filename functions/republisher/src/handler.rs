@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use shared::invocation::Invocation;
 use shared::state_table::StateTable;
-use shared::telemetry::Metrics;
+use shared::telemetry::{Family, Metrics};
 
 use crate::adapters::{DynamoTable, KafkaSink};
 use crate::engine::{self, Budget, Outcome, Report, Sink, Table};
@@ -187,6 +187,7 @@ async fn handle_sweep<S: Sink, T: Table>(
     metrics.count("DeadLettered", report.dead_lettered as u64);
     metrics.count("Failed", report.failed as u64);
     metrics.count("SweepScanned", report.scanned as u64);
+    metrics.count("Waiting", report.waiting as u64);
     metrics.count("RepublishedFromBacklog", report.from_backlog as u64);
     metrics.count("HeldKeys", report.held_remaining as u64);
     metrics.count("HeldReleased", report.held_released as u64);
@@ -239,10 +240,31 @@ async fn handle_stream<S: Sink, T: Table>(
     Ok(response)
 }
 
+/// What the republisher emits, per stream batch (`Trigger` `stream`) and per sweep (`sweep`).
+pub static METRICS: Family = Family {
+    component: "republisher",
+    namespace: "StandbyEvents",
+    dimensions: &["FunctionName", "Trigger"],
+    metrics: &[
+        "BatchSize",
+        "Republished",
+        "DeadLettered",
+        "Stranded",
+        "Failed",
+        "HeldKeys",
+        "HeldReleased",
+        "RepublishedFromBacklog",
+        "ExpiredByTtl",
+        "OldestRecordAge",
+        "PublishLatency",
+        "PublishLatencyMax",
+        "SweepScanned",
+        "Waiting",
+    ],
+};
+
 fn metrics(invocation: &Invocation, trigger: &str) -> Metrics {
-    Metrics::new("StandbyEvents")
-        .dimension("FunctionName", invocation.function_name.as_str())
-        .dimension("Trigger", trigger)
+    METRICS.metrics(&[invocation.function_name.as_str(), trigger])
 }
 
 fn emit_stream_metrics(invocation: &Invocation, entries: &[Entry], report: &Report) {

@@ -58,6 +58,9 @@ pub struct SweepReport {
     pub held_released: usize,
     pub held_remaining: usize,
     pub markers_cleared: usize,
+    /// Events the scan read that are still in the table after it (too young to sweep, held,
+    /// or failed): the backlog this run saw.
+    pub waiting: usize,
     /// The scan reached the end of the table (the next sweep starts a new pass).
     pub pass_completed: bool,
     /// Age of the oldest item republished, milliseconds.
@@ -112,6 +115,7 @@ pub async fn run<S: Sink, T: Table>(
                 _ if created_at(&item).is_some_and(|at| at < cutoff_ms) => due.push(item),
                 pk => {
                     // Too young to sweep: the stream is still on it, and the topic is waiting.
+                    report.waiting += 1;
                     pass.topics_waiting
                         .extend(pk.and_then(topic_of_partition_key).map(str::to_string));
                 }
@@ -135,6 +139,7 @@ pub async fn run<S: Sink, T: Table>(
                     | Outcome::Skipped(SkipReason::AlreadyRepublished)
             );
             if !gone {
+                report.waiting += 1;
                 pass.topics_waiting.extend(
                     entry
                         .key

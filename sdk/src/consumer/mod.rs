@@ -56,11 +56,28 @@ use wire::headers;
 use wire::record::{EventId, Header};
 
 use crate::kafka::{KafkaContext, KafkaSettings, Message, headers_of};
-use crate::metrics::Metrics;
+use crate::metrics::Family;
 use crate::schema::{Invalid, Payload, SchemaCache};
 use dedupe::DedupeStore;
 use ownership::{Ownership, OwnershipContext, PartitionKey};
 use retry::{HandlerError, NextStep, RetryPolicy};
+
+/// What a consumer emits every `metrics_interval`, under `metrics_namespace` (this family's
+/// namespace unless configured otherwise).
+pub static METRICS: Family = Family {
+    component: "consumer",
+    namespace: "StandbyEvents/Consumer",
+    dimensions: &["ConsumerGroup"],
+    metrics: &[
+        "Handled",
+        "Duplicates",
+        "RetriedInPlace",
+        "ForwardedToRetry",
+        "DeadLettered",
+        "Invalid",
+        "Lag",
+    ],
+};
 
 /// How the consumer behaves; see the module doc.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +111,7 @@ impl ConsumerSettings {
             retry: RetryPolicy::default(),
             partition_buffer: 2000,
             metrics_interval: Duration::from_secs(60),
-            metrics_namespace: "StandbyEvents/Consumer".into(),
+            metrics_namespace: METRICS.namespace.into(),
             auto_offset_reset: "earliest".into(),
             session_timeout: Duration::from_secs(45),
         }
@@ -843,8 +860,7 @@ async fn emit_metrics(
         .await
         .ok()
         .flatten();
-    let mut metrics =
-        Metrics::new(&settings.metrics_namespace).dimension("ConsumerGroup", &settings.group_id);
+    let mut metrics = METRICS.metrics_in(&settings.metrics_namespace, &[&settings.group_id]);
     metrics.count("Handled", now.handled - before.handled);
     metrics.count("Duplicates", now.duplicates - before.duplicates);
     metrics.count(
