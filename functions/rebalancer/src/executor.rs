@@ -23,10 +23,10 @@ use crate::admin::{AdminClient, AdminError, ConfigChange, ConfigOp, ConfigResour
 use crate::cluster::{ClusterState, ReassignmentJson, TopicPartition};
 use crate::planner::{self, Options, Plan, Summary, Target};
 
-const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
-const FOLLOWER_THROTTLED_RATE: &str = "follower.replication.throttled.rate";
-const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
-const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+pub const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
+pub const FOLLOWER_THROTTLED_RATE: &str = "follower.replication.throttled.rate";
+pub const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+pub const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {

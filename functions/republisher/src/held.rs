@@ -50,6 +50,8 @@ pub struct Held {
     /// When it was last held or retried (ms since the epoch): the sweep retries the oldest first,
     /// and releases a key only if nobody held it again since it was read.
     pub held_at: u64,
+    /// Why, as last recorded (a Kafka error: never an event's contents).
+    pub reason: Option<String>,
 }
 
 /// The keys currently held, oldest-retried first.
@@ -67,7 +69,15 @@ pub async fn list(state: &StateTable, standby_table: &str) -> Result<Vec<Held>, 
                 Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
                 _ => 0,
             };
-            Some(Held { pk, held_at })
+            let reason = match item.get("reason") {
+                Some(AttributeValue::S(reason)) => Some(reason.clone()),
+                _ => None,
+            };
+            Some(Held {
+                pk,
+                held_at,
+                reason,
+            })
         })
         .collect();
     held.sort_by_key(|h| h.held_at);

@@ -8,7 +8,8 @@ use shared::topics::TopicAllowList;
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 done (also when nothing matched) · 1 a service call failed · 2 bad usage or \
-configuration · 3 no record with that id · 4 partly done (failures listed) · 5 refused without --yes";
+configuration · 3 no record with that id · 4 partly done (failures listed) · 5 refused without --yes \
+· 6 cluster: something needs attention";
 
 /// Inspect, replay and purge the standby event store; repair and redrive the dead-letter topic.
 #[derive(Debug, Parser)]
@@ -38,6 +39,48 @@ pub enum Command {
     /// The event gateway's event types: what partners may publish, and where it goes.
     #[command(subcommand, name = "event-types")]
     EventTypes(EventTypesCommand),
+    /// The platform's health: brokers, controller, partitions offline / under-replicated / under
+    /// min ISR, leaders, reassignments, throttles, the rebalancer's plan, the standby backlog,
+    /// held keys, dead-letter topics, the autoscaler and the rebalancer's handoff. Exits 6 when
+    /// something needs attention.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The standby table: its backlog per topic, events past their TTL.
+    #[arg(long, env = "STANDBY_TABLE_NAME", value_name = "NAME")]
+    pub standby_table: Option<String>,
+    /// The functions' state table: held keys, the autoscaler's state, the rebalancer's handoff.
+    #[arg(long, env = "STATE_TABLE_NAME", value_name = "NAME")]
+    pub state_table: Option<String>,
+    /// The MSK cluster the autoscaler's state and the handoff are kept for.
+    #[arg(long, env = "MSK_CLUSTER_ARN", value_name = "ARN")]
+    pub cluster_arn: Option<String>,
+    /// Dead-letter topics to size (repeatable, or comma-separated).
+    #[arg(
+        long = "dead-letter-topic",
+        env = "STANDBY_DEAD_LETTER_TOPIC",
+        value_name = "TOPIC",
+        value_delimiter = ','
+    )]
+    pub dead_letter_topics: Vec<String>,
+    /// Topics the rebalancer leaves alone (repeatable, or comma-separated).
+    #[arg(
+        long = "exclude-topic",
+        env = "REBALANCE_EXCLUDED_TOPICS",
+        value_name = "TOPIC",
+        value_delimiter = ','
+    )]
+    pub excluded_topics: Vec<String>,
+    /// The autoscaler's cooldown after a scale-out.
+    #[arg(
+        long,
+        env = "SCALE_COOLDOWN_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 3600
+    )]
+    pub scale_cooldown_seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 //! | 3 | the record asked for by id does not exist |
 //! | 4 | partly done: some selected records failed (each is listed) |
 //! | 5 | refused: a destructive command without `--yes`, or whose selection changed since `--expect` |
+//! | 6 | `cluster`: something needs attention (listed first in the report) |
 
 use std::process::ExitCode;
 
@@ -20,6 +21,8 @@ pub enum Finish {
     Done,
     Partial,
     Refused,
+    /// A health check found something an operator must look at.
+    Attention,
 }
 
 impl From<Finish> for ExitCode {
@@ -28,6 +31,7 @@ impl From<Finish> for ExitCode {
             Finish::Done => 0,
             Finish::Partial => 4,
             Finish::Refused => 5,
+            Finish::Attention => 6,
         })
     }
 }
@@ -49,6 +53,9 @@ pub enum CtlError {
     Table(Box<TableError>),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The admin client (metadata, configs, the quorum).
+    #[error("Kafka admin: {0}")]
+    Admin(#[from] rebalancer::admin::AdminError),
     /// Another service call failed (the event types table, the schema registry).
     #[error("{0}")]
     Service(String),
@@ -87,6 +94,7 @@ impl CtlError {
             Self::Refused(_) => 5,
             Self::Table(_)
             | Self::Kafka(_)
+            | Self::Admin(_)
             | Self::Service(_)
             | Self::Edit(_)
             | Self::Io { .. } => 1,

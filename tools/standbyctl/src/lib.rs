@@ -6,6 +6,7 @@
 //! - [`standby`]: `standby ls|count|show|replay|purge` — replay runs the republisher's engine;
 //! - [`dlt`]: `dlt ls|show|redrive` — a snapshot read of the topic, redrives recorded;
 //! - [`event_types`]: `event-types ls|put|rm` — the event gateway's event types;
+//! - [`cluster`]: `cluster` — the platform's health, read over the rebalancer's admin client;
 //! - [`patch`]: payload repair with a jq filter or `$EDITOR`, keeping the schema prefix;
 //! - [`render`]: tables and JSON; [`error`]: failures and exit codes.
 //!
@@ -14,6 +15,7 @@
 //! variables.
 
 pub mod cli;
+pub mod cluster;
 pub mod dlt;
 pub mod error;
 pub mod event_types;
@@ -33,7 +35,9 @@ use sdk::schema::{GlueRegistry, SchemaCache};
 use sdk::standby_table::StandbyTable;
 use shared::state_table::StateTable;
 
-use crate::cli::{Cli, Command, DltCommand, EventTypesCommand, Output, StandbyCommand};
+use crate::cli::{
+    Cli, ClusterArgs, Command, DltCommand, EventTypesCommand, Output, StandbyCommand,
+};
 use crate::dlt::{DltFilter, Redrive, RedriveLog, Repair};
 use crate::error::{CtlError, Finish};
 use crate::patch::Jq;
@@ -62,7 +66,27 @@ pub async fn run(cli: Cli) -> Result<Finish, CtlError> {
         Command::Standby(command) => standby_command(command, output).await,
         Command::Dlt(command) => dlt_command(command, output).await,
         Command::EventTypes(command) => event_types_command(command, output).await,
+        Command::Cluster(args) => cluster_command(args, output).await,
     }
+}
+
+async fn cluster_command(args: ClusterArgs, output: Output) -> Result<Finish, CtlError> {
+    let sources = cluster::Sources {
+        kafka: KafkaSettings::admin_from_env(&ProcessEnv, "standbyctl")?,
+        excluded_topics: args.excluded_topics.into_iter().collect(),
+        standby_table: args.standby_table,
+        state_table: args.state_table,
+        cluster_arn: args.cluster_arn,
+        dead_letter_topics: args.dead_letter_topics,
+        scale_cooldown: Duration::from_secs(args.scale_cooldown_seconds),
+    };
+    let health = cluster::assess(&cluster::gather(&sources).await?, render::now_ms());
+    render::print(output, &health);
+    Ok(if health.attention.is_empty() {
+        Finish::Done
+    } else {
+        Finish::Attention
+    })
 }
 
 async fn event_types_command(

@@ -61,6 +61,8 @@ pub struct ItemRow {
     pub value_bytes: Option<usize>,
     pub schema_version: Option<String>,
     pub producer_id: Option<String>,
+    /// When DynamoDB's TTL deletes it (seconds since the epoch).
+    pub expires_at: Option<u64>,
     /// Why the item is not a valid standby record.
     pub malformed: Option<String>,
 }
@@ -77,6 +79,7 @@ impl ItemRow {
                 value_bytes: Some(record.value.len()),
                 schema_version: record.schema_id().map(|id| id.to_string()),
                 producer_id: Some(record.producer_id.clone()),
+                expires_at: Some(record.expires_at),
                 malformed: None,
             },
             Work::Malformed { reason, .. } => Self {
@@ -87,6 +90,7 @@ impl ItemRow {
                 value_bytes: None,
                 schema_version: None,
                 producer_id: None,
+                expires_at: None,
                 malformed: Some(reason.clone()),
             },
             Work::Skip(_) => unreachable!("a table read yields no removals"),
@@ -181,15 +185,17 @@ pub async fn ls(
     })
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TopicCount {
     pub topic: String,
     pub items: usize,
     pub oldest_age_seconds: u64,
     pub value_bytes: usize,
+    /// Items whose TTL has passed: DynamoDB deletes them (within days), unpublished.
+    pub past_ttl: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CountReport {
     pub total: usize,
     pub malformed: usize,
@@ -199,19 +205,21 @@ pub struct CountReport {
 
 impl Report for CountReport {
     fn human(&self) -> String {
-        let mut table = render::table(&["TOPIC", "ITEMS", "OLDEST", "BYTES"]);
+        let mut table = render::table(&["TOPIC", "ITEMS", "OLDEST", "BYTES", "PAST TTL"]);
         for topic in &self.topics {
             table.add_row(vec![
                 topic.topic.clone(),
                 topic.items.to_string(),
                 render::age(Duration::from_secs(topic.oldest_age_seconds)),
                 topic.value_bytes.to_string(),
+                topic.past_ttl.to_string(),
             ]);
         }
         if self.malformed > 0 {
             table.add_row(vec![
                 "(malformed)".into(),
                 self.malformed.to_string(),
+                "-".into(),
                 "-".into(),
                 "-".into(),
             ]);
@@ -246,6 +254,12 @@ pub async fn count(table: &StandbyTable, filter: &StandbyFilter) -> Result<Count
         counted.items += 1;
         counted.oldest_age_seconds = counted.oldest_age_seconds.max(row.age_seconds.unwrap_or(0));
         counted.value_bytes += row.value_bytes.unwrap_or(0);
+        if row
+            .expires_at
+            .is_some_and(|at| at.saturating_mul(1000) <= now)
+        {
+            counted.past_ttl += 1;
+        }
     }
     Ok(CountReport {
         total: rows.len(),

@@ -1,7 +1,7 @@
 //! A small Kafka admin client over the `kafka-protocol` codec (rdkafka has no reassignment API):
 //! Metadata, ListPartitionReassignments, AlterPartitionReassignments, IncrementalAlterConfigs,
-//! DescribeConfigs and ElectLeaders, on one connection to any broker (KRaft brokers forward
-//! controller requests).
+//! DescribeConfigs, ElectLeaders and DescribeQuorum, on one connection to any broker (KRaft
+//! brokers forward controller requests). `standbyctl cluster` reads the cluster's health with it.
 //!
 //! Layout: [`connection`] is the wire (TLS, SASL/OAUTHBEARER with an MSK IAM token, framing,
 //! version negotiation); this module holds the typed operations, with the protocol's codes
@@ -18,13 +18,15 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, DescribeConfigsRequest, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, DescribeConfigsRequest, DescribeQuorumRequest,
+    ElectLeadersRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -137,6 +139,26 @@ pub enum ConfigOp {
     Append(String),
 }
 
+/// The KRaft metadata quorum: who leads it (the active controller), and how far each voter is
+/// behind the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorum {
+    pub leader: i32,
+    pub voters: Vec<Voter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: i32,
+    /// Records of the metadata log the leader has and this voter does not.
+    pub lag: i64,
+    /// Milliseconds since the voter last caught up with the leader, when the leader knows.
+    pub caught_up_ms_ago: Option<i64>,
+}
+
+/// The metadata log: the one partition DescribeQuorum describes.
+const METADATA_TOPIC: &str = "__cluster_metadata";
+
 /// How long the controller may take over a reassignment or election request.
 const CONTROLLER_TIMEOUT_MS: i32 = 30_000;
 /// IncrementalAlterConfigs resources per request.
@@ -192,6 +214,90 @@ impl AdminClient {
             partitions,
             ongoing,
         })
+    }
+
+    /// The controller as brokers report it in metadata (on KRaft, any broker standing in for
+    /// the quorum; [`Self::metadata_quorum`] names the active controller).
+    pub async fn controller_id(&mut self) -> Result<Option<i32>, AdminError> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(Vec::new()))
+            .with_allow_auto_topic_creation(false);
+        let metadata = self.connection.send(request, "Metadata").await?;
+        Ok((metadata.controller_id.0 >= 0).then_some(metadata.controller_id.0))
+    }
+
+    /// The KRaft metadata quorum, or `None` from a cluster without one (ZooKeeper mode, or a
+    /// broker too old to forward DescribeQuorum).
+    pub async fn metadata_quorum(&mut self) -> Result<Option<Quorum>, AdminError> {
+        let api = "DescribeQuorum";
+        let request = DescribeQuorumRequest::default().with_topics(vec![
+            TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str(METADATA_TOPIC)))
+                .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+        ]);
+        let response = match self.connection.send(request, api).await {
+            Ok(response) => response,
+            Err(AdminError::Unsupported { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        check(api, response.error_code, response.error_message.as_ref())?;
+        let Some(partition) = response.topics.iter().flat_map(|t| &t.partitions).next() else {
+            return Ok(None);
+        };
+        check(api, partition.error_code, partition.error_message.as_ref())?;
+        let now_ms = wire::clock::now_ms() as i64;
+        Ok(Some(Quorum {
+            leader: partition.leader_id.0,
+            voters: partition
+                .current_voters
+                .iter()
+                .map(|v| Voter {
+                    id: v.replica_id.0,
+                    lag: (partition.high_watermark - v.log_end_offset).max(0),
+                    caught_up_ms_ago: (v.last_caught_up_timestamp >= 0)
+                        .then(|| (now_ms - v.last_caught_up_timestamp).max(0)),
+                })
+                .collect(),
+        }))
+    }
+
+    /// The values of configs `names` of each of `topics` (defaults included, as in effect).
+    pub async fn topic_configs(
+        &mut self,
+        topics: &[String],
+        names: &[&str],
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, AdminError> {
+        let api = "DescribeConfigs";
+        let mut configs = BTreeMap::new();
+        for chunk in topics.chunks(CONFIG_RESOURCES_PER_REQUEST) {
+            let request = DescribeConfigsRequest::default().with_resources(
+                chunk
+                    .iter()
+                    .map(|topic| {
+                        DescribeConfigsResource::default()
+                            .with_resource_type(ResourceType::Topic as i8)
+                            .with_resource_name(StrBytes::from_string(topic.clone()))
+                            .with_configuration_keys(Some(
+                                names
+                                    .iter()
+                                    .map(|n| StrBytes::from_string(n.to_string()))
+                                    .collect(),
+                            ))
+                    })
+                    .collect(),
+            );
+            let response = self.connection.send(request, api).await?;
+            for result in &response.results {
+                check(api, result.error_code, result.error_message.as_ref())?;
+                let values: BTreeMap<String, String> = result
+                    .configs
+                    .iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect();
+                configs.insert(result.resource_name.to_string(), values);
+            }
+        }
+        Ok(configs)
     }
 
     pub async fn list_reassignments(&mut self) -> Result<Vec<Ongoing>, AdminError> {
