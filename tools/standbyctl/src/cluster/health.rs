@@ -18,6 +18,10 @@ use crate::standby::CountReport;
 /// Partitions named in a table before "and N more" (JSON lists them all).
 const SHOWN: usize = 10;
 
+/// A metadata quorum voter that has not caught up with the leader for this long is noted (the
+/// leader writes to the metadata log every 500 ms, so a live voter catches up continually).
+const VOTER_BEHIND_MS: i64 = 2_000;
+
 /// Everything read from the cluster, the tables and the topics.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -377,7 +381,7 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
     if let Some(s) = &standby {
         if s.past_ttl > 0 {
             attention.push(format!(
-                "{} in {} past their TTL: DynamoDB deletes them unpublished (standbyctl standby replay them now)",
+                "{} in {} past the TTL: DynamoDB deletes such items unpublished; replay them now (standbyctl standby replay)",
                 plural(s.past_ttl, "event", "events"),
                 s.table
             ));
@@ -402,6 +406,16 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
                 "{} in {} cannot be republished (standbyctl standby ls --malformed)",
                 plural(s.malformed, "malformed item", "malformed items"),
                 s.table
+            ));
+        }
+    }
+    for voter in observed.quorum.iter().flat_map(|q| &q.voters) {
+        if let Some(ago) = voter.caught_up_ms_ago.filter(|ms| *ms >= VOTER_BEHIND_MS) {
+            notes.push(format!(
+                "controller quorum voter {} last caught up {} ago ({} behind)",
+                voter.id,
+                render::age(Duration::from_millis(ago as u64)),
+                plural(voter.lag as usize, "record", "records")
             ));
         }
     }
@@ -546,8 +560,10 @@ impl Report for Health {
                 .iter()
                 .map(|v| match (v.lag, v.caught_up_seconds_ago) {
                     (0, _) => format!("{} in sync", v.id),
-                    (lag, Some(ago)) => format!("{} {lag} behind, caught up {ago} s ago", v.id),
-                    (lag, None) => format!("{} {lag} behind", v.id),
+                    (lag, Some(ago)) => {
+                        format!("{} {lag} records behind, caught up {ago} s ago", v.id)
+                    }
+                    (lag, None) => format!("{} {lag} records behind", v.id),
                 })
                 .collect();
             let _ = write!(out, " (quorum voters: {})", voters.join("; "));
