@@ -54,17 +54,17 @@ pub mod keys {
         Family {
             leading_key: AUTOSCALER_CLAIM,
             owner: "autoscaler",
-            granted_to: &["AutoscalerRole"],
+            granted_to: &["AutoscalerRole", "StandbyOperatorPolicy"],
         },
         Family {
             leading_key: AUTOSCALER_SCALE,
             owner: "autoscaler",
-            granted_to: &["AutoscalerRole"],
+            granted_to: &["AutoscalerRole", "StandbyOperatorPolicy"],
         },
         Family {
             leading_key: REBALANCER_HANDOFF,
             owner: "shared::handoff",
-            granted_to: &["AutoscalerRole", "RebalancerRole"],
+            granted_to: &["AutoscalerRole", "RebalancerRole", "StandbyOperatorPolicy"],
         },
         Family {
             leading_key: REPUBLISHER_SWEEP,
@@ -74,7 +74,7 @@ pub mod keys {
         Family {
             leading_key: "republisher#held#*",
             owner: "republisher::held",
-            granted_to: &["RepublisherRole"],
+            granted_to: &["RepublisherRole", "StandbyOperatorPolicy"],
         },
         Family {
             leading_key: STANDBYCTL_REDRIVE,

@@ -294,10 +294,7 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
         ),
         "{report:#}"
     );
-    assert!(
-        mentions(&report, "attention", "past the TTL"),
-        "{report:#}"
-    );
+    assert!(mentions(&report, "attention", "past the TTL"), "{report:#}");
     assert!(mentions(&report, "attention", "1 key held"), "{report:#}");
     let under: Vec<String> = strings(&report["partitions"]["under_replicated"]);
     for p in 0..3 {
