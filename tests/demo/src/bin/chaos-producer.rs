@@ -17,6 +17,8 @@ use wire::record::{EventId, Header};
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Stdout carries the answers; the producer's metrics documents must not land among them.
+    sdk::metrics::emit_metrics_to_stdout(false);
     // Built as `sdk/examples/producer.rs` shows; the fleet's environment sets a 2 s delivery
     // timeout (KAFKA_DELIVERY_TIMEOUT_MS) so outages are noticed quickly.
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
