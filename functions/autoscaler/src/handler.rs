@@ -15,7 +15,7 @@ use shared::invocation::Invocation;
 use shared::state_table::StateTable;
 
 use crate::aws::{CloudWatch, Msk};
-use shared::telemetry::{Family, Unit};
+use shared::telemetry::{Family, Metrics, Unit};
 
 use crate::decision::{self, ClusterKind, Decision, Situation, decide};
 use crate::ports::{ControlError, ControlPlane, CpuMetrics};
@@ -248,7 +248,21 @@ pub static METRICS: Family = Family {
 };
 
 fn finish(invocation: &Invocation, report: Report) -> Report {
-    let mut metrics = METRICS.metrics(&[invocation.function_name.as_str()]);
+    match &report.decision {
+        Decision::ScaleOut { .. } => {}
+        Decision::RecommendLargerBrokers { reason, .. } => {
+            tracing::warn!(reason, "recommendation: move to a larger broker type")
+        }
+        Decision::Refuse { reason } => tracing::warn!(reason, "refusing to scale"),
+        Decision::NoAction { reason } => tracing::info!(reason, "no scale-out"),
+    }
+    run_metrics(&invocation.function_name, &report).emit();
+    report
+}
+
+/// The document for one invocation.
+pub fn run_metrics(function_name: &str, report: &Report) -> Metrics {
+    let mut metrics = METRICS.metrics(&[function_name]);
     if let Some(cpu) = report.cpu {
         metrics.record("BrokerCpuMax", Unit::Percent, cpu);
     }
@@ -257,13 +271,47 @@ fn finish(invocation: &Invocation, report: Report) -> Report {
             metrics.count("ScaleOut", u64::from(!report.dry_run));
             metrics.count("TargetBrokers", u64::from(*to));
         }
-        Decision::RecommendLargerBrokers { reason, .. } => {
-            tracing::warn!(reason, "recommendation: move to a larger broker type");
-            metrics.count("RecommendLargerBrokerType", 1);
-        }
-        Decision::Refuse { reason } => tracing::warn!(reason, "refusing to scale"),
-        Decision::NoAction { reason } => tracing::info!(reason, "no scale-out"),
+        Decision::RecommendLargerBrokers { .. } => metrics.count("RecommendLargerBrokerType", 1),
+        Decision::Refuse { .. } | Decision::NoAction { .. } => {}
     }
-    metrics.emit();
-    report
+    metrics
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn report(decision: Decision) -> Report {
+        Report {
+            decision,
+            dry_run: false,
+            cpu: Some(72.5),
+            operation_arn: None,
+            handed_off: None,
+        }
+    }
+
+    #[test]
+    fn a_scale_out_and_a_recommendation_together_emit_every_metric_of_the_family() {
+        let scale_out = run_metrics(
+            "autoscaler",
+            &report(Decision::ScaleOut {
+                from: 3,
+                to: 6,
+                reason: "hot".into(),
+            }),
+        );
+        let recommend = run_metrics(
+            "autoscaler",
+            &report(Decision::RecommendLargerBrokers {
+                cpu: 90.0,
+                reason: "too hot".into(),
+            }),
+        );
+        let emitted: BTreeSet<&str> = scale_out.names().chain(recommend.names()).collect();
+        assert_eq!(emitted, METRICS.metrics.iter().copied().collect());
+        assert_eq!(scale_out.to_emf(0).unwrap()["TargetBrokers"], 6.0);
+    }
 }

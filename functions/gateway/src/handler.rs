@@ -19,7 +19,7 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use sdk::config::Env;
 use sdk::fallback::FallbackProducer;
-use sdk::metrics::Family;
+use sdk::metrics::{Family, Metrics};
 use sdk::schema::GlueRegistry;
 use serde::Serialize;
 use shared::topics::TopicAllowList;
@@ -133,12 +133,13 @@ pub async fn handle(
             (response, Vec::new())
         }
     };
-    emit_metrics(
+    request_metrics(
         &app.function_name,
         response.status().as_u16(),
         &results,
         started.elapsed(),
-    );
+    )
+    .emit();
     Ok(response)
 }
 
@@ -166,12 +167,13 @@ pub static METRICS: Family = Family {
     ],
 };
 
-fn emit_metrics(
+/// The document for one request answered with `status`.
+pub fn request_metrics(
     function_name: &str,
     status: u16,
     results: &[EventResult],
     latency: std::time::Duration,
-) {
+) -> Metrics {
     let mut metrics = METRICS.metrics(&[function_name]);
     metrics.count("Requests", 1);
     let class = match status {
@@ -206,7 +208,7 @@ fn emit_metrics(
     metrics.count("EventsFailed", if invalid { 0 } else { failed });
     metrics.count("EventsAborted", count(Status::Aborted, None));
     metrics.millis("Latency", latency.as_secs_f64() * 1000.0);
-    metrics.emit();
+    metrics
 }
 
 fn header_text(request: &Request, name: header::HeaderName) -> Option<&str> {
@@ -450,6 +452,18 @@ fn with_body(status: u16, content_type: &'static str, value: &impl Serialize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_class_of_answer_together_emits_every_metric_of_the_family() {
+        let mut emitted = std::collections::BTreeSet::new();
+        for status in [200, 401, 403, 422, 429, 500, 503] {
+            let metrics = request_metrics("gateway", status, &[], std::time::Duration::ZERO);
+            emitted.extend(metrics.names().map(str::to_string));
+        }
+        let declared: std::collections::BTreeSet<String> =
+            METRICS.metrics.iter().map(|m| m.to_string()).collect();
+        assert_eq!(emitted, declared);
+    }
 
     #[test]
     fn routes() {

@@ -182,7 +182,13 @@ async fn handle_sweep<S: Sink, T: Table>(
     )
     .await?;
     tracing::info!(?report, "sweep finished");
-    let mut metrics = metrics(invocation, "sweep");
+    sweep_metrics(&invocation.function_name, &report).emit();
+    Ok(report)
+}
+
+/// The document for one sweep.
+pub fn sweep_metrics(function_name: &str, report: &SweepReport) -> Metrics {
+    let mut metrics = METRICS.metrics(&[function_name, "sweep"]);
     metrics.count("Republished", report.republished as u64);
     metrics.count("DeadLettered", report.dead_lettered as u64);
     metrics.count("Failed", report.failed as u64);
@@ -192,8 +198,7 @@ async fn handle_sweep<S: Sink, T: Table>(
     metrics.count("HeldKeys", report.held_remaining as u64);
     metrics.count("HeldReleased", report.held_released as u64);
     metrics.millis("OldestRecordAge", report.oldest_age_ms as f64);
-    metrics.emit();
-    Ok(report)
+    metrics
 }
 
 fn unknown(event: &Value) -> UnknownEvent {
@@ -212,7 +217,13 @@ async fn handle_stream<S: Sink, T: Table>(
     budget: &Budget,
 ) -> Result<DynamoDbEventResponse, HandlerError> {
     let report = engine::process(entries, &app.sink, &app.table, budget).await;
-    emit_stream_metrics(invocation, entries, &report);
+    stream_metrics(
+        &invocation.function_name,
+        entries,
+        &report,
+        wire::clock::now_ms(),
+    )
+    .emit();
     if let Err(error) = held::record(&app.state, app.standby.name(), &report.held).await {
         // The held items stay in the table either way; the sweep finds them once they are old
         // enough, so this costs time, not events.
@@ -263,12 +274,13 @@ pub static METRICS: Family = Family {
     ],
 };
 
-fn metrics(invocation: &Invocation, trigger: &str) -> Metrics {
-    METRICS.metrics(&[invocation.function_name.as_str(), trigger])
-}
-
-fn emit_stream_metrics(invocation: &Invocation, entries: &[Entry], report: &Report) {
-    let now_ms = wire::clock::now_ms();
+/// The document for one stream batch.
+pub fn stream_metrics(
+    function_name: &str,
+    entries: &[Entry],
+    report: &Report,
+    now_ms: u64,
+) -> Metrics {
     let oldest_age_ms = entries
         .iter()
         .filter_map(|e| match &e.work {
@@ -285,7 +297,7 @@ fn emit_stream_metrics(invocation: &Invocation, entries: &[Entry], report: &Repo
             _ => None,
         })
         .collect();
-    let mut metrics = metrics(invocation, "stream");
+    let mut metrics = METRICS.metrics(&[function_name, "stream"]);
     metrics.count("BatchSize", entries.len() as u64);
     metrics.count("Republished", latencies.len() as u64);
     metrics.count(
@@ -317,5 +329,30 @@ fn emit_stream_metrics(invocation: &Invocation, entries: &[Entry], report: &Repo
             latencies.iter().copied().fold(0.0, f64::max),
         );
     }
-    metrics.emit();
+    metrics
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_stream_batch_and_a_sweep_together_emit_every_metric_of_the_family() {
+        let report = Report {
+            outcomes: vec![Outcome::Republished {
+                latency: Duration::from_millis(4),
+            }],
+            ..Report::default()
+        };
+        let stream = stream_metrics("republisher", &[], &report, 0);
+        let sweep = sweep_metrics("republisher", &SweepReport::default());
+        let emitted: BTreeSet<&str> = stream.names().chain(sweep.names()).collect();
+        assert_eq!(emitted, METRICS.metrics.iter().copied().collect());
+        let document = sweep.to_emf(0).unwrap();
+        assert_eq!(document["Trigger"], "sweep");
+        assert_eq!(document["FunctionName"], "republisher");
+    }
 }

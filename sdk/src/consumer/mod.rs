@@ -56,7 +56,7 @@ use wire::headers;
 use wire::record::{EventId, Header};
 
 use crate::kafka::{KafkaContext, KafkaSettings, Message, headers_of};
-use crate::metrics::Family;
+use crate::metrics::{Family, Metrics};
 use crate::schema::{Invalid, Payload, SchemaCache};
 use dedupe::DedupeStore;
 use ownership::{Ownership, OwnershipContext, PartitionKey};
@@ -860,6 +860,16 @@ async fn emit_metrics(
         .await
         .ok()
         .flatten();
+    interval_metrics(&settings, before, now, lag).emit();
+}
+
+/// The document for one metrics interval: counts between `before` and `now`, and the lag.
+pub fn interval_metrics(
+    settings: &ConsumerSettings,
+    before: ConsumerStats,
+    now: ConsumerStats,
+    lag: Option<u64>,
+) -> Metrics {
     let mut metrics = METRICS.metrics_in(&settings.metrics_namespace, &[&settings.group_id]);
     metrics.count("Handled", now.handled - before.handled);
     metrics.count("Duplicates", now.duplicates - before.duplicates);
@@ -876,7 +886,7 @@ async fn emit_metrics(
     if let Some(lag) = lag {
         metrics.count("Lag", lag);
     }
-    metrics.emit();
+    metrics
 }
 
 /// Records between each assigned partition's committed offset and its high watermark, summed:
@@ -898,4 +908,27 @@ fn total_lag(consumer: &GroupConsumer) -> Option<u64> {
         lag += (high - from).max(0) as u64;
     }
     Some(lag)
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_with_lag_emits_every_metric_of_the_family() {
+        let settings = ConsumerSettings::new("billing", vec!["orders".into()], "dlt");
+        let now = ConsumerStats {
+            handled: 5,
+            ..Default::default()
+        };
+        let metrics = interval_metrics(&settings, ConsumerStats::default(), now, Some(7));
+        assert_eq!(metrics.names().collect::<Vec<_>>(), METRICS.metrics);
+        let document = metrics.to_emf(0).unwrap();
+        assert_eq!(
+            document["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "StandbyEvents/Consumer"
+        );
+        assert_eq!(document["ConsumerGroup"], "billing");
+        assert_eq!(document["Handled"], 5.0);
+    }
 }
