@@ -667,6 +667,10 @@ async fn sweep_republishes_what_the_stream_never_delivered_and_resumes() -> Resu
         1,
         "only the young record is left, for the stream"
     );
+    // A new pass sees the young record waiting, and leaves it to the stream.
+    let third: Value = invoke(&flaky, scheduled.clone()).await?;
+    assert_eq!(third["waiting"], json!(1), "{third}");
+    assert_eq!(third["republished"], json!(0), "{third}");
 
     let messages = consume_all(&fixture, &fixture.topic).await?;
     assert_eq!(per_key_order(&messages), expected_order(&old));
