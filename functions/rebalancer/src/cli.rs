@@ -26,7 +26,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Writes the live cluster's description (brokers, racks, replicas, reassignments) as JSON.
+    /// Writes the live cluster's description (brokers, racks, replicas with their sizes from
+    /// the brokers' log directories, reassignments) as JSON.
     Describe {
         /// host:port,…
         #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
@@ -45,6 +46,13 @@ pub enum Command {
         /// Topics never moved (repeatable); MSK's canary topics always are.
         #[arg(long = "exclude-topic")]
         excluded_topics: Vec<String>,
+        /// The replication throttle the copy time is estimated at, bytes/s per broker.
+        #[arg(
+            long,
+            env = "REBALANCE_THROTTLE_BYTES_PER_SEC",
+            default_value_t = 50 * 1024 * 1024
+        )]
+        throttle_bytes_per_sec: u64,
     },
 }
 
@@ -65,12 +73,15 @@ pub async fn run(command: Command) -> Result<()> {
             let kafka = sdk::kafka::KafkaSettings::admin_from_env(&env, "rebalancer")?;
             let transport = crate::settings::transport(&kafka);
             let mut client = AdminClient::connect(&kafka.bootstrap_servers, &transport).await?;
-            let description = client.cluster_state().await?.description();
+            let state = client.cluster_state().await?;
+            let sizes = client.log_dirs().await?.partition_sizes(&state);
+            let description = state.sized_description(&sizes);
             println!("{}", serde_json::to_string_pretty(&description)?);
         }
         Command::Plan {
             file,
             excluded_topics,
+            throttle_bytes_per_sec,
         } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
@@ -89,9 +100,32 @@ pub async fn run(command: Command) -> Result<()> {
                 serde_json::to_string_pretty(&plan.reassignment_json())?
             );
             eprint!("{}", render_summary(&plan.summary));
+            eprintln!(
+                "{}",
+                render_estimate(
+                    &crate::executor::estimate(&plan.targets, throttle_bytes_per_sec),
+                    throttle_bytes_per_sec
+                )
+            );
         }
     }
     Ok(())
+}
+
+/// How long the copies take at the throttle rate, as text.
+pub fn render_estimate(estimate: &crate::executor::Estimate, rate: u64) -> String {
+    let mut out = format!(
+        "copying {} bytes takes about {} s at {rate} bytes/s per broker (the busiest broker copies {} bytes)",
+        estimate.bytes_to_move, estimate.seconds, estimate.busiest_broker_bytes
+    );
+    if estimate.unknown_sizes > 0 {
+        let _ = write!(
+            out,
+            "; {} moving partitions have no known size and are not counted",
+            estimate.unknown_sizes
+        );
+    }
+    out
 }
 
 /// The summary as text: totals, then a row per broker, then the least even topics.

@@ -114,6 +114,11 @@ pub struct ClusterState {
 impl ClusterState {
     /// The planner's view: partitions being reassigned counted with their final replicas.
     pub fn description(&self) -> ClusterDescription {
+        self.sized_description(&HashMap::new())
+    }
+
+    /// As [`Self::description`], with the partition sizes known (`size_bytes`).
+    pub fn sized_description(&self, sizes: &HashMap<TopicPartition, u64>) -> ClusterDescription {
         let ongoing: HashMap<(&str, i32), &Ongoing> = self
             .ongoing
             .iter()
@@ -138,7 +143,12 @@ impl ClusterState {
                         topic: p.topic.clone(),
                         partition: p.partition,
                         replicas,
-                        size_bytes: None,
+                        size_bytes: sizes
+                            .get(&TopicPartition {
+                                topic: p.topic.clone(),
+                                partition: p.partition,
+                            })
+                            .copied(),
                     }
                 })
                 .collect(),

@@ -6,15 +6,21 @@
 //! invocation continues from the cluster's state. When nothing is left to move and nothing is
 //! moving, it removes the replication throttles and runs a preferred leader election.
 //!
-//! Batches respect two limits: partitions being reassigned at once (ours and anyone else's),
-//! and replica moves touching one broker at once (counting both the broker receiving and the
-//! broker giving up a replica). Reorders (leader balance only) move no data and are not limited.
+//! Batches respect three limits: partitions being reassigned at once (ours and anyone else's),
+//! replica moves touching one broker at once (counting both the broker receiving and the broker
+//! giving up a replica), and the bytes those moves copy per broker (a partition larger than the
+//! limit moves alone). Smaller partitions go first, so a run's early batches finish quickly and
+//! the big copies do not hold the small ones back. Partition sizes are read once per run from
+//! the brokers' log directories (DescribeLogDirs); without them (an older broker, a refused
+//! request) batches are limited by count only. Reorders (leader balance only) move no data and
+//! are not limited.
 //! Before a batch starts, replication throttles are set (as `kafka-reassign-partitions
 //! --throttle` does): a rate for every broker, and per topic the moving partitions' current
 //! replicas (leader side) and new replicas (follower side). They are removed at the end and
 //! after any failure.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration as StdDuration;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -36,6 +42,8 @@ pub struct Limits {
     pub max_moves_per_broker: usize,
     /// Replication throttle per broker while moving, bytes/s.
     pub throttle_bytes_per_sec: u64,
+    /// Bytes being copied to or from one broker at once (partition sizes, when known).
+    pub max_bytes_in_flight_per_broker: u64,
     /// How often to check on a batch.
     pub poll_interval: Duration,
     /// Time kept free before the deadline.
@@ -46,20 +54,25 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunReport {
-    /// Nothing changed: the plan as `kafka-reassign-partitions` JSON, and its summary.
+    /// Nothing changed: the plan as `kafka-reassign-partitions` JSON, its summary, and how long
+    /// its copies take at the throttle rate.
     DryRun {
         reassignment: ReassignmentJson,
         summary: Summary,
+        estimate: Estimate,
     },
     /// Out of time with work left; the next invocation continues.
     InProgress {
         submitted: usize,
+        /// Bytes the moves this run submitted copy (partitions of known size).
+        bytes_submitted: u64,
         in_flight: usize,
         remaining_moves: usize,
     },
     /// Balanced: throttles removed, preferred leaders elected.
     Done {
         submitted: usize,
+        bytes_submitted: u64,
         leaders_elected: usize,
     },
     /// Not started: partitions are under-replicated, or new brokers have not registered yet.
@@ -123,8 +136,14 @@ async fn run_inner(
     deadline: Instant,
 ) -> Result<RunReport, ExecutorError> {
     let mut submitted = 0;
+    let mut bytes_submitted = 0;
+    let mut sizes: Option<HashMap<TopicPartition, u64>> = None;
     loop {
         let state = client.cluster_state().await?;
+        let sizes = match &mut sizes {
+            Some(sizes) => &*sizes,
+            None => sizes.insert(partition_sizes(client, &state).await),
+        };
         let registered: HashSet<i32> = state.brokers.iter().map(|b| b.id).collect();
         let missing: Vec<i32> = expected_brokers
             .iter()
@@ -136,10 +155,11 @@ async fn run_inner(
                 reason: format!("brokers {missing:?} have not registered with the cluster yet"),
             });
         }
-        let plan = planner::plan(&state.description(), options);
+        let plan = planner::plan(&state.sized_description(sizes), options);
         if dry_run {
             return Ok(RunReport::DryRun {
                 reassignment: plan.reassignment_json(),
+                estimate: estimate(&plan.targets, limits.throttle_bytes_per_sec),
                 summary: plan.summary,
             });
         }
@@ -172,11 +192,12 @@ async fn run_inner(
             tracing::info!(submitted, leaders_elected, "rebalance complete");
             return Ok(RunReport::Done {
                 submitted,
+                bytes_submitted,
                 leaders_elected,
             });
         }
 
-        let batch = next_batch(&plan, &state, limits);
+        let batch = next_batch(&plan, &state, limits, sizes);
         if !batch.is_empty() {
             set_throttles(client, &batch, limits).await?;
             let targets: Vec<Reassignment> = batch
@@ -198,6 +219,10 @@ async fn run_inner(
                 });
             }
             submitted += batch.len();
+            bytes_submitted += batch
+                .iter()
+                .map(|t| t.size_bytes.unwrap_or(0) * t.moves as u64)
+                .sum::<u64>();
             tracing::info!(
                 partitions = batch.len(),
                 moves = batch.iter().map(|t| t.moves).sum::<usize>(),
@@ -209,9 +234,10 @@ async fn run_inner(
         loop {
             if Instant::now() + limits.poll_interval + limits.margin > deadline {
                 let state = client.cluster_state().await?;
-                let remaining = planner::plan(&state.description(), options);
+                let remaining = planner::plan(&state.sized_description(sizes), options);
                 return Ok(RunReport::InProgress {
                     submitted,
+                    bytes_submitted,
                     in_flight: state.ongoing.len(),
                     remaining_moves: remaining.summary.moves,
                 });
@@ -225,17 +251,117 @@ async fn run_inner(
     }
 }
 
-/// The next targets to submit, in plan order, within the limits given what is already moving.
-pub fn next_batch<'a>(plan: &'a Plan, state: &ClusterState, limits: &Limits) -> Vec<&'a Target> {
-    let mut in_flight = state.ongoing.len();
-    let mut per_broker: HashMap<i32, usize> = HashMap::new();
-    for ongoing in &state.ongoing {
-        for broker in ongoing.adding.iter().chain(&ongoing.removing) {
-            *per_broker.entry(*broker).or_default() += 1;
+/// Every partition's size from the brokers' log directories; none when they cannot be read
+/// (batches are then limited by count only, and the plan reports no bytes).
+async fn partition_sizes(
+    client: &mut AdminClient,
+    state: &ClusterState,
+) -> HashMap<TopicPartition, u64> {
+    match client.log_dirs().await {
+        Ok(log_dirs) => log_dirs.partition_sizes(state),
+        Err(error) => {
+            tracing::warn!(%error, "could not read partition sizes; batches are limited by count only");
+            HashMap::new()
         }
     }
+}
+
+/// How long a plan's copies take: each broker copies in (as a new replica) and out (as the
+/// leader) at most the throttle rate, so the busiest broker sets the pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Estimate {
+    pub bytes_to_move: u64,
+    /// The most bytes one broker sends or receives.
+    pub busiest_broker_bytes: u64,
+    /// At the throttle rate, with every broker copying at once.
+    pub seconds: u64,
+    /// Targets whose size is unknown (not counted above).
+    pub unknown_sizes: usize,
+}
+
+/// The estimate for `targets` at `rate` bytes per second per broker.
+pub fn estimate(targets: &[Target], rate: u64) -> Estimate {
+    let mut per_broker: HashMap<i32, u64> = HashMap::new();
+    let mut bytes_to_move = 0;
+    let mut unknown_sizes = 0;
+    for target in targets.iter().filter(|t| t.moves > 0) {
+        let Some(size) = target.size_bytes else {
+            unknown_sizes += 1;
+            continue;
+        };
+        let added: Vec<i32> = target
+            .replicas
+            .iter()
+            .filter(|b| !target.previous.contains(b))
+            .copied()
+            .collect();
+        bytes_to_move += size * added.len() as u64;
+        for b in &added {
+            *per_broker.entry(*b).or_default() += size;
+        }
+        if let Some(leader) = target.previous.first() {
+            *per_broker.entry(*leader).or_default() += size * added.len() as u64;
+        }
+    }
+    let busiest_broker_bytes = per_broker.values().copied().max().unwrap_or(0);
+    Estimate {
+        bytes_to_move,
+        busiest_broker_bytes,
+        seconds: busiest_broker_bytes.div_ceil(rate.max(1)),
+        unknown_sizes,
+    }
+}
+
+impl Estimate {
+    pub fn duration(&self) -> StdDuration {
+        StdDuration::from_secs(self.seconds)
+    }
+}
+
+/// The brokers a move copies to or from: those added and those removed.
+fn touched(target: &Target) -> Vec<i32> {
+    target
+        .replicas
+        .iter()
+        .filter(|b| !target.previous.contains(b))
+        .chain(
+            target
+                .previous
+                .iter()
+                .filter(|b| !target.replicas.contains(b)),
+        )
+        .copied()
+        .collect()
+}
+
+/// The next targets to submit, smallest first, within the limits given what is already moving.
+pub fn next_batch<'a>(
+    plan: &'a Plan,
+    state: &ClusterState,
+    limits: &Limits,
+    sizes: &HashMap<TopicPartition, u64>,
+) -> Vec<&'a Target> {
+    let mut in_flight = state.ongoing.len();
+    let mut per_broker: HashMap<i32, usize> = HashMap::new();
+    let mut bytes: HashMap<i32, u64> = HashMap::new();
+    for ongoing in &state.ongoing {
+        let size = sizes
+            .get(&TopicPartition {
+                topic: ongoing.topic.clone(),
+                partition: ongoing.partition,
+            })
+            .copied()
+            .unwrap_or(0);
+        for broker in ongoing.adding.iter().chain(&ongoing.removing) {
+            *per_broker.entry(*broker).or_default() += 1;
+            *bytes.entry(*broker).or_default() += size;
+        }
+    }
+    let mut order: Vec<&Target> = plan.targets.iter().collect();
+    // Stable: among partitions of one size, plan order.
+    order.sort_by_key(|t| (t.moves > 0, t.size_bytes.unwrap_or(0)));
     let mut batch = Vec::new();
-    for target in &plan.targets {
+    for target in order {
         if target.moves == 0 {
             batch.push(target);
             continue;
@@ -243,26 +369,24 @@ pub fn next_batch<'a>(plan: &'a Plan, state: &ClusterState, limits: &Limits) -> 
         if in_flight >= limits.max_partitions_in_flight {
             continue;
         }
-        let touched: Vec<i32> = target
-            .replicas
-            .iter()
-            .filter(|b| !target.previous.contains(b))
-            .chain(
-                target
-                    .previous
-                    .iter()
-                    .filter(|b| !target.replicas.contains(b)),
-            )
-            .copied()
-            .collect();
+        let touched = touched(target);
         if touched
             .iter()
             .any(|b| per_broker.get(b).copied().unwrap_or(0) >= limits.max_moves_per_broker)
         {
             continue;
         }
+        let size = target.size_bytes.unwrap_or(0);
+        // A broker copying nothing yet takes any one partition, however large.
+        if touched.iter().any(|b| {
+            let busy = bytes.get(b).copied().unwrap_or(0);
+            busy > 0 && busy + size > limits.max_bytes_in_flight_per_broker
+        }) {
+            continue;
+        }
         for b in touched {
             *per_broker.entry(b).or_default() += 1;
+            *bytes.entry(b).or_default() += size;
         }
         in_flight += 1;
         batch.push(target);
@@ -400,6 +524,7 @@ mod tests {
             max_partitions_in_flight: 3,
             max_moves_per_broker: 2,
             throttle_bytes_per_sec: 1000,
+            max_bytes_in_flight_per_broker: 1000,
             poll_interval: Duration::from_millis(10),
             margin: Duration::ZERO,
         }
@@ -445,10 +570,11 @@ mod tests {
             target(4, &[2], &[6]),
             target(5, &[3], &[6]),
         ]);
-        let batch = next_batch(&plan, &state(vec![]), &limits());
+        let batch = next_batch(&plan, &state(vec![]), &limits(), &HashMap::new());
         let partitions: Vec<i32> = batch.iter().map(|t| t.partition).collect();
-        // 0 and 1 use broker 1 twice (its limit), so 2 waits; 3 is a reorder; 4 fills the third slot.
-        assert_eq!(partitions, vec![0, 1, 3, 4]);
+        // 3 is a reorder (first: it copies nothing); 0 and 1 use broker 1 twice (its limit), so
+        // 2 waits; 4 fills the third slot.
+        assert_eq!(partitions, vec![3, 0, 1, 4]);
     }
 
     #[test]
@@ -464,11 +590,100 @@ mod tests {
             };
             2
         ]);
-        let partitions: Vec<i32> = next_batch(&plan, &busy, &limits())
+        let partitions: Vec<i32> = next_batch(&plan, &busy, &limits(), &HashMap::new())
             .iter()
             .map(|t| t.partition)
             .collect();
         assert_eq!(partitions, vec![1], "broker 4 and 1 are at their limit");
+    }
+
+    fn sized(partition: i32, previous: &[i32], replicas: &[i32], size: u64) -> Target {
+        Target {
+            size_bytes: Some(size),
+            ..target(partition, previous, replicas)
+        }
+    }
+
+    #[test]
+    fn small_partitions_go_first_and_bytes_per_broker_stay_under_the_limit() {
+        let limits = Limits {
+            max_partitions_in_flight: 10,
+            max_moves_per_broker: 10,
+            max_bytes_in_flight_per_broker: 1000,
+            ..limits()
+        };
+        let plan = plan(vec![
+            sized(0, &[1], &[4], 900),
+            sized(1, &[1], &[4], 300),
+            sized(2, &[1], &[4], 600),
+            sized(3, &[2], &[5], 5000),
+            sized(4, &[2], &[5], 10),
+        ]);
+        let partitions: Vec<i32> = next_batch(&plan, &state(vec![]), &limits, &HashMap::new())
+            .iter()
+            .map(|t| t.partition)
+            .collect();
+        // Brokers 1 and 4: 300 + 600 fit, 900 more would not. Brokers 2 and 5: 10 first, and
+        // 5000 waits while they copy anything (it would move alone on idle brokers).
+        assert_eq!(partitions, vec![4, 1, 2]);
+        let alone = plan_alone(sized(3, &[2], &[5], 5000));
+        assert_eq!(
+            next_batch(&alone, &state(vec![]), &limits, &HashMap::new()).len(),
+            1,
+            "a partition larger than the limit moves when its brokers copy nothing else"
+        );
+    }
+
+    fn plan_alone(target: Target) -> Plan {
+        plan(vec![target])
+    }
+
+    #[test]
+    fn bytes_already_moving_count_against_the_limit() {
+        let limits = Limits {
+            max_partitions_in_flight: 10,
+            max_moves_per_broker: 10,
+            max_bytes_in_flight_per_broker: 1000,
+            ..limits()
+        };
+        let moving = Ongoing {
+            topic: "x".into(),
+            partition: 0,
+            replicas: vec![4, 1],
+            adding: vec![4],
+            removing: vec![1],
+        };
+        let sizes = HashMap::from([(
+            TopicPartition {
+                topic: "x".into(),
+                partition: 0,
+            },
+            800,
+        )]);
+        let plan = plan(vec![sized(0, &[1], &[4], 300), sized(1, &[2], &[5], 300)]);
+        let partitions: Vec<i32> = next_batch(&plan, &state(vec![moving]), &limits, &sizes)
+            .iter()
+            .map(|t| t.partition)
+            .collect();
+        assert_eq!(partitions, vec![1], "brokers 1 and 4 already copy 800 bytes");
+    }
+
+    #[test]
+    fn the_estimate_is_the_busiest_brokers_bytes_at_the_throttle() {
+        let targets = vec![
+            sized(0, &[1, 2], &[4, 2], 1000),
+            sized(1, &[1, 3], &[5, 3], 500),
+            target(2, &[2], &[6]),
+            sized(3, &[2, 1], &[1, 2], 9999),
+        ];
+        let estimate = estimate(&targets, 100);
+        assert_eq!(estimate.bytes_to_move, 1500);
+        assert_eq!(
+            estimate.busiest_broker_bytes, 1500,
+            "broker 1 leads both copies"
+        );
+        assert_eq!(estimate.seconds, 15);
+        assert_eq!(estimate.unknown_sizes, 1);
     }
 
     #[test]

@@ -154,24 +154,35 @@ pub static METRICS: Family = Family {
         "MovesInFlight",
         "MovesRemaining",
         "LeadersElected",
+        "BytesSubmitted",
     ],
 };
 
 /// The document for one run's report.
 pub fn run_metrics(function_name: &str, report: &RunReport) -> Metrics {
     let mut metrics = METRICS.metrics(&[function_name]);
-    let (in_progress, waiting, submitted, in_flight, remaining, elected) = match report {
+    let (in_progress, waiting, submitted, bytes, in_flight, remaining, elected) = match report {
         RunReport::DryRun { .. } => return metrics,
         RunReport::InProgress {
             submitted,
+            bytes_submitted,
             in_flight,
             remaining_moves,
-        } => (1, 0, *submitted, *in_flight, *remaining_moves, 0),
+        } => (
+            1,
+            0,
+            *submitted,
+            *bytes_submitted,
+            *in_flight,
+            *remaining_moves,
+            0,
+        ),
         RunReport::Done {
             submitted,
+            bytes_submitted,
             leaders_elected,
-        } => (0, 0, *submitted, 0, 0, *leaders_elected),
-        RunReport::Waiting { .. } => (0, 1, 0, 0, 0, 0),
+        } => (0, 0, *submitted, *bytes_submitted, 0, 0, *leaders_elected),
+        RunReport::Waiting { .. } => (0, 1, 0, 0, 0, 0, 0),
     };
     metrics.count("InProgress", in_progress);
     metrics.count("ThrottlesInPlace", in_progress);
@@ -180,33 +191,46 @@ pub fn run_metrics(function_name: &str, report: &RunReport) -> Metrics {
     metrics.count("MovesInFlight", in_flight as u64);
     metrics.count("MovesRemaining", remaining as u64);
     metrics.count("LeadersElected", elected as u64);
+    metrics.count("BytesSubmitted", bytes);
     metrics
 }
 
 fn log(report: &RunReport, new_brokers: &BTreeSet<i32>) {
     match report {
-        RunReport::DryRun { summary, .. } => {
+        RunReport::DryRun {
+            summary, estimate, ..
+        } => {
             tracing::info!(
                 moves = summary.moves,
                 min_moves = summary.min_moves,
+                bytes_to_move = estimate.bytes_to_move,
+                estimated_seconds = estimate.seconds,
                 ?new_brokers,
                 "dry run"
             )
         }
         RunReport::InProgress {
             submitted,
+            bytes_submitted,
             in_flight,
             remaining_moves,
         } => tracing::info!(
             submitted,
+            bytes_submitted,
             in_flight,
             remaining_moves,
             "rebalance in progress"
         ),
         RunReport::Done {
             submitted,
+            bytes_submitted,
             leaders_elected,
-        } => tracing::info!(submitted, leaders_elected, "rebalance done"),
+        } => tracing::info!(
+            submitted,
+            bytes_submitted,
+            leaders_elected,
+            "rebalance done"
+        ),
         RunReport::Waiting { reason } => tracing::warn!(reason, "rebalance waiting"),
     }
 }
@@ -223,6 +247,7 @@ mod tests {
             "rebalancer",
             &RunReport::InProgress {
                 submitted: 4,
+                bytes_submitted: 4096,
                 in_flight: 6,
                 remaining_moves: 10,
             },
@@ -239,6 +264,7 @@ mod tests {
             "rebalancer",
             &RunReport::Done {
                 submitted: 0,
+                bytes_submitted: 0,
                 leaders_elected: 3,
             },
         )

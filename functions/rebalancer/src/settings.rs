@@ -16,6 +16,7 @@ use crate::planner::Options;
 pub const MAX_PARTITIONS_IN_FLIGHT: &str = "REBALANCE_MAX_PARTITIONS_IN_FLIGHT";
 pub const MAX_MOVES_PER_BROKER: &str = "REBALANCE_MAX_MOVES_PER_BROKER";
 pub const THROTTLE_BYTES_PER_SEC: &str = "REBALANCE_THROTTLE_BYTES_PER_SEC";
+pub const MAX_BYTES_IN_FLIGHT_PER_BROKER: &str = "REBALANCE_MAX_BYTES_IN_FLIGHT_PER_BROKER";
 pub const EXCLUDED_TOPICS: &str = "REBALANCE_EXCLUDED_TOPICS";
 pub const POLL_MS: &str = "REBALANCE_POLL_MS";
 pub const MARGIN_MS: &str = "REBALANCE_MARGIN_MS";
@@ -58,6 +59,10 @@ impl Settings {
                 max_partitions_in_flight: positive(MAX_PARTITIONS_IN_FLIGHT, 50)?,
                 max_moves_per_broker: positive(MAX_MOVES_PER_BROKER, 10)?,
                 throttle_bytes_per_sec: positive(THROTTLE_BYTES_PER_SEC, 50 * 1024 * 1024)? as u64,
+                max_bytes_in_flight_per_broker: positive(
+                    MAX_BYTES_IN_FLIGHT_PER_BROKER,
+                    10 * 1024 * 1024 * 1024,
+                )? as u64,
                 poll_interval: config::millis(env, POLL_MS, Duration::from_secs(2))?,
                 margin: config::millis(env, MARGIN_MS, Duration::from_secs(10))?,
             },

@@ -34,21 +34,22 @@ fn limits() -> Limits {
         max_partitions_in_flight: 6,
         max_moves_per_broker: 3,
         throttle_bytes_per_sec: 10 * 1024 * 1024,
+        max_bytes_in_flight_per_broker: 4 * 1024 * 1024,
         poll_interval: Duration::from_millis(200),
         margin: Duration::ZERO,
     }
 }
 
-async fn produce(bootstrap: &str, topic: &str) -> Result<()> {
+async fn produce(bootstrap: &str, topic: &str, value_bytes: usize) -> Result<()> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .create()?;
     for n in 0..MESSAGES_PER_TOPIC {
         let key = format!("key-{}", n % 17);
-        // 2 KiB each, so every partition takes several replica fetches (64 KiB on the local
-        // stack) and a replication throttle holds its move back.
-        let value = format!("{topic}:{n}:{}", "x".repeat(2048));
+        // At least 1 KiB each, so every partition takes several replica fetches (64 KiB on the
+        // local stack) and a replication throttle holds its move back.
+        let value = format!("{topic}:{n}:{}", "x".repeat(value_bytes));
         producer
             .send(
                 FutureRecord::to(topic).key(&key).payload(&value),
@@ -154,7 +155,8 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
             .map(|p| (0..3).map(|r| (p + r) % 3 + 1).collect())
             .collect();
         testkit::create_topic_on(&bootstrap, topic, &assignment).await?;
-        produce(&bootstrap, topic).await?;
+        // Topics of different sizes: 1, 4 and 16 KiB values.
+        produce(&bootstrap, topic, 1024 << (2 * i)).await?;
     }
 
     for (id, rack) in NEW_BROKERS {
@@ -180,6 +182,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
     let RunReport::DryRun {
         reassignment,
         summary,
+        estimate,
     } = dry
     else {
         bail!("expected a dry run, got {dry:?}")
@@ -198,6 +201,16 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         client.list_reassignments().await?.is_empty(),
         "a dry run moves nothing"
     );
+    // Sizes come from the brokers' log directories: every moving partition's is known, and the
+    // estimate counts each copy at the throttle rate.
+    assert_eq!(estimate.unknown_sizes, 0, "{estimate:?}");
+    assert!(
+        estimate.bytes_to_move > 0 && estimate.bytes_to_move == summary.bytes_to_move,
+        "{estimate:?} {summary:?}"
+    );
+    assert!(estimate.seconds >= estimate.busiest_broker_bytes / limits().throttle_bytes_per_sec);
+    let before = client.cluster_state().await?;
+    let mut bytes_submitted = 0;
 
     // First invocation: a deadline so short it must stop mid-way, with throttles in place.
     let first = executor::run(
@@ -209,9 +222,15 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         Instant::now() + Duration::from_millis(300),
     )
     .await?;
-    let RunReport::InProgress { submitted, .. } = first else {
+    let RunReport::InProgress {
+        submitted,
+        bytes_submitted: first_bytes,
+        ..
+    } = first
+    else {
         bail!("expected to stop mid-way, got {first:?}")
     };
+    bytes_submitted += first_bytes;
     assert!(
         submitted > 0 && submitted <= limits().max_partitions_in_flight + summary.leader_changes
     );
@@ -310,7 +329,14 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         in_flight > 0,
         "A's moves were still in flight after B failed"
     );
-    assert!(matches!(a?, RunReport::InProgress { .. }));
+    let RunReport::InProgress {
+        bytes_submitted: a_bytes,
+        ..
+    } = a?
+    else {
+        bail!("A was expected to be in progress")
+    };
+    bytes_submitted += a_bytes;
     // The operator raises the crawl back to the normal rate; the next runs finish the job.
     client
         .alter_configs(&executor::throttle_rate_changes(&limits()))
@@ -346,10 +372,21 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         )
         .await?;
         match report {
-            RunReport::Done { .. } => break,
-            RunReport::InProgress { .. } | RunReport::Waiting { .. } if invocations < 30 => {
+            RunReport::Done {
+                bytes_submitted: bytes,
+                ..
+            } => {
+                bytes_submitted += bytes;
+                break;
+            }
+            RunReport::InProgress {
+                bytes_submitted: bytes,
+                ..
+            } if invocations < 30 => {
+                bytes_submitted += bytes;
                 continue;
             }
+            RunReport::Waiting { .. } if invocations < 30 => continue,
             other => bail!("not done after {invocations} invocations: {other:?}"),
         }
     }
@@ -385,6 +422,39 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
 
     let left = throttles(&bootstrap, &topics, &all_brokers).await?;
     assert!(left.is_empty(), "throttles left behind: {left:?}");
+
+    // The bytes the runs reported copying are what the new replicas hold on disk now, replica
+    // by replica, as the brokers' log directories say.
+    let log_dirs = client.log_dirs().await?;
+    let placed_before: HashMap<(&str, i32), &Vec<i32>> = before
+        .partitions
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.partition), &p.replicas))
+        .collect();
+    let mut on_disk = 0;
+    for p in &state.partitions {
+        let Some(previous) = placed_before.get(&(p.topic.as_str(), p.partition)) else {
+            continue;
+        };
+        for added in p.replicas.iter().filter(|b| !previous.contains(b)) {
+            let tp = rebalancer::cluster::TopicPartition {
+                topic: p.topic.clone(),
+                partition: p.partition,
+            };
+            on_disk += log_dirs.replicas[&tp][added];
+        }
+    }
+    assert!(on_disk > 0);
+    assert_eq!(
+        bytes_submitted, on_disk,
+        "bytes reported as moved vs bytes the new replicas hold"
+    );
+    eprintln!(
+        "moved {on_disk} bytes; the dry run estimated {} bytes, {} s at {} B/s",
+        estimate.bytes_to_move,
+        estimate.seconds,
+        limits().throttle_bytes_per_sec
+    );
 
     for topic in &topics {
         let (reader_bootstrap, reader_topic) = (bootstrap.clone(), topic.clone());

@@ -110,6 +110,7 @@ fn limits() -> Limits {
         max_partitions_in_flight: 50,
         max_moves_per_broker: 10,
         throttle_bytes_per_sec: 50 * 1024 * 1024,
+        max_bytes_in_flight_per_broker: 1024 * 1024 * 1024,
         poll_interval: Duration::from_millis(200),
         margin: Duration::ZERO,
     }

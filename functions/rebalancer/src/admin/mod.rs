@@ -1,7 +1,9 @@
 //! A small Kafka admin client over the `kafka-protocol` codec (rdkafka has no reassignment API):
 //! Metadata, ListPartitionReassignments, AlterPartitionReassignments, IncrementalAlterConfigs,
 //! DescribeConfigs, ElectLeaders and DescribeQuorum, on one connection to any broker (KRaft
-//! brokers forward controller requests). `standbyctl cluster` reads the cluster's health with it.
+//! brokers forward controller requests); DescribeLogDirs on a connection to each broker in turn
+//! (a broker describes only its own disks). `standbyctl cluster` reads the cluster's health with
+//! it.
 //!
 //! Layout: [`connection`] is the wire (TLS, SASL/OAUTHBEARER with an MSK IAM token, framing,
 //! version negotiation); this module holds the typed operations, with the protocol's codes
@@ -11,9 +13,10 @@
 mod codes;
 mod connection;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
+use kafka_protocol::messages::DescribeLogDirsRequest;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -164,8 +167,42 @@ const CONTROLLER_TIMEOUT_MS: i32 = 30_000;
 /// IncrementalAlterConfigs resources per request.
 const CONFIG_RESOURCES_PER_REQUEST: usize = 500;
 
+/// What the brokers' log directories hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogDirs {
+    /// Bytes of each replica, by partition and then broker (summed over the broker's log
+    /// directories; a replica being moved between directories counts once).
+    pub replicas: HashMap<TopicPartition, BTreeMap<i32, u64>>,
+    /// Each broker's disks: (total, usable) bytes, where the broker reports them.
+    pub disks: BTreeMap<i32, (u64, u64)>,
+}
+
+impl LogDirs {
+    /// Each partition's size: its leader's replica, or the largest replica when the leader's is
+    /// not reported (the leader holds every committed record; a follower may lag).
+    pub fn partition_sizes(&self, state: &ClusterState) -> HashMap<TopicPartition, u64> {
+        let leaders: HashMap<(&str, i32), i32> = state
+            .partitions
+            .iter()
+            .map(|p| ((p.topic.as_str(), p.partition), p.leader))
+            .collect();
+        self.replicas
+            .iter()
+            .map(|(tp, by_broker)| {
+                let leader = leaders.get(&(tp.topic.as_str(), tp.partition));
+                let size = leader
+                    .and_then(|l| by_broker.get(l))
+                    .copied()
+                    .unwrap_or_else(|| by_broker.values().copied().max().unwrap_or(0));
+                (tp.clone(), size)
+            })
+            .collect()
+    }
+}
+
 pub struct AdminClient {
     connection: Connection,
+    transport: Transport,
 }
 
 impl AdminClient {
@@ -173,7 +210,53 @@ impl AdminClient {
     pub async fn connect(bootstrap: &str, transport: &Transport) -> Result<Self, AdminError> {
         Ok(Self {
             connection: Connection::open(bootstrap, transport).await?,
+            transport: transport.clone(),
         })
+    }
+
+    /// Every broker's log directories, one connection to each broker in turn.
+    pub async fn log_dirs(&mut self) -> Result<LogDirs, AdminError> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(Vec::new()))
+            .with_allow_auto_topic_creation(false);
+        let metadata = self.connection.send(request, "Metadata").await?;
+        let mut log_dirs = LogDirs::default();
+        for broker in &metadata.brokers {
+            let address = format!("{}:{}", broker.host, broker.port);
+            let mut connection = Connection::open(&address, &self.transport).await?;
+            let api = "DescribeLogDirs";
+            let response = connection
+                .send(DescribeLogDirsRequest::default().with_topics(None), api)
+                .await?;
+            check(api, response.error_code, None)?;
+            for dir in &response.results {
+                if dir.error_code != 0 {
+                    // An offline directory holds nothing readable; its replicas show as
+                    // offline in metadata.
+                    continue;
+                }
+                if dir.total_bytes >= 0 {
+                    let disk = log_dirs.disks.entry(broker.node_id.0).or_default();
+                    disk.0 += dir.total_bytes as u64;
+                    disk.1 += dir.usable_bytes.max(0) as u64;
+                }
+                for topic in &dir.topics {
+                    for p in topic.partitions.iter().filter(|p| !p.is_future_key) {
+                        let tp = TopicPartition {
+                            topic: topic.name.0.to_string(),
+                            partition: p.partition_index,
+                        };
+                        *log_dirs
+                            .replicas
+                            .entry(tp)
+                            .or_default()
+                            .entry(broker.node_id.0)
+                            .or_default() += p.partition_size.max(0) as u64;
+                    }
+                }
+            }
+        }
+        Ok(log_dirs)
     }
 
     /// Brokers (with racks), every partition, and the reassignments in progress.
