@@ -64,6 +64,8 @@ pub enum RunReport {
     /// Out of time with work left; the next invocation continues.
     InProgress {
         submitted: usize,
+        /// Replication throttle rates are set on the brokers as the run ends.
+        throttles_in_place: bool,
         /// Bytes the moves this run submitted copy (partitions of known size).
         bytes_submitted: u64,
         in_flight: usize,
@@ -76,7 +78,12 @@ pub enum RunReport {
         leaders_elected: usize,
     },
     /// Not started: partitions are under-replicated, or new brokers have not registered yet.
-    Waiting { reason: String },
+    Waiting {
+        reason: String,
+        /// Replication throttle rates are set (left by an earlier run whose moves are done or
+        /// still going).
+        throttles_in_place: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +160,7 @@ async fn run_inner(
         if !missing.is_empty() {
             return Ok(RunReport::Waiting {
                 reason: format!("brokers {missing:?} have not registered with the cluster yet"),
+                throttles_in_place: throttles_in_place(client).await?,
             });
         }
         let plan = planner::plan(&state.sized_description(sizes), options);
@@ -176,16 +184,13 @@ async fn run_inner(
                     under_replicated.len(),
                     examples.join(", ")
                 ),
+                throttles_in_place: throttles_in_place(client).await?,
             });
         }
         if plan.targets.is_empty() && state.ongoing.is_empty() {
             // The rate is set whenever a batch moves data: only then is there anything to remove
             // (removing unconditionally would write every topic's config on every idle run).
-            if !client
-                .cluster_broker_configs(&[LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE])
-                .await?
-                .is_empty()
-            {
+            if throttles_in_place(client).await? {
                 remove_throttles(client, &state).await?;
             }
             let leaders_elected = elect_leaders(client, &state).await?;
@@ -237,6 +242,7 @@ async fn run_inner(
                 let remaining = planner::plan(&state.sized_description(sizes), options);
                 return Ok(RunReport::InProgress {
                     submitted,
+                    throttles_in_place: throttles_in_place(client).await?,
                     bytes_submitted,
                     in_flight: state.ongoing.len(),
                     remaining_moves: remaining.summary.moves,
@@ -249,6 +255,15 @@ async fn run_inner(
             }
         }
     }
+}
+
+/// Whether replication throttle rates are set on the brokers (the cluster-wide default, where
+/// the executor sets them).
+async fn throttles_in_place(client: &mut AdminClient) -> Result<bool, AdminError> {
+    Ok(!client
+        .cluster_broker_configs(&[LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE])
+        .await?
+        .is_empty())
 }
 
 /// Every partition's size from the brokers' log directories; none when they cannot be read
@@ -665,7 +680,11 @@ mod tests {
             .iter()
             .map(|t| t.partition)
             .collect();
-        assert_eq!(partitions, vec![1], "brokers 1 and 4 already copy 800 bytes");
+        assert_eq!(
+            partitions,
+            vec![1],
+            "brokers 1 and 4 already copy 800 bytes"
+        );
     }
 
     #[test]

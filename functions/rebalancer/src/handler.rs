@@ -140,8 +140,9 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<RunReport, H
 }
 
 /// What the rebalancer emits, one document per run (a failed run emits none; Lambda counts it
-/// in `Errors`). `InProgress` is 1 when a run ends with moves in flight, which is also when the
-/// executor's replication throttles stay in place (`ThrottlesInPlace`).
+/// in `Errors`): `InProgress` is 1 when a run ends with moves in flight, `Waiting` when it could
+/// not start, `Finished` when the cluster is balanced; `ThrottlesInPlace` is 1 when replication
+/// throttle rates are set on the brokers as the run ends.
 pub static METRICS: Family = Family {
     component: "rebalancer",
     namespace: "MskRebalancer",
@@ -155,44 +156,84 @@ pub static METRICS: Family = Family {
         "MovesRemaining",
         "LeadersElected",
         "BytesSubmitted",
+        "Finished",
     ],
 };
 
 /// The document for one run's report.
 pub fn run_metrics(function_name: &str, report: &RunReport) -> Metrics {
     let mut metrics = METRICS.metrics(&[function_name]);
-    let (in_progress, waiting, submitted, bytes, in_flight, remaining, elected) = match report {
+    let progress = match report {
         RunReport::DryRun { .. } => return metrics,
         RunReport::InProgress {
             submitted,
+            throttles_in_place,
             bytes_submitted,
             in_flight,
             remaining_moves,
-        } => (
-            1,
-            0,
-            *submitted,
-            *bytes_submitted,
-            *in_flight,
-            *remaining_moves,
-            0,
-        ),
+        } => Progress {
+            in_progress: 1,
+            throttled: u64::from(*throttles_in_place),
+            submitted: *submitted,
+            bytes: *bytes_submitted,
+            in_flight: *in_flight,
+            remaining: *remaining_moves,
+            ..Progress::default()
+        },
         RunReport::Done {
             submitted,
             bytes_submitted,
             leaders_elected,
-        } => (0, 0, *submitted, *bytes_submitted, 0, 0, *leaders_elected),
-        RunReport::Waiting { .. } => (0, 1, 0, 0, 0, 0, 0),
+        } => Progress {
+            finished: 1,
+            submitted: *submitted,
+            bytes: *bytes_submitted,
+            elected: *leaders_elected,
+            ..Progress::default()
+        },
+        RunReport::Waiting {
+            throttles_in_place, ..
+        } => Progress {
+            waiting: 1,
+            throttled: u64::from(*throttles_in_place),
+            ..Progress::default()
+        },
     };
+    let Progress {
+        in_progress,
+        waiting,
+        finished,
+        throttled,
+        submitted,
+        bytes,
+        in_flight,
+        remaining,
+        elected,
+    } = progress;
     metrics.count("InProgress", in_progress);
-    metrics.count("ThrottlesInPlace", in_progress);
+    metrics.count("ThrottlesInPlace", throttled);
     metrics.count("Waiting", waiting);
     metrics.count("MovesSubmitted", submitted as u64);
     metrics.count("MovesInFlight", in_flight as u64);
     metrics.count("MovesRemaining", remaining as u64);
     metrics.count("LeadersElected", elected as u64);
     metrics.count("BytesSubmitted", bytes);
+    metrics.count("Finished", finished);
     metrics
+}
+
+/// One run's figures, as the metrics report them.
+#[derive(Default)]
+struct Progress {
+    in_progress: u64,
+    waiting: u64,
+    finished: u64,
+    throttled: u64,
+    submitted: usize,
+    bytes: u64,
+    in_flight: usize,
+    remaining: usize,
+    elected: usize,
 }
 
 fn log(report: &RunReport, new_brokers: &BTreeSet<i32>) {
@@ -214,6 +255,7 @@ fn log(report: &RunReport, new_brokers: &BTreeSet<i32>) {
             bytes_submitted,
             in_flight,
             remaining_moves,
+            ..
         } => tracing::info!(
             submitted,
             bytes_submitted,
@@ -231,7 +273,10 @@ fn log(report: &RunReport, new_brokers: &BTreeSet<i32>) {
             leaders_elected,
             "rebalance done"
         ),
-        RunReport::Waiting { reason } => tracing::warn!(reason, "rebalance waiting"),
+        RunReport::Waiting {
+            reason,
+            throttles_in_place,
+        } => tracing::warn!(reason, throttles_in_place, "rebalance waiting"),
     }
 }
 
@@ -247,6 +292,7 @@ mod tests {
             "rebalancer",
             &RunReport::InProgress {
                 submitted: 4,
+                throttles_in_place: true,
                 bytes_submitted: 4096,
                 in_flight: 6,
                 remaining_moves: 10,
@@ -271,7 +317,25 @@ mod tests {
         .to_emf(0)
         .unwrap();
         assert_eq!(done["InProgress"], 0.0);
+        assert_eq!(done["Finished"], 1.0);
         assert_eq!(done["LeadersElected"], 3.0);
+        let waiting = run_metrics(
+            "rebalancer",
+            &RunReport::Waiting {
+                reason: "brokers [4] have not registered".into(),
+                throttles_in_place: true,
+            },
+        )
+        .to_emf(0)
+        .unwrap();
+        assert_eq!(
+            (waiting["Waiting"].clone(), waiting["Finished"].clone()),
+            (1.0.into(), 0.0.into())
+        );
+        assert_eq!(
+            waiting["ThrottlesInPlace"], 1.0,
+            "throttles left by an earlier run are reported"
+        );
     }
 
     #[test]

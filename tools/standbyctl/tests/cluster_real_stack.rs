@@ -131,7 +131,7 @@ async fn rebalance(bootstrap: &str) -> Result<()> {
         .await?;
         match report {
             RunReport::Done { .. } => return Ok(()),
-            RunReport::Waiting { reason } => {
+            RunReport::Waiting { reason, .. } => {
                 eprintln!("rebalancer waiting: {reason}");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
