@@ -140,6 +140,11 @@ pub async fn handle(
         started.elapsed(),
     )
     .emit();
+    if !results.is_empty() {
+        // Lambda may freeze this environment after the answer, for good: the producer's counts
+        // are written now rather than by a later send.
+        app.producer.emit_metrics();
+    }
     Ok(response)
 }
 

@@ -73,6 +73,13 @@ pub struct ClusterArgs {
         value_delimiter = ','
     )]
     pub excluded_topics: Vec<String>,
+    /// How far back to count events DynamoDB's TTL removed unpublished (the republisher's
+    /// `ExpiredByTtl` metric in CloudWatch).
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    pub expired_lookback_hours: u64,
+    /// The republisher's function name, as its metrics name it.
+    #[arg(long, value_name = "NAME", default_value = "republisher")]
+    pub republisher_function: String,
     /// The autoscaler's cooldown after a scale-out.
     #[arg(
         long,

@@ -79,6 +79,8 @@ async fn cluster_command(args: ClusterArgs, output: Output) -> Result<Finish, Ct
         cluster_arn: args.cluster_arn,
         dead_letter_topics: args.dead_letter_topics,
         scale_cooldown: Duration::from_secs(args.scale_cooldown_seconds),
+        expired_lookback: Duration::from_secs(args.expired_lookback_hours.max(1) * 3600),
+        republisher_function: args.republisher_function,
     };
     let health = cluster::assess(&cluster::gather(&sources).await?, render::now_ms());
     render::print(output, &health);

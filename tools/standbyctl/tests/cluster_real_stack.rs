@@ -32,6 +32,10 @@ struct Fixture {
     dead_letter_topic: String,
     topic: String,
     cluster_arn: String,
+    /// The republisher's name in its metrics: unique, so other runs' data stays out.
+    republisher: String,
+    /// How far back `cluster` counts events expired by TTL.
+    lookback_hours: std::cell::Cell<u64>,
 }
 
 impl Fixture {
@@ -54,11 +58,24 @@ impl Fixture {
         command
     }
 
+    /// `standbyctl cluster` with this fixture's republisher and look-back.
+    fn cluster(&self) -> Command {
+        let mut command = self.ctl();
+        command.args([
+            "cluster",
+            "--republisher-function",
+            &self.republisher,
+            "--expired-lookback-hours",
+            &self.lookback_hours.get().to_string(),
+        ]);
+        command
+    }
+
     /// `standbyctl cluster --output json`: its exit code and report.
     fn health(&self) -> (i32, Value) {
         let output = self
-            .ctl()
-            .args(["cluster", "--output", "json"])
+            .cluster()
+            .args(["--output", "json"])
             .output()
             .expect("standbyctl runs");
         let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
@@ -199,7 +216,32 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
         dead_letter_topic,
         topic,
         cluster_arn: "arn:aws:kafka:us-east-1:123456789012:cluster/health/abc".into(),
+        republisher: testkit::unique_name("republisher"),
+        lookback_hours: std::cell::Cell::new(24),
     };
+    // An event lost to the TTL 20 hours ago, as the republisher counted it in CloudWatch.
+    {
+        use aws_sdk_cloudwatch::primitives::DateTime;
+        use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+        let dimension =
+            |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+        aws_sdk_cloudwatch::Client::new(&aws)
+            .put_metric_data()
+            .namespace(republisher::handler::METRICS.namespace)
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("ExpiredByTtl")
+                    .dimensions(dimension("FunctionName", &f.republisher))
+                    .dimensions(dimension("Trigger", "stream"))
+                    .timestamp(DateTime::from(
+                        std::time::SystemTime::now() - Duration::from_secs(20 * 3600),
+                    ))
+                    .value(1.0)
+                    .build(),
+            )
+            .send()
+            .await?;
+    }
 
     // What the functions leave in their tables: an event waiting, one past its TTL, a held key,
     // a scale-out a minute ago and its handoff.
@@ -297,6 +339,14 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
     );
     assert!(mentions(&report, "attention", "past the TTL"), "{report:#}");
     assert!(mentions(&report, "attention", "1 key held"), "{report:#}");
+    assert!(
+        mentions(
+            &report,
+            "attention",
+            "1 event expired by TTL in the last 24 h"
+        ),
+        "{report:#}"
+    );
     let under: Vec<String> = strings(&report["partitions"]["under_replicated"]);
     for p in 0..3 {
         assert!(under.contains(&format!("{}-{p}", f.topic)), "{under:?}");
@@ -339,14 +389,7 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
         "{report:#}"
     );
     // The table form says the same, and sets the same exit code.
-    let table = f
-        .ctl()
-        .arg("cluster")
-        .assert()
-        .code(6)
-        .get_output()
-        .stdout
-        .clone();
+    let table = f.cluster().assert().code(6).get_output().stdout.clone();
     let table = String::from_utf8(table)?;
     assert!(table.starts_with("NEEDS ATTENTION"), "{table}");
     assert!(table.contains("under-replicated"), "{table}");
@@ -372,6 +415,8 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
     )
     .await?;
     handoff::clear(&f.state, &f.cluster_arn).await?;
+    // The lost event is 20 hours old: outside a look-back of one hour.
+    f.lookback_hours.set(1);
     // Throttles as a rebalance between two runs leaves them: shown, worth a note, not an alarm.
     AdminClient::connect(&bootstrap, &Transport::Plaintext)
         .await?
@@ -422,6 +467,10 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
     })?;
     assert_eq!(report["attention"], serde_json::json!([]), "{report:#}");
     assert_eq!(code, 0);
+    assert_eq!(
+        report["expired_by_ttl"],
+        serde_json::json!({"lookback_hours": 1, "events": 0})
+    );
     assert_eq!(report["planner"]["moves"], 0, "{report:#}");
     assert_eq!(report["planner"]["leader_changes"], 0, "{report:#}");
     assert_eq!(report["reassignments"], serde_json::json!([]));
@@ -442,14 +491,7 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
         .filter_map(|b| b["id"].as_i64())
         .collect();
     assert_eq!(brokers, registered_now);
-    let table = f
-        .ctl()
-        .arg("cluster")
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
+    let table = f.cluster().assert().code(0).get_output().stdout.clone();
     eprintln!(
         "standbyctl cluster, after the rebalance:\n{}",
         String::from_utf8(table)?

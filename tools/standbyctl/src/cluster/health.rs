@@ -18,6 +18,10 @@ use crate::standby::CountReport;
 /// Partitions named in a table before "and N more" (JSON lists them all).
 const SHOWN: usize = 10;
 
+/// How long after a scale-out's handoff its new brokers may still be unregistered before that
+/// needs attention (MSK takes minutes to bring a broker up after the operation ends).
+const BROKER_START_GRACE: Duration = Duration::from_secs(30 * 60);
+
 /// A metadata quorum voter that has not caught up with the leader for this long is noted (the
 /// leader writes to the metadata log every 500 ms, so a live voter catches up continually).
 const VOTER_BEHIND_MS: i64 = 2_000;
@@ -41,6 +45,17 @@ pub struct Observed {
     pub dead_letter_topics: Vec<DeadLetterSize>,
     pub autoscaler: Option<AutoscalerObserved>,
     pub handoff: Option<Handoff>,
+    /// Events expired by TTL lately, when CloudWatch could be read.
+    pub expired: Option<ExpiredByTtl>,
+    /// Parts that could not be read, and why.
+    pub unreadable: Vec<String>,
+}
+
+/// Events DynamoDB's TTL removed unpublished (lost), as the republisher counted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExpiredByTtl {
+    pub lookback_hours: u64,
+    pub events: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +99,7 @@ pub struct Health {
     pub dead_letter_topics: Vec<DeadLetterSize>,
     pub autoscaler: Option<AutoscalerHealth>,
     pub rebalancer_handoff: Option<Handoff>,
+    pub expired_by_ttl: Option<ExpiredByTtl>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -218,16 +234,18 @@ fn listed(names: &[String]) -> String {
 /// The report, from what was read at `now_ms`.
 pub fn assess(observed: &Observed, now_ms: u64) -> Health {
     let state = &observed.state;
-    let moving: BTreeSet<(&str, i32)> = state
+    // Replicas a reassignment is adding: catching up by design, not a loss of redundancy.
+    let adding: BTreeMap<(&str, i32), &[i32]> = state
         .ongoing
         .iter()
-        .map(|o| (o.topic.as_str(), o.partition))
+        .map(|o| ((o.topic.as_str(), o.partition), o.adding.as_slice()))
         .collect();
 
     let mut partitions = Partitions {
         total: state.partitions.len(),
         ..Default::default()
     };
+    let mut min_isr_above_rf: BTreeSet<&str> = BTreeSet::new();
     for p in &state.partitions {
         let min_isr = observed.min_isr.get(&p.topic).copied().unwrap_or(1);
         if p.leader < 0 {
@@ -235,10 +253,20 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
         } else if p.replicas.first() != Some(&p.leader) {
             partitions.leader_not_preferred.push(partition_name(p));
         }
-        if p.isr.len() < p.replicas.len() && !moving.contains(&(p.topic.as_str(), p.partition)) {
+        let being_added = adding
+            .get(&(p.topic.as_str(), p.partition))
+            .copied()
+            .unwrap_or_default();
+        let out_of_sync = p
+            .replicas
+            .iter()
+            .any(|r| !p.isr.contains(r) && !being_added.contains(r));
+        if out_of_sync {
             partitions.under_replicated.push(partition_name(p));
         }
-        if p.isr.len() < min_isr.min(p.replicas.len()) {
+        if min_isr > p.replicas.len() {
+            min_isr_above_rf.insert(&p.topic);
+        } else if p.isr.len() < min_isr {
             partitions.under_min_isr.push(partition_name(p));
         }
     }
@@ -347,8 +375,19 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
         topics: observed.topic_throttles.clone(),
     };
 
-    let mut attention = Vec::new();
+    let mut attention: Vec<String> = observed
+        .unreadable
+        .iter()
+        .map(|what| format!("could not read {what}"))
+        .collect();
     let mut notes = Vec::new();
+    if let Some(expired) = observed.expired.filter(|e| e.events > 0) {
+        attention.push(format!(
+            "{} expired by TTL in the last {} h: DynamoDB deleted them unpublished, they are lost (the republisher's log names each event id)",
+            plural(expired.events as usize, "event", "events"),
+            expired.lookback_hours
+        ));
+    }
     if !partitions.offline.is_empty() {
         attention.push(format!(
             "{} offline (no leader): {}",
@@ -370,13 +409,34 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
             listed(&partitions.under_replicated)
         ));
     }
-    for b in &unregistered {
+    for topic in &min_isr_above_rf {
         attention.push(format!(
+            "topic {topic} has min.insync.replicas above its replication factor: every acks=all write to it fails"
+        ));
+    }
+    // Brokers a scale-out just added take a while to register; until then they are expected.
+    let handoff_age_secs = observed
+        .handoff
+        .as_ref()
+        .map(|h| (now_ms / 1000).saturating_sub(h.at));
+    for b in &unregistered {
+        let starting = b.replicas == 0
+            && handoff_age_secs.is_some_and(|age| age < BROKER_START_GRACE.as_secs())
+            && observed
+                .handoff
+                .as_ref()
+                .is_some_and(|h| h.new_broker_ids.contains(&b.id));
+        let line = format!(
             "broker {} is not registered (it holds {} and {})",
             b.id,
             plural(b.replicas, "replica", "replicas"),
             plural(b.leaders, "leadership", "leaderships")
-        ));
+        );
+        if starting {
+            notes.push(format!("{line}: the scale-out added it moments ago"));
+        } else {
+            attention.push(line);
+        }
     }
     if let Some(s) = &standby {
         if s.past_ttl > 0 {
@@ -523,6 +583,7 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
         dead_letter_topics: observed.dead_letter_topics.clone(),
         autoscaler,
         rebalancer_handoff: observed.handoff.clone(),
+        expired_by_ttl: observed.expired,
     }
 }
 
@@ -669,8 +730,18 @@ impl Report for Health {
             },
         );
 
+        match self.expired_by_ttl {
+            Some(e) => {
+                let _ = write!(
+                    out,
+                    "\nExpired by TTL in the last {} h (CloudWatch): {}",
+                    e.lookback_hours, e.events
+                );
+            }
+            None => out.push_str("\nExpired by TTL: not read"),
+        }
         match &self.standby {
-            None => out.push_str("\nStandby table: not given (--standby-table)\n"),
+            None => out.push_str("\nStandby table: not read (--standby-table, or see above)\n"),
             Some(s) => {
                 let _ = writeln!(
                     out,
@@ -817,6 +888,11 @@ mod tests {
             dead_letter_topics: vec![],
             autoscaler: None,
             handoff: None,
+            expired: Some(ExpiredByTtl {
+                lookback_hours: 24,
+                events: 0,
+            }),
+            unreadable: vec![],
         }
     }
 
@@ -938,6 +1014,84 @@ mod tests {
             health.notes,
             ["3 records in dead-letter topic dlt (standbyctl dlt ls)"]
         );
+    }
+
+    #[test]
+    fn an_original_replica_out_of_sync_during_a_move_is_under_replicated() {
+        let mut observed = observed(
+            &[1, 2, 3, 4],
+            vec![partition("t", 0, &[1, 2, 3, 4], &[1, 2], 1)],
+        );
+        observed.state.ongoing.push(Ongoing {
+            topic: "t".into(),
+            partition: 0,
+            replicas: vec![1, 2, 3, 4],
+            adding: vec![4],
+            removing: vec![3],
+        });
+        let health = assess(&observed, 0);
+        assert_eq!(
+            health.partitions.under_replicated,
+            ["t-0"],
+            "replica 3 is not being added and is out of sync"
+        );
+    }
+
+    #[test]
+    fn min_isr_above_the_replication_factor_needs_attention() {
+        let mut observed = observed(&[1, 2], vec![partition("t", 0, &[1, 2], &[1, 2], 1)]);
+        observed.min_isr.insert("t".into(), 3);
+        let health = assess(&observed, 0);
+        assert!(health.partitions.under_min_isr.is_empty());
+        assert_eq!(
+            health.attention,
+            [
+                "topic t has min.insync.replicas above its replication factor: every acks=all write to it fails"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_broker_a_scale_out_just_added_is_expected_for_a_while() {
+        let handoff = |at: u64| Handoff {
+            new_broker_ids: vec![4],
+            operation_arn: "op".into(),
+            at,
+        };
+        let mut fresh = observed(&[1], vec![partition("t", 0, &[1], &[1], 1)]);
+        fresh.min_isr.clear();
+        fresh.handoff = Some(handoff(1_000));
+        let health = assess(&fresh, 1_060_000);
+        assert!(health.attention.is_empty(), "{:?}", health.attention);
+        assert!(
+            health
+                .notes
+                .iter()
+                .any(|n| n.contains("broker 4 is not registered"))
+        );
+        let health = assess(&fresh, (1_000 + 3_600) * 1000);
+        assert!(
+            health
+                .attention
+                .iter()
+                .any(|a| a.contains("broker 4 is not registered")),
+            "an hour later it needs attention"
+        );
+    }
+
+    #[test]
+    fn lost_events_and_unreadable_parts_need_attention() {
+        let mut observed = observed(&[1], vec![partition("t", 0, &[1], &[1], 1)]);
+        observed.min_isr.clear();
+        observed.expired = Some(ExpiredByTtl {
+            lookback_hours: 24,
+            events: 3,
+        });
+        observed.unreadable = vec!["the standby table s: throttled".into()];
+        let health = assess(&observed, 0);
+        assert_eq!(health.attention.len(), 2, "{:?}", health.attention);
+        assert!(health.attention[0].starts_with("could not read the standby table s"));
+        assert!(health.attention[1].starts_with("3 events expired by TTL in the last 24 h"));
     }
 
     #[test]

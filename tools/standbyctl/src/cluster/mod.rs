@@ -3,7 +3,9 @@
 //! from the tables the functions keep (the standby backlog, held keys, the autoscaler's state,
 //! the rebalancer's handoff).
 //!
-//! [`gather`] does the reading; [`health::assess`] concludes, purely, what needs attention.
+//! [`gather`] does the reading; [`health::assess`] concludes, purely, what needs attention. Only
+//! the cluster itself must answer: a table, CloudWatch or a topic that cannot be read is reported
+//! as needing attention, and the rest of the report is still printed.
 
 pub mod health;
 
@@ -23,7 +25,7 @@ use shared::state_table::{StateTable, keys};
 
 use crate::error::CtlError;
 use crate::selection::StandbyFilter;
-use health::{AutoscalerObserved, DeadLetterSize, StandbyObserved};
+use health::{AutoscalerObserved, DeadLetterSize, ExpiredByTtl, StandbyObserved};
 pub use health::{Health, Observed, assess};
 
 const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
@@ -41,6 +43,10 @@ pub struct Sources {
     pub cluster_arn: Option<String>,
     pub dead_letter_topics: Vec<String>,
     pub scale_cooldown: Duration,
+    /// How far back events expired by TTL are counted.
+    pub expired_lookback: Duration,
+    /// The republisher's function name, as its metrics name it.
+    pub republisher_function: String,
 }
 
 /// Reads everything the report needs.
@@ -101,8 +107,25 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
     )
     .summary;
 
+    let mut unreadable = Vec::new();
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let expired = match expired_by_ttl(
+        &aws_sdk_cloudwatch::Client::new(&aws),
+        &sources.republisher_function,
+        sources.expired_lookback,
+    )
+    .await
+    {
+        Ok(events) => Some(ExpiredByTtl {
+            lookback_hours: sources.expired_lookback.as_secs() / 3600,
+            events,
+        }),
+        Err(error) => {
+            unreadable.push(format!("CloudWatch (events expired by TTL): {error}"));
+            None
+        }
+    };
     let state_table = sources
         .state_table
         .as_ref()
@@ -111,49 +134,55 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
         None => None,
         Some(name) => {
             let table = StandbyTable::new(dynamodb.clone(), name);
-            let count = crate::standby::count(&table, &StandbyFilter::default()).await?;
-            let held = match &state_table {
-                Some(state) => Some(
-                    republisher::held::list(state, name)
-                        .await
-                        .map_err(|e| state_table_error(state, e))?,
-                ),
-                None => None,
-            };
-            Some(StandbyObserved {
-                table: name.clone(),
-                count,
-                held,
-            })
+            match crate::standby::count(&table, &StandbyFilter::default()).await {
+                Err(error) => {
+                    unreadable.push(format!("the standby table {name}: {error}"));
+                    None
+                }
+                Ok(count) => {
+                    let held = match &state_table {
+                        None => None,
+                        Some(state) => match republisher::held::list(state, name).await {
+                            Ok(held) => Some(held),
+                            Err(error) => {
+                                unreadable.push(format!(
+                                    "held keys in the state table {}: {error}",
+                                    state.name()
+                                ));
+                                None
+                            }
+                        },
+                    };
+                    Some(StandbyObserved {
+                        table: name.clone(),
+                        count,
+                        held,
+                    })
+                }
+            }
         }
     };
     let (autoscaler, handoff) = match (&state_table, &sources.cluster_arn) {
         (Some(state), Some(arn)) => {
-            let last_scale = autoscaler::state::last_scale(state, arn)
-                .await
-                .map_err(|e| CtlError::Service(format!("the autoscaler's state: {e}")))?;
-            let claims = state
-                .list_prefixed(keys::AUTOSCALER_CLAIM, &format!("{arn}#"))
-                .await
-                .map_err(|e| state_table_error(state, e))?
-                .len();
-            let handoff = shared::handoff::read(state, arn)
-                .await
-                .map_err(|e| CtlError::Service(format!("the rebalancer's handoff: {e}")))?;
-            (
-                Some(AutoscalerObserved {
-                    last_scale,
-                    cooldown: sources.scale_cooldown,
-                    claims,
-                }),
-                handoff,
-            )
+            match read_autoscaler(state, arn, sources.scale_cooldown).await {
+                Ok(read) => read,
+                Err(error) => {
+                    unreadable.push(format!("the autoscaler's state and handoff: {error}"));
+                    (None, None)
+                }
+            }
         }
         _ => (None, None),
     };
 
     let dead_letter_topics =
-        dead_letter_sizes(&sources.kafka, &state, &sources.dead_letter_topics).await?;
+        match dead_letter_sizes(&sources.kafka, &state, &sources.dead_letter_topics).await {
+            Ok(sizes) => sizes,
+            Err(error) => {
+                unreadable.push(format!("dead-letter topics' sizes: {error}"));
+                Vec::new()
+            }
+        };
     Ok(Observed {
         state,
         controller_id,
@@ -166,7 +195,82 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
         dead_letter_topics,
         autoscaler,
         handoff,
+        expired,
+        unreadable,
     })
+}
+
+async fn read_autoscaler(
+    state: &StateTable,
+    arn: &str,
+    cooldown: Duration,
+) -> Result<(Option<AutoscalerObserved>, Option<shared::handoff::Handoff>), CtlError> {
+    let last_scale = autoscaler::state::last_scale(state, arn)
+        .await
+        .map_err(|e| CtlError::Service(format!("the autoscaler's state: {e}")))?;
+    let claims = state
+        .list_prefixed(keys::AUTOSCALER_CLAIM, &format!("{arn}#"))
+        .await
+        .map_err(|e| state_table_error(state, e))?
+        .len();
+    let handoff = shared::handoff::read(state, arn)
+        .await
+        .map_err(|e| CtlError::Service(format!("the rebalancer's handoff: {e}")))?;
+    Ok((
+        Some(AutoscalerObserved {
+            last_scale,
+            cooldown,
+            claims,
+        }),
+        handoff,
+    ))
+}
+
+/// Events DynamoDB's TTL removed unpublished within `lookback`, as the republisher counted them
+/// (its `ExpiredByTtl` metric): the items are gone from the table, so only the count is left.
+async fn expired_by_ttl(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    republisher: &str,
+    lookback: Duration,
+) -> Result<u64, String> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+
+    let family = &republisher::handler::METRICS;
+    let now = std::time::SystemTime::now();
+    let dimension = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+    let output = cloudwatch
+        .get_metric_data()
+        .start_time(DateTime::from(now - lookback))
+        .end_time(DateTime::from(now + Duration::from_secs(60)))
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("expired")
+                .return_data(true)
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(
+                            Metric::builder()
+                                .namespace(family.namespace)
+                                .metric_name("ExpiredByTtl")
+                                .dimensions(dimension("FunctionName", republisher))
+                                .dimensions(dimension("Trigger", "stream"))
+                                .build(),
+                        )
+                        .period(60)
+                        .stat("Sum")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_sdk_cloudwatch::Error::from(e).to_string())?;
+    Ok(output
+        .metric_data_results()
+        .iter()
+        .flat_map(|r| r.values())
+        .sum::<f64>() as u64)
 }
 
 fn state_table_error(state: &StateTable, error: sdk::standby_table::TableError) -> CtlError {
