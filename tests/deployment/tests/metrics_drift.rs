@@ -45,8 +45,8 @@ struct MetricRef {
     namespace: String,
     name: String,
     dimensions: BTreeSet<String>,
-    /// `FunctionName` values it is filtered by.
-    functions: BTreeSet<String>,
+    /// Dimension values it is filtered by (`FunctionName` and `Trigger` are checked).
+    filters: BTreeMap<String, BTreeSet<String>>,
     /// Where: the alarm, or the widget's title.
     place: String,
 }
@@ -88,15 +88,19 @@ fn parse_insights(query: &str, place: &str) -> MetricRef {
         .split(',')
         .map(|part| part.trim().trim_matches('"').to_string());
     let namespace = schema.next().unwrap();
-    let function = Regex::new(r"FunctionName\s*=\s*'([^']*)'").unwrap();
+    let equals = Regex::new(r"(\w+)\s*=\s*'([^']*)'").unwrap();
+    let mut filters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in equals.captures_iter(&captures[3]) {
+        filters
+            .entry(c[1].to_string())
+            .or_default()
+            .insert(c[2].to_string());
+    }
     MetricRef {
         namespace,
         name: captures[1].to_string(),
         dimensions: schema.collect(),
-        functions: function
-            .captures_iter(&captures[3])
-            .map(|c| c[1].to_string())
-            .collect(),
+        filters,
         place: place.to_string(),
     }
 }
@@ -111,15 +115,18 @@ fn string(yaml: &Yaml) -> String {
 /// A metric named by `Namespace`, `MetricName` and `Dimensions` (an alarm, or a `MetricStat`).
 fn from_metric_properties(metric: &Yaml, place: &str) -> MetricRef {
     let dimensions = metric["Dimensions"].as_vec().cloned().unwrap_or_default();
+    let mut filters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for d in &dimensions {
+        filters
+            .entry(string(&d["Name"]))
+            .or_default()
+            .insert(string(&d["Value"]));
+    }
     MetricRef {
         namespace: string(&metric["Namespace"]),
         name: string(&metric["MetricName"]),
         dimensions: dimensions.iter().map(|d| string(&d["Name"])).collect(),
-        functions: dimensions
-            .iter()
-            .filter(|d| d["Name"].as_str() == Some("FunctionName"))
-            .map(|d| string(&d["Value"]))
-            .collect(),
+        filters,
         place: place.to_string(),
     }
 }
@@ -196,15 +203,18 @@ fn dashboard_metrics(body: &Value) -> Vec<MetricRef> {
                 "{place}: write every metric out in full, without \".\" for \"as above\""
             );
             let pairs: Vec<(&str, &str)> = names[2..].chunks(2).map(|p| (p[0], p[1])).collect();
+            let mut filters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for (k, v) in &pairs {
+                filters
+                    .entry(k.to_string())
+                    .or_default()
+                    .insert(v.to_string());
+            }
             found.push(MetricRef {
                 namespace: names[0].to_string(),
                 name: names[1].to_string(),
                 dimensions: pairs.iter().map(|(k, _)| k.to_string()).collect(),
-                functions: pairs
-                    .iter()
-                    .filter(|(k, _)| *k == "FunctionName")
-                    .map(|(_, v)| v.to_string())
-                    .collect(),
+                filters,
                 place: place.clone(),
             });
         }
@@ -212,9 +222,36 @@ fn dashboard_metrics(body: &Value) -> Vec<MetricRef> {
     found
 }
 
+/// The (trigger, metric) pairs the republisher emits: a stream batch that republished an event,
+/// and a sweep, through the functions that build its documents.
+fn republisher_emits() -> BTreeSet<(String, String)> {
+    use republisher::engine::{Outcome, Report};
+    let report = Report {
+        outcomes: vec![Outcome::Republished {
+            latency: std::time::Duration::from_millis(3),
+        }],
+        ..Report::default()
+    };
+    let stream = republisher::handler::stream_metrics("republisher", &[], &report, 0);
+    let sweep = republisher::handler::sweep_metrics(
+        "republisher",
+        &republisher::sweep::SweepReport::default(),
+    );
+    stream
+        .names()
+        .map(|n| ("stream".to_string(), n.to_string()))
+        .chain(sweep.names().map(|n| ("sweep".to_string(), n.to_string())))
+        .collect()
+}
+
 /// Why `metric` matches nothing the code or AWS emits, if it does not.
 fn mismatch(metric: &MetricRef, functions: &BTreeSet<String>) -> Option<String> {
-    let unknown_functions: Vec<_> = metric.functions.difference(functions).collect();
+    let named = metric
+        .filters
+        .get("FunctionName")
+        .cloned()
+        .unwrap_or_default();
+    let unknown_functions: Vec<_> = named.difference(functions).collect();
     if !unknown_functions.is_empty() {
         return Some(format!(
             "{}: {} filters by FunctionName {unknown_functions:?}, not a function of the template",
@@ -253,6 +290,17 @@ fn mismatch(metric: &MetricRef, functions: &BTreeSet<String>) -> Option<String> 
                 .collect::<BTreeSet<_>>()
                 == metric.dimensions
     });
+    if emitted && metric.dimensions.contains("Trigger") {
+        let pairs = republisher_emits();
+        for trigger in metric.filters.get("Trigger").into_iter().flatten() {
+            if !pairs.contains(&(trigger.clone(), metric.name.clone())) {
+                return Some(format!(
+                    "{}: the republisher emits {} only for other triggers than {trigger}",
+                    metric.place, metric.name
+                ));
+            }
+        }
+    }
     (!emitted).then(|| {
         format!(
             "{}: {}/{} with dimensions {:?} is not emitted; {}",
