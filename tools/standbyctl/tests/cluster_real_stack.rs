@@ -281,6 +281,7 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
         },
     )
     .await?;
+    assert!(autoscaler::state::claim(&f.state, &f.cluster_arn, "K3AEGXETSR30VB").await?);
     let registered_now = f.health().1["brokers"]
         .as_array()
         .context("brokers")?
@@ -378,6 +379,10 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
     );
     let autoscaler = &report["autoscaler"];
     assert_eq!(autoscaler["last_scale_out"]["to"], 6);
+    assert_eq!(
+        autoscaler["latest_claim"]["cluster_version"],
+        "K3AEGXETSR30VB"
+    );
     assert!(autoscaler["cooldown_left_seconds"].as_u64().unwrap() > 3000);
     assert_eq!(report["rebalancer_handoff"]["new_broker_ids"][0], 1);
     assert!(

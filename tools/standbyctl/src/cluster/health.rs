@@ -70,8 +70,8 @@ pub struct StandbyObserved {
 pub struct AutoscalerObserved {
     pub last_scale: Option<autoscaler::state::ScaleRecord>,
     pub cooldown: Duration,
-    /// Claims on scale-outs of this cluster (one per cluster version scaled).
-    pub claims: usize,
+    /// The newest claim on a scale-out of this cluster (one per cluster version scaled).
+    pub latest_claim: Option<Claim>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -202,7 +202,22 @@ pub struct AutoscalerHealth {
     pub last_scale_out: Option<autoscaler::state::ScaleRecord>,
     pub seconds_since_scale_out: Option<u64>,
     pub cooldown_left_seconds: u64,
-    pub claims: usize,
+    pub latest_claim: Option<ClaimView>,
+}
+
+/// The autoscaler's claim on scaling one version of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The cluster version (MSK's `currentVersion`) the scale-out was claimed for.
+    pub version: String,
+    /// Seconds since the epoch.
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimView {
+    pub cluster_version: String,
+    pub seconds_ago: u64,
 }
 
 fn name(topic: &str, partition: i32) -> String {
@@ -366,7 +381,10 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
             cooldown_left_seconds: since
                 .map(|s| a.cooldown.as_secs().saturating_sub(s))
                 .unwrap_or(0),
-            claims: a.claims,
+            latest_claim: a.latest_claim.as_ref().map(|c| ClaimView {
+                cluster_version: c.version.clone(),
+                seconds_ago: (now_ms / 1000).saturating_sub(c.at),
+            }),
         }
     });
 
@@ -819,11 +837,20 @@ impl Report for Health {
                     ),
                     _ => "no scale-out recorded".into(),
                 };
+                let claim = a.latest_claim.as_ref().map_or_else(
+                    || "no claim".to_string(),
+                    |c| {
+                        format!(
+                            "latest claim on cluster version {}, {} ago",
+                            c.cluster_version,
+                            render::age(Duration::from_secs(c.seconds_ago))
+                        )
+                    },
+                );
                 let _ = writeln!(
                     out,
-                    "Autoscaler: {last}; cooldown left {}; {}",
-                    render::age(Duration::from_secs(a.cooldown_left_seconds)),
-                    plural(a.claims, "claim", "claims")
+                    "Autoscaler: {last}; cooldown left {}; {claim}",
+                    render::age(Duration::from_secs(a.cooldown_left_seconds))
                 );
             }
         }
@@ -1108,12 +1135,22 @@ mod tests {
                 handed_off: true,
             }),
             cooldown: Duration::from_secs(3600),
-            claims: 1,
+            latest_claim: Some(Claim {
+                version: "K3AEGXETSR30VB".into(),
+                at: 1_000,
+            }),
         });
         let health = assess(&observed, 1_600_000);
         let autoscaler = health.autoscaler.unwrap();
         assert_eq!(autoscaler.seconds_since_scale_out, Some(600));
         assert_eq!(autoscaler.cooldown_left_seconds, 3000);
+        assert_eq!(
+            autoscaler.latest_claim,
+            Some(ClaimView {
+                cluster_version: "K3AEGXETSR30VB".into(),
+                seconds_ago: 600
+            })
+        );
         assert!(health.attention.is_empty());
     }
 }

@@ -25,7 +25,8 @@ use shared::state_table::{StateTable, keys};
 
 use crate::error::CtlError;
 use crate::selection::StandbyFilter;
-use health::{AutoscalerObserved, DeadLetterSize, ExpiredByTtl, StandbyObserved};
+use aws_sdk_dynamodb::types::AttributeValue;
+use health::{AutoscalerObserved, Claim, DeadLetterSize, ExpiredByTtl, StandbyObserved};
 pub use health::{Health, Observed, assess};
 
 const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
@@ -208,11 +209,24 @@ async fn read_autoscaler(
     let last_scale = autoscaler::state::last_scale(state, arn)
         .await
         .map_err(|e| CtlError::Service(format!("the autoscaler's state: {e}")))?;
-    let claims = state
-        .list_prefixed(keys::AUTOSCALER_CLAIM, &format!("{arn}#"))
+    let prefix = format!("{arn}#");
+    let latest_claim = state
+        .list_prefixed(keys::AUTOSCALER_CLAIM, &prefix)
         .await
         .map_err(|e| state_table_error(state, e))?
-        .len();
+        .iter()
+        .filter_map(|item| {
+            let version = match item.get("sk") {
+                Some(AttributeValue::S(sk)) => sk.strip_prefix(&prefix)?.to_string(),
+                _ => return None,
+            };
+            let at = match item.get("at") {
+                Some(AttributeValue::N(n)) => n.parse().ok()?,
+                _ => return None,
+            };
+            Some(Claim { version, at })
+        })
+        .max_by_key(|c| c.at);
     let handoff = shared::handoff::read(state, arn)
         .await
         .map_err(|e| CtlError::Service(format!("the rebalancer's handoff: {e}")))?;
@@ -220,7 +234,7 @@ async fn read_autoscaler(
         Some(AutoscalerObserved {
             last_scale,
             cooldown,
-            claims,
+            latest_claim,
         }),
         handoff,
     ))
