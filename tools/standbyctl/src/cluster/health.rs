@@ -488,13 +488,20 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
         }
     }
     for voter in observed.quorum.iter().flat_map(|q| &q.voters) {
-        if let Some(ago) = voter.caught_up_ms_ago.filter(|ms| *ms >= VOTER_BEHIND_MS) {
-            notes.push(format!(
+        match voter.caught_up_ms_ago {
+            Some(ago) if ago >= VOTER_BEHIND_MS => notes.push(format!(
                 "controller quorum voter {} last caught up {} ago ({} behind)",
                 voter.id,
                 render::age(Duration::from_millis(ago as u64)),
                 plural(voter.lag as usize, "record", "records")
-            ));
+            )),
+            // A leader elected while the voter was away has never seen it caught up.
+            None if voter.lag > 0 => notes.push(format!(
+                "controller quorum voter {} has not caught up with the current leader ({} behind)",
+                voter.id,
+                plural(voter.lag as usize, "record", "records")
+            )),
+            _ => {}
         }
     }
     if !state.ongoing.is_empty() {
@@ -1119,6 +1126,35 @@ mod tests {
         assert_eq!(health.attention.len(), 2, "{:?}", health.attention);
         assert!(health.attention[0].starts_with("could not read the standby table s"));
         assert!(health.attention[1].starts_with("3 events expired by TTL in the last 24 h"));
+    }
+
+    #[test]
+    fn a_voter_the_current_leader_never_saw_caught_up_is_noted() {
+        let mut observed = observed(&[1], vec![partition("t", 0, &[1], &[1], 1)]);
+        observed.min_isr.clear();
+        observed.quorum = Some(Quorum {
+            leader: 1,
+            voters: vec![
+                rebalancer::admin::Voter {
+                    id: 1,
+                    lag: 0,
+                    caught_up_ms_ago: Some(0),
+                },
+                rebalancer::admin::Voter {
+                    id: 3,
+                    lag: 256,
+                    caught_up_ms_ago: None,
+                },
+            ],
+        });
+        let health = assess(&observed, 0);
+        assert_eq!(
+            health.notes,
+            [
+                "controller quorum voter 3 has not caught up with the current leader (256 records behind)"
+            ]
+        );
+        assert_eq!(health.controller.quorum_leader, Some(1));
     }
 
     #[test]
