@@ -392,6 +392,17 @@ impl FallbackProducer {
         self
     }
 
+    /// Where events went since the last metrics document.
+    pub fn tally(&self) -> Tally {
+        let m = &self.metrics;
+        Tally {
+            sent_to_kafka: m.sent_to_kafka.load(Ordering::Relaxed),
+            diverted: m.diverted.load(Ordering::Relaxed),
+            dead_lettered: m.dead_lettered.load(Ordering::Relaxed),
+            failed: m.failed.load(Ordering::Relaxed),
+        }
+    }
+
     /// Emits the metrics counted since the last document now (at shutdown, so none are lost).
     pub fn emit_metrics(&self) {
         self.metrics

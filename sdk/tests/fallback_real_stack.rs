@@ -11,7 +11,7 @@ use devstack::Stack;
 use devstack::testkit::{self, Consumed};
 use rdkafka::producer::Producer;
 use sdk::FallbackError;
-use sdk::fallback::{Event, FallbackProducer, FallbackSettings, Outcome};
+use sdk::fallback::{Event, FallbackProducer, FallbackSettings, Outcome, Tally};
 use sdk::kafka::{KafkaSettings, Message};
 use sdk::standby_table::StandbyTable;
 use tokio::sync::RwLock;
@@ -58,7 +58,9 @@ async fn fixture(topic_configs: &[(&str, &str)]) -> Result<Fixture> {
         recheck_max_delay: sdk::fallback::DEFAULT_RECHECK_MAX_DELAY,
         signal_interval: sdk::fallback::DEFAULT_SIGNAL_INTERVAL,
     };
-    let producer = FallbackProducer::from_settings(&kafka, table.clone(), settings)?;
+    // Metrics documents an hour apart: the tests read the counts before any is written.
+    let producer = FallbackProducer::from_settings(&kafka, table.clone(), settings)?
+        .with_metrics("fallback-tests", Duration::from_secs(3600));
     Ok(Fixture {
         stack,
         producer,
@@ -208,6 +210,15 @@ async fn with_kafka_up_events_go_to_kafka_and_never_to_standby() -> Result<()> {
     )
     .await?;
     assert_eq!(after.len(), 50, "nothing more was sent");
+    // What its metrics document will say (within the minute: none written yet).
+    assert_eq!(
+        fixture.producer.tally(),
+        Tally {
+            sent_to_kafka: 50,
+            failed: 3,
+            ..Tally::default()
+        }
+    );
     Ok(())
 }
 
@@ -341,6 +352,15 @@ async fn outage_writes_byte_exact_standby_items_and_keeps_per_key_order() -> Res
         fixture.producer.diverted_keys(),
         2,
         "customer-7 and the empty key"
+    );
+    assert_eq!(
+        fixture.producer.tally(),
+        Tally {
+            sent_to_kafka: 1,
+            diverted: 5,
+            ..Tally::default()
+        },
+        "the producers-diverting alarm's count"
     );
 
     // Once the table holds nothing of the key, the producer returns to Kafka for it.

@@ -78,11 +78,15 @@ pub enum RunReport {
         leaders_elected: usize,
     },
     /// Not started: partitions are under-replicated, or new brokers have not registered yet.
+    /// (Also after moves this run submitted, when a partition fell out of sync meanwhile: the
+    /// moves it submitted are counted.)
     Waiting {
         reason: String,
         /// Replication throttle rates are set (left by an earlier run whose moves are done or
         /// still going).
         throttles_in_place: bool,
+        submitted: usize,
+        bytes_submitted: u64,
     },
 }
 
@@ -161,6 +165,8 @@ async fn run_inner(
             return Ok(RunReport::Waiting {
                 reason: format!("brokers {missing:?} have not registered with the cluster yet"),
                 throttles_in_place: throttles_in_place(client).await?,
+                submitted,
+                bytes_submitted,
             });
         }
         let plan = planner::plan(&state.sized_description(sizes), options);
@@ -185,6 +191,8 @@ async fn run_inner(
                     examples.join(", ")
                 ),
                 throttles_in_place: throttles_in_place(client).await?,
+                submitted,
+                bytes_submitted,
             });
         }
         if plan.targets.is_empty() && state.ongoing.is_empty() {

@@ -192,10 +192,15 @@ pub fn run_metrics(function_name: &str, report: &RunReport) -> Metrics {
             ..Progress::default()
         },
         RunReport::Waiting {
-            throttles_in_place, ..
+            throttles_in_place,
+            submitted,
+            bytes_submitted,
+            ..
         } => Progress {
             waiting: 1,
             throttled: u64::from(*throttles_in_place),
+            submitted: *submitted,
+            bytes: *bytes_submitted,
             ..Progress::default()
         },
     };
@@ -276,7 +281,15 @@ fn log(report: &RunReport, new_brokers: &BTreeSet<i32>) {
         RunReport::Waiting {
             reason,
             throttles_in_place,
-        } => tracing::warn!(reason, throttles_in_place, "rebalance waiting"),
+            submitted,
+            bytes_submitted,
+        } => tracing::warn!(
+            reason,
+            throttles_in_place,
+            submitted,
+            bytes_submitted,
+            "rebalance waiting"
+        ),
     }
 }
 
@@ -324,6 +337,8 @@ mod tests {
             &RunReport::Waiting {
                 reason: "brokers [4] have not registered".into(),
                 throttles_in_place: true,
+                submitted: 0,
+                bytes_submitted: 0,
             },
         )
         .to_emf(0)
