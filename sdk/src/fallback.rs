@@ -312,12 +312,13 @@ impl MetricsState {
                 .is_ok()
     }
 
-    fn take(&self) -> Tally {
+    /// The counts, each read with `read` (a load, or a swap that starts the next document).
+    fn tally(&self, read: impl Fn(&AtomicU64) -> u64) -> Tally {
         Tally {
-            sent_to_kafka: self.sent_to_kafka.swap(0, Ordering::Relaxed),
-            diverted: self.diverted.swap(0, Ordering::Relaxed),
-            dead_lettered: self.dead_lettered.swap(0, Ordering::Relaxed),
-            failed: self.failed.swap(0, Ordering::Relaxed),
+            sent_to_kafka: read(&self.sent_to_kafka),
+            diverted: read(&self.diverted),
+            dead_lettered: read(&self.dead_lettered),
+            failed: read(&self.failed),
         }
     }
 }
@@ -394,19 +395,13 @@ impl FallbackProducer {
 
     /// Where events went since the last metrics document.
     pub fn tally(&self) -> Tally {
-        let m = &self.metrics;
-        Tally {
-            sent_to_kafka: m.sent_to_kafka.load(Ordering::Relaxed),
-            diverted: m.diverted.load(Ordering::Relaxed),
-            dead_lettered: m.dead_lettered.load(Ordering::Relaxed),
-            failed: m.failed.load(Ordering::Relaxed),
-        }
+        self.metrics.tally(|count| count.load(Ordering::Relaxed))
     }
 
     /// Emits the metrics counted since the last document now (at shutdown, so none are lost).
     pub fn emit_metrics(&self) {
         self.metrics
-            .take()
+            .tally(|count| count.swap(0, Ordering::Relaxed))
             .metrics(&self.metrics.service, self.diverted_keys())
             .emit();
     }

@@ -107,6 +107,9 @@ pub struct Ongoing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterState {
     pub brokers: Vec<Broker>,
+    /// The controller brokers name in metadata (on KRaft, a broker standing in for the quorum;
+    /// `AdminClient::metadata_quorum` names the active controller).
+    pub controller: Option<i32>,
     pub partitions: Vec<PartitionState>,
     pub ongoing: Vec<Ongoing>,
 }
@@ -192,6 +195,7 @@ mod tests {
     fn description_counts_reassigning_partitions_with_their_final_replicas() {
         let state = ClusterState {
             brokers: vec![],
+            controller: None,
             partitions: vec![PartitionState {
                 topic: "t".into(),
                 partition: 0,

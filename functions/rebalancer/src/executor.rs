@@ -20,7 +20,6 @@
 //! after any failure.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration as StdDuration;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -335,12 +334,6 @@ pub fn estimate(targets: &[Target], rate: u64) -> Estimate {
     }
 }
 
-impl Estimate {
-    pub fn duration(&self) -> StdDuration {
-        StdDuration::from_secs(self.seconds)
-    }
-}
-
 /// The brokers a move copies to or from: those added and those removed.
 fn touched(target: &Target) -> Vec<i32> {
     target
@@ -572,6 +565,7 @@ mod tests {
     fn state(ongoing: Vec<Ongoing>) -> ClusterState {
         ClusterState {
             brokers: (1..=6).map(|id| Broker { id, rack: None }).collect(),
+            controller: Some(1),
             partitions: vec![PartitionState {
                 topic: "t".into(),
                 partition: 0,

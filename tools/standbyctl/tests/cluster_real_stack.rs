@@ -6,11 +6,12 @@
 //!
 //! One test in its own binary: it stops a broker, which no other test may see.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use assert_cmd::Command;
-use assert_cmd::cargo::cargo_bin_cmd;
 use devstack::Stack;
 use devstack::testkit;
 use rdkafka::ClientConfig;
@@ -40,21 +41,13 @@ struct Fixture {
 
 impl Fixture {
     fn ctl(&self) -> Command {
-        let mut command = cargo_bin_cmd!("standbyctl");
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KAFKA_BOOTSTRAP_SERVERS", self.stack.bootstrap_servers())
-            .env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
-            .env("AWS_ENDPOINT_URL", self.stack.aws_endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("STANDBY_TABLE_NAME", self.standby.name())
-            .env("STATE_TABLE_NAME", self.state.name())
-            .env("MSK_CLUSTER_ARN", &self.cluster_arn)
-            .env("STANDBY_DEAD_LETTER_TOPIC", &self.dead_letter_topic)
-            .timeout(Duration::from_secs(120));
+        let mut command = common::standbyctl(
+            &self.stack,
+            self.standby.name(),
+            self.state.name(),
+            &self.dead_letter_topic,
+        );
+        command.env("MSK_CLUSTER_ARN", &self.cluster_arn);
         command
     }
 

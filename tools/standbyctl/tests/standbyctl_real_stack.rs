@@ -1,11 +1,12 @@
 //! The `standbyctl` binary run as an operator would, against the local stack: items in moto's
 //! DynamoDB, records in the real Kafka brokers. Each test has its own tables and topics.
 
+mod common;
+
 use std::time::Duration;
 
 use anyhow::Result;
 use assert_cmd::Command;
-use assert_cmd::cargo::cargo_bin_cmd;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devstack::Stack;
 use devstack::testkit::{self, Consumed};
@@ -48,22 +49,15 @@ async fn fixture() -> Result<Fixture> {
 impl Fixture {
     /// The binary with the same environment the functions get.
     fn ctl(&self) -> Command {
-        let mut command = cargo_bin_cmd!("standbyctl");
+        let mut command = common::standbyctl(
+            &self.stack,
+            self.standby.name(),
+            self.state.name(),
+            &self.dead_letter_topic,
+        );
         command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KAFKA_BOOTSTRAP_SERVERS", self.stack.bootstrap_servers())
-            .env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
             .env("KAFKA_DELIVERY_TIMEOUT_MS", "5000")
-            .env("AWS_ENDPOINT_URL", self.stack.aws_endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("STANDBY_TABLE_NAME", self.standby.name())
-            .env("STATE_TABLE_NAME", self.state.name())
-            .env("STANDBY_DEAD_LETTER_TOPIC", &self.dead_letter_topic)
-            .env("EVENT_TOPICS", "orders,payments,ctl-*")
-            .timeout(Duration::from_secs(120));
+            .env("EVENT_TOPICS", "orders,payments,ctl-*");
         command
     }
 

@@ -294,19 +294,10 @@ impl AdminClient {
         let ongoing = self.list_reassignments().await?;
         Ok(ClusterState {
             brokers,
+            controller: (metadata.controller_id.0 >= 0).then_some(metadata.controller_id.0),
             partitions,
             ongoing,
         })
-    }
-
-    /// The controller as brokers report it in metadata (on KRaft, any broker standing in for
-    /// the quorum; [`Self::metadata_quorum`] names the active controller).
-    pub async fn controller_id(&mut self) -> Result<Option<i32>, AdminError> {
-        let request = MetadataRequest::default()
-            .with_topics(Some(Vec::new()))
-            .with_allow_auto_topic_creation(false);
-        let metadata = self.connection.send(request, "Metadata").await?;
-        Ok((metadata.controller_id.0 >= 0).then_some(metadata.controller_id.0))
     }
 
     /// The KRaft metadata quorum, or `None` from a cluster without one (ZooKeeper mode, or a

@@ -30,8 +30,6 @@ const VOTER_BEHIND_MS: i64 = 2_000;
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub state: ClusterState,
-    /// The controller brokers report in metadata.
-    pub controller_id: Option<i32>,
     pub quorum: Option<Quorum>,
     /// `min.insync.replicas` of each topic.
     pub min_isr: BTreeMap<String, usize>,
@@ -571,7 +569,7 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
         attention,
         notes,
         controller: Controller {
-            reported_by_brokers: observed.controller_id,
+            reported_by_brokers: state.controller,
             quorum_leader: observed.quorum.as_ref().map(|q| q.leader),
             voters: observed
                 .quorum
@@ -908,11 +906,11 @@ mod tests {
                 .collect(),
             partitions,
             ongoing: vec![],
+            controller: Some(1),
         };
         let plan = rebalancer::planner::plan(&state.description(), &Default::default()).summary;
         Observed {
             state,
-            controller_id: Some(1),
             quorum: None,
             min_isr: BTreeMap::from([("t".to_string(), 2)]),
             broker_throttles: vec![],

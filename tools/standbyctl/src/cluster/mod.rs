@@ -12,14 +12,14 @@ pub mod health;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rebalancer::admin::AdminClient;
 use rebalancer::executor::{
     FOLLOWER_THROTTLED_RATE, FOLLOWER_THROTTLED_REPLICAS, LEADER_THROTTLED_RATE,
     LEADER_THROTTLED_REPLICAS,
 };
 use rebalancer::planner::{self, Options};
-use sdk::kafka::{KafkaContext, KafkaSettings};
+use sdk::kafka::KafkaSettings;
 use sdk::standby_table::StandbyTable;
 use shared::state_table::{StateTable, keys};
 
@@ -55,7 +55,6 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
     let transport = rebalancer::settings::transport(&sources.kafka);
     let mut admin = AdminClient::connect(&sources.kafka.bootstrap_servers, &transport).await?;
     let state = admin.cluster_state().await?;
-    let controller_id = admin.controller_id().await?;
     let quorum = admin.metadata_quorum().await?;
     let topics: Vec<String> = state
         .partitions
@@ -186,7 +185,6 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
         };
     Ok(Observed {
         state,
-        controller_id,
         quorum,
         min_isr,
         broker_throttles,
@@ -310,11 +308,7 @@ async fn dead_letter_sizes(
     let kafka = kafka.clone();
     // librdkafka's watermark calls block: off the async workers.
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer<KafkaContext> = kafka
-            .client_config()
-            .set("group.id", "standbyctl")
-            .set("enable.auto.commit", "false")
-            .create_with_context(kafka.context())?;
+        let consumer = crate::dlt::reader::consumer(&kafka)?;
         let mut sizes = Vec::new();
         for (topic, partitions) in partitions {
             if partitions.is_empty() {

@@ -6,7 +6,7 @@
 //! [`redrive`] sends records back. This module holds the record, its id and the filter, and the
 //! `ls` and `show` commands.
 
-mod reader;
+pub(crate) mod reader;
 pub mod redrive;
 pub mod redrive_log;
 

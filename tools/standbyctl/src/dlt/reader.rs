@@ -17,16 +17,21 @@ use crate::error::CtlError;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A consumer that joins no group and commits nothing, and `topic`'s partition count.
-fn open(
-    settings: &KafkaSettings,
-    topic: &str,
-) -> Result<(BaseConsumer<KafkaContext>, i32), CtlError> {
-    let consumer: BaseConsumer<KafkaContext> = settings
+/// A consumer that joins no group and commits nothing (it assigns partitions itself).
+pub fn consumer(settings: &KafkaSettings) -> Result<BaseConsumer<KafkaContext>, CtlError> {
+    Ok(settings
         .client_config()
         .set("group.id", "standbyctl")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create_with_context(settings.context())?;
+        .create_with_context(settings.context())?)
+}
+
+fn open(
+    settings: &KafkaSettings,
+    topic: &str,
+) -> Result<(BaseConsumer<KafkaContext>, i32), CtlError> {
+    let consumer = consumer(settings)?;
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
     match metadata.topics().first() {
         Some(t) if t.error().is_none() => Ok((consumer, t.partitions().len() as i32)),
