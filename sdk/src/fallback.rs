@@ -842,3 +842,44 @@ impl FallbackProducer {
 fn log_partition_key(event_id: EventId, partition_key: &str) {
     tracing::debug!(%event_id, partition_key, "partition key of the event above");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivered(outcome: Outcome) -> Delivery {
+        Delivery {
+            event_id: EventId::new(),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn metrics_are_due_once_per_interval_and_start_the_next_document_at_zero() {
+        let state = MetricsState::new("checkout".into(), Duration::from_secs(3600));
+        state.observe(&Ok(delivered(Outcome::Kafka {
+            partition: 0,
+            offset: 1,
+        })));
+        state.observe(&Ok(delivered(Outcome::Standby {
+            reason: "timed out".into(),
+        })));
+        assert!(!state.due(), "not before the interval has passed");
+        let sent = state.tally(|count| count.swap(0, Ordering::Relaxed));
+        assert_eq!(
+            sent,
+            Tally {
+                sent_to_kafka: 1,
+                diverted: 1,
+                ..Tally::default()
+            }
+        );
+        assert_eq!(
+            state.tally(|count| count.load(Ordering::Relaxed)),
+            Tally::default()
+        );
+
+        let every_time = MetricsState::new("checkout".into(), Duration::ZERO);
+        assert!(every_time.due(), "due once the interval has passed");
+    }
+}

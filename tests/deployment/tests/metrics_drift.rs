@@ -420,3 +420,39 @@ fn a_producer_document_carries_every_metric_of_its_family() {
     assert_eq!(emitted, sdk::fallback::METRICS.metrics);
     assert_eq!(document["Service"], "checkout");
 }
+
+/// The risks operators must be woken for each have an alarm on the metric that shows them, and
+/// every function's errors are watched.
+#[test]
+fn every_risk_has_its_alarm() {
+    let template = template();
+    let alarmed: BTreeSet<(String, String)> = alarm_metrics(&template)
+        .into_iter()
+        .map(|m| (m.namespace, m.name))
+        .collect();
+    let required = [
+        ("StandbyEvents", "ExpiredByTtl"),
+        ("StandbyEvents", "HeldKeys"),
+        ("StandbyEvents", "OldestRecordAge"),
+        ("AWS/Lambda", "IteratorAge"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("StandbyEvents", "DeadLettered"),
+        ("StandbyEvents/Producer", "DeadLettered"),
+        ("StandbyEvents/Consumer", "DeadLettered"),
+        ("StandbyEvents/Producer", "Diverted"),
+        ("MskRebalancer", "Finished"),
+        ("MskAutoscaler", "RecommendLargerBrokerType"),
+    ];
+    let missing: Vec<_> = required
+        .iter()
+        .filter(|(ns, name)| !alarmed.contains(&(ns.to_string(), name.to_string())))
+        .collect();
+    assert!(missing.is_empty(), "no alarm on {missing:?}");
+    let errors_watched: BTreeSet<String> = alarm_metrics(&template)
+        .into_iter()
+        .filter(|m| m.namespace == "AWS/Lambda" && m.name == "Errors")
+        .flat_map(|m| m.filters.get("FunctionName").cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(errors_watched, function_names(&template));
+}

@@ -55,7 +55,15 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
     let transport = rebalancer::settings::transport(&sources.kafka);
     let mut admin = AdminClient::connect(&sources.kafka.bootstrap_servers, &transport).await?;
     let state = admin.cluster_state().await?;
-    let quorum = admin.metadata_quorum().await?;
+    let mut unreadable = Vec::new();
+    // Optional, like every part but the cluster's metadata: MSK may refuse it.
+    let quorum = match admin.metadata_quorum().await {
+        Ok(quorum) => quorum,
+        Err(error) => {
+            unreadable.push(format!("the controller quorum: {error}"));
+            None
+        }
+    };
     let topics: Vec<String> = state
         .partitions
         .iter()
@@ -107,7 +115,6 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
     )
     .summary;
 
-    let mut unreadable = Vec::new();
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let expired = match expired_by_ttl(
@@ -269,7 +276,9 @@ async fn expired_by_ttl(
                                 .dimensions(dimension("Trigger", "stream"))
                                 .build(),
                         )
-                        .period(60)
+                        // One period over the whole look-back: one value, whatever its length
+                        // (minute data is kept only 15 days).
+                        .period(lookback.as_secs().div_ceil(60).max(1) as i32 * 60)
                         .stat("Sum")
                         .build(),
                 )

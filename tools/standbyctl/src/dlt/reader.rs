@@ -16,7 +16,6 @@ use crate::error::CtlError;
 /// How long a metadata, watermark or fetch call may take.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A consumer that joins no group and commits nothing, and `topic`'s partition count.
 /// A consumer that joins no group and commits nothing (it assigns partitions itself).
 pub fn consumer(settings: &KafkaSettings) -> Result<BaseConsumer<KafkaContext>, CtlError> {
     Ok(settings
@@ -27,6 +26,7 @@ pub fn consumer(settings: &KafkaSettings) -> Result<BaseConsumer<KafkaContext>, 
         .create_with_context(settings.context())?)
 }
 
+/// Such a consumer, and `topic`'s partition count.
 fn open(
     settings: &KafkaSettings,
     topic: &str,
