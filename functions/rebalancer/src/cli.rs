@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::admin::AdminClient;
 use crate::cluster::ClusterDescription;
-use crate::planner::{self, Options, Summary};
+use crate::planner::{self, Options, RackMode, Summary};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +46,10 @@ pub enum Command {
         /// Topics never moved (repeatable); MSK's canary topics always are.
         #[arg(long = "exclude-topic")]
         excluded_topics: Vec<String>,
+        /// `spread`: replicas may change racks (each partition keeping distinct racks) so brokers
+        /// balance across racks; `keep`: every partition stays in the racks it is in.
+        #[arg(long, env = "REBALANCE_RACK_MODE", default_value = "spread")]
+        racks: RackMode,
         /// The replication throttle the copy time is estimated at, bytes/s per broker.
         #[arg(
             long,
@@ -81,6 +85,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Plan {
             file,
             excluded_topics,
+            racks,
             throttle_bytes_per_sec,
         } => {
             let text = if file.as_os_str() == "-" {
@@ -93,6 +98,7 @@ pub async fn run(command: Command) -> Result<()> {
                 .with_context(|| format!("{} is not a cluster description", file.display()))?;
             let options = Options {
                 excluded_topics: excluded_topics.into_iter().collect::<BTreeSet<_>>(),
+                racks,
             };
             let plan = planner::plan(&cluster, &options);
             println!(

@@ -262,6 +262,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
             .map(|p| p.topic.clone())
             .filter(|t| !topics.contains(t))
             .collect(),
+        ..Options::default()
     };
     // A follower that fell behind while the first invocation's throttled moves finished (two
     // cores, six brokers) leaves the ISR for a moment; A would then rightly wait instead of moving.
@@ -516,6 +517,7 @@ async fn bytes_moved_are_what_the_new_replicas_hold(bootstrap: &str) -> Result<(
             .map(|p| p.topic.clone())
             .filter(|t| !topics.contains(t))
             .collect(),
+        ..Options::default()
     };
     let deadline = || Instant::now() + Duration::from_secs(30);
     let dry = executor::run(&mut client, &limits(), &only_these, &[], true, deadline()).await?;

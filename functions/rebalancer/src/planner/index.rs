@@ -24,6 +24,8 @@ pub(super) struct Work {
     /// May be reordered and have replicas moved: not being reassigned, and every replica on a
     /// known broker, each once.
     pub movable: bool,
+    /// The leader's log size; 0 when unknown.
+    pub size: u64,
 }
 
 #[derive(Debug)]
@@ -116,6 +118,7 @@ impl<'a> Indexed<'a> {
                     topic: topic_index[p.topic.as_str()],
                     replicas: known,
                     movable,
+                    size: p.size_bytes.unwrap_or(0),
                 }
             })
             .collect();

@@ -33,10 +33,12 @@
 //! lists; [`summary`] measures before and after and lists the targets. This module holds the
 //! public types and [`plan`], which runs the four in that order.
 
+mod flow;
 mod index;
 mod leaders;
 mod replicas;
 mod summary;
+mod targets;
 
 use std::collections::BTreeSet;
 
@@ -51,6 +53,32 @@ pub const ALWAYS_EXCLUDED: [&str; 2] = ["__amazon_msk_canary", "__amazon_msk_can
 pub struct Options {
     /// Topics neither moved nor counted, besides [`ALWAYS_EXCLUDED`].
     pub excluded_topics: BTreeSet<String>,
+    pub racks: RackMode,
+}
+
+/// Where a partition's replicas may go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RackMode {
+    /// Into any rack, as long as the partition's replicas stay in distinct racks (as many as
+    /// before): balances brokers across racks.
+    #[default]
+    Spread,
+    /// Only within the racks the partition is in today, each keeping its count: for clusters
+    /// whose partitions are pinned to zones on purpose.
+    Keep,
+}
+
+impl std::str::FromStr for RackMode {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "spread" => Ok(RackMode::Spread),
+            "keep" => Ok(RackMode::Keep),
+            other => Err(format!("rack mode {other:?}: expected \"spread\" or \"keep\"")),
+        }
+    }
 }
 
 /// One partition whose replica list changes.
@@ -74,6 +102,9 @@ pub struct BrokerSummary {
     pub replicas_after: usize,
     pub leaders_before: usize,
     pub leaders_after: usize,
+    /// Bytes of the replicas it holds (leaders' sizes; partitions of unknown size count 0).
+    pub bytes_before: u64,
+    pub bytes_after: u64,
 }
 
 /// A topic's spread: the largest, over racks, of (most − fewest) replicas of the topic on one
@@ -89,7 +120,8 @@ pub struct TopicSpread {
 pub struct Summary {
     /// Replica moves of the plan.
     pub moves: usize,
-    /// The theoretical minimum for the same balance targets.
+    /// The fewest moves that reach the most even balance the rack mode allows (computed exactly;
+    /// see the module doc).
     pub min_moves: usize,
     /// Partitions whose preferred leader changes.
     pub leader_changes: usize,
@@ -97,6 +129,8 @@ pub struct Summary {
     pub bytes_to_move: u64,
     /// Every rack's brokers end within one replica of each other.
     pub replicas_balanced: bool,
+    /// Every broker ends within one replica of every other, whatever its rack.
+    pub replicas_balanced_across_racks: bool,
     /// Every broker ends within one preferred leadership of every other.
     pub leaders_balanced: bool,
     /// Partitions left as they are: being reassigned, or on brokers missing from the description.
@@ -128,25 +162,36 @@ pub fn plan(cluster: &ClusterDescription, options: &Options) -> Plan {
     let mut indexed = index::Indexed::new(cluster, options);
     let before = summary::Snapshot::of(&indexed);
 
-    let mut min_moves = 0;
-    let mut replicas_balanced = true;
+    let targets = targets::targets(&indexed, options.racks);
+    replicas::cross_racks(
+        &mut indexed.work,
+        &targets.crossings,
+        &targets.per_broker,
+        &indexed.rack_of,
+        &indexed.brokers,
+    );
     for rack in 0..indexed.racks {
         let members = indexed.members_of(rack);
-        let outcome = replicas::balance_rack(&mut indexed.work, &members, &indexed.brokers);
-        min_moves += outcome.min_moves;
-        replicas_balanced &= outcome.balanced;
+        replicas::balance_rack(
+            &mut indexed.work,
+            &members,
+            &targets.per_broker,
+            &indexed.brokers,
+        );
     }
     let leaders_balanced = leaders::balance(&mut indexed.work, indexed.brokers.len());
 
     let after = summary::Snapshot::of(&indexed);
     let changes = summary::targets(cluster, &indexed);
+    let balance = after.replica_balance(&indexed);
     Plan {
         summary: Summary {
             moves: changes.moves,
-            min_moves,
+            min_moves: targets.moves,
             leader_changes: changes.leader_changes,
             bytes_to_move: changes.bytes_to_move,
-            replicas_balanced,
+            replicas_balanced: balance.in_every_rack,
+            replicas_balanced_across_racks: balance.across_racks,
             leaders_balanced,
             untouchable_partitions: indexed.untouchable,
             brokers: summary::brokers(&indexed, &before, &after),
@@ -380,7 +425,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"version": 1, "partitions": [
-                {"topic": "t", "partition": 1, "replicas": [2], "log_dirs": ["any"]}
+                {"topic": "t", "partition": 0, "replicas": [2], "log_dirs": ["any"]}
             ]})
         );
     }

@@ -1,35 +1,61 @@
-//! Replica balance inside one rack: per-broker targets, then the moves that reach them (the
-//! argument that they are the fewest possible is in the [module doc](super)).
+//! The replica moves that reach the [targets](super::targets): first the crossings between
+//! racks the targets chose, then, inside each rack, moves from brokers above their target to
+//! brokers below it (why those always exist, and are the fewest, is in the [module
+//! doc](super)).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use super::index::{IndexedBroker, Work};
+use super::summary::replica_counts;
+use super::targets::Crossing;
 
-/// What balancing one rack did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct RackOutcome {
-    /// `M_min` for the rack: the moves its targets need (the plan makes exactly these).
-    pub min_moves: usize,
-    /// Every broker of the rack ended within one replica of every other.
-    pub balanced: bool,
+/// Moves each crossing's replica to the broker of its new rack furthest below its target,
+/// counting every departure first: a rack that both sends and receives would otherwise fill a
+/// broker that is about to be at its target, and that replica would have to move again.
+pub(super) fn cross_racks(
+    work: &mut [Work],
+    crossings: &[Crossing],
+    target: &[usize],
+    rack_of: &[usize],
+    brokers: &[IndexedBroker],
+) {
+    let mut count = replica_counts(work, brokers.len());
+    for crossing in crossings {
+        count[crossing.from] -= 1;
+    }
+    for crossing in crossings {
+        let replicas = &mut work[crossing.partition].replicas;
+        let Some(destination) = (0..brokers.len())
+            .filter(|&b| rack_of[b] == crossing.to_rack && !replicas.contains(&b))
+            .max_by_key(|&b| (target[b] as isize - count[b] as isize, Reverse(brokers[b].id)))
+        else {
+            continue;
+        };
+        let Some(slot) = replicas.iter().position(|&b| b == crossing.from) else {
+            continue;
+        };
+        replicas[slot] = destination;
+        count[destination] += 1;
+    }
 }
 
-/// Balances the rack whose brokers are `members` (indices into `brokers`).
+/// Moves replicas inside the rack whose brokers are `members` (indices into `brokers`) until
+/// each holds `target[b]`, or as close as the movable replicas allow; true when every member
+/// reached its target.
 pub(super) fn balance_rack(
     work: &mut [Work],
     members: &[usize],
+    target: &[usize],
     brokers: &[IndexedBroker],
-) -> RackOutcome {
+) -> bool {
     if members.is_empty() {
-        return RackOutcome {
-            min_moves: 0,
-            balanced: true,
-        };
+        return true;
     }
     let is_member: HashSet<usize> = members.iter().copied().collect();
     let mut count: HashMap<usize, usize> = members.iter().map(|&b| (b, 0)).collect();
-    // Movable replicas per broker and topic, and per (topic, broker) counts in this rack.
+    // Movable replicas per broker and topic (largest first, so the smallest is popped first),
+    // and per (topic, broker) counts in this rack.
     let mut holdings: HashMap<usize, BTreeMap<usize, Vec<usize>>> = HashMap::new();
     let mut topic_count: HashMap<(usize, usize), u32> = HashMap::new();
     for (p, w) in work.iter().enumerate() {
@@ -46,32 +72,23 @@ pub(super) fn balance_rack(
             }
         }
     }
-
-    let fixed: HashMap<usize, usize> = members
-        .iter()
-        .map(|&b| {
-            let movable: usize = holdings
-                .get(&b)
-                .map_or(0, |t| t.values().map(Vec::len).sum());
-            (b, count[&b] - movable)
-        })
-        .collect();
-    let target = rack_targets(members, &count, &fixed, brokers);
-    let min_moves: usize = members
-        .iter()
-        .map(|b| count[b].saturating_sub(target[b]))
-        .sum();
+    let size: Vec<u64> = work.iter().map(|w| w.size).collect();
+    for topics in holdings.values_mut() {
+        for partitions in topics.values_mut() {
+            partitions.sort_by_key(|&p| Reverse((size[p], p)));
+        }
+    }
 
     let mut over: Vec<usize> = members
         .iter()
         .copied()
-        .filter(|b| count[b] > target[b])
+        .filter(|b| count[b] > target[*b])
         .collect();
-    over.sort_by_key(|&b| (Reverse(count[&b] - target[&b]), brokers[b].id));
+    over.sort_by_key(|&b| (Reverse(count[&b] - target[b]), brokers[b].id));
     let mut under: Vec<usize> = members
         .iter()
         .copied()
-        .filter(|b| count[b] < target[b])
+        .filter(|b| count[b] < target[*b])
         .collect();
     under.sort_by_key(|&b| brokers[b].id);
 
@@ -79,44 +96,47 @@ pub(super) fn balance_rack(
         let Some(mut topics) = holdings.remove(&source) else {
             continue;
         };
-        // The topic whose move evens things out most goes first: the source's count of it minus
-        // the lowest count among destinations with room. Keys only ever fall (the source sheds,
-        // destinations fill or leave), so stale heap entries are re-keyed when popped.
+        // The smallest replica goes first, so the rack's moves copy the fewest bytes; among
+        // equal sizes, the topic whose move evens things out most: the source's count of it minus
+        // the lowest count among destinations with room. Keys only ever fall (the source sheds
+        // its smallest, destinations fill or leave), so stale heap entries are re-keyed when
+        // popped.
         let gain = |topic: usize,
                     count: &HashMap<usize, usize>,
                     topic_count: &HashMap<(usize, usize), u32>| {
             let fewest = under
                 .iter()
-                .filter(|b| count[b] < target[b])
+                .filter(|b| count[b] < target[**b])
                 .map(|&b| topic_count.get(&(topic, b)).copied().unwrap_or(0))
                 .min()
                 .unwrap_or(0);
             i64::from(topic_count[&(topic, source)]) - i64::from(fewest)
         };
-        let mut heap: BinaryHeap<(i64, Reverse<usize>)> = topics
-            .keys()
-            .map(|&t| (gain(t, &count, &topic_count), Reverse(t)))
+        let smallest = |partitions: &[usize]| Reverse(partitions.last().map_or(0, |&p| size[p]));
+        let mut heap: BinaryHeap<(Reverse<u64>, i64, Reverse<usize>)> = topics
+            .iter()
+            .map(|(&t, partitions)| (smallest(partitions), gain(t, &count, &topic_count), Reverse(t)))
             .collect();
-        while count[&source] > target[&source] {
-            let Some((key, Reverse(topic))) = heap.pop() else {
+        while count[&source] > target[source] {
+            let Some((size, key, Reverse(topic))) = heap.pop() else {
                 break;
             };
-            let current = gain(topic, &count, &topic_count);
-            if key != current {
-                heap.push((current, Reverse(topic)));
+            let candidates = topics.get_mut(&topic).expect("topic held");
+            let current = (smallest(candidates), gain(topic, &count, &topic_count));
+            if (size, key) != current {
+                heap.push((current.0, current.1, Reverse(topic)));
                 continue;
             }
-            let candidates = topics.get_mut(&topic).expect("topic held");
             let chosen = candidates.iter().enumerate().rev().find_map(|(i, &p)| {
                 under
                     .iter()
                     .copied()
-                    .filter(|b| count[b] < target[b] && !work[p].replicas.contains(b))
+                    .filter(|b| count[b] < target[*b] && !work[p].replicas.contains(b))
                     .min_by_key(|&b| {
                         let have = topic_count.get(&(topic, b)).copied().unwrap_or(0);
                         (
                             have,
-                            count[&b] as isize - target[&b] as isize,
+                            count[&b] as isize - target[b] as isize,
                             brokers[b].id,
                         )
                     })
@@ -137,52 +157,13 @@ pub(super) fn balance_rack(
             *topic_count.get_mut(&(topic, source)).expect("counted") -= 1;
             *topic_count.entry((topic, destination)).or_default() += 1;
             if !candidates.is_empty() {
-                heap.push((gain(topic, &count, &topic_count), Reverse(topic)));
+                heap.push((
+                    smallest(candidates),
+                    gain(topic, &count, &topic_count),
+                    Reverse(topic),
+                ));
             }
         }
     }
-    let (lowest, highest) = members.iter().fold((usize::MAX, 0), |(lo, hi), b| {
-        (lo.min(count[b]), hi.max(count[b]))
-    });
-    RackOutcome {
-        min_moves,
-        balanced: highest - lowest <= 1,
-    }
-}
-
-/// Per-broker targets in one rack: `⌊R/N⌋` or `⌈R/N⌉`, the larger going to the brokers that hold
-/// the most today. A broker whose unmovable replicas (partitions being reassigned) exceed its
-/// share keeps exactly those, and the others share the rest the same way, so the targets are
-/// always reachable and a plan's output is its own plan.
-fn rack_targets(
-    members: &[usize],
-    count: &HashMap<usize, usize>,
-    fixed: &HashMap<usize, usize>,
-    brokers: &[IndexedBroker],
-) -> HashMap<usize, usize> {
-    let mut target: HashMap<usize, usize> = HashMap::new();
-    let mut rest: Vec<usize> = members.to_vec();
-    let mut remaining: usize = members.iter().map(|b| count[b]).sum();
-    while !rest.is_empty() {
-        let (base, extra) = (remaining / rest.len(), remaining % rest.len());
-        rest.sort_by_key(|&b| (Reverse(count[&b]), brokers[b].id));
-        let pinned: Vec<usize> = rest
-            .iter()
-            .enumerate()
-            .filter(|&(rank, b)| fixed[b] > base + usize::from(rank < extra))
-            .map(|(_, &b)| b)
-            .collect();
-        if pinned.is_empty() {
-            for (rank, &b) in rest.iter().enumerate() {
-                target.insert(b, base + usize::from(rank < extra));
-            }
-            break;
-        }
-        for b in pinned {
-            target.insert(b, fixed[&b]);
-            remaining -= fixed[&b];
-            rest.retain(|&r| r != b);
-        }
-    }
-    target
+    members.iter().all(|b| count[b] == target[*b])
 }

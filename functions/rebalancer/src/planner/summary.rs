@@ -17,15 +17,47 @@ pub(super) struct Snapshot {
     leaders: Vec<usize>,
     /// Spread per topic index (see [`TopicSpread`]).
     spreads: Vec<u32>,
+    /// Bytes held per broker index.
+    bytes: Vec<u64>,
+}
+
+/// Whether replica counts are within one of each other.
+pub(super) struct Balance {
+    pub in_every_rack: bool,
+    pub across_racks: bool,
 }
 
 impl Snapshot {
     pub fn of(indexed: &Indexed) -> Self {
         let brokers = indexed.brokers.len();
+        let mut bytes = vec![0u64; brokers];
+        for w in &indexed.work {
+            for &b in &w.replicas {
+                bytes[b] += w.size;
+            }
+        }
         Self {
             replicas: replica_counts(&indexed.work, brokers),
             leaders: leader_counts(&indexed.work, brokers),
             spreads: topic_spreads(indexed),
+            bytes,
+        }
+    }
+
+    pub fn replica_balance(&self, indexed: &Indexed) -> Balance {
+        let within_one = |counts: &mut dyn Iterator<Item = usize>| {
+            let (low, high) = counts.fold((usize::MAX, 0), |(lo, hi), c| (lo.min(c), hi.max(c)));
+            high <= low.saturating_add(1)
+        };
+        Balance {
+            in_every_rack: (0..indexed.racks).all(|rack| {
+                within_one(
+                    &mut (0..self.replicas.len())
+                        .filter(|&b| indexed.rack_of[b] == rack)
+                        .map(|b| self.replicas[b]),
+                )
+            }),
+            across_racks: within_one(&mut self.replicas.iter().copied()),
         }
     }
 }
@@ -89,6 +121,8 @@ pub(super) fn brokers(
             replicas_after: after.replicas[b],
             leaders_before: before.leaders[b],
             leaders_after: after.leaders[b],
+            bytes_before: before.bytes[b],
+            bytes_after: after.bytes[b],
         })
         .collect()
 }

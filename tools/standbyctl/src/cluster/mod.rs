@@ -111,6 +111,7 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
         &state.description(),
         &Options {
             excluded_topics: sources.excluded_topics.clone(),
+            ..Options::default()
         },
     )
     .summary;
