@@ -139,24 +139,55 @@ pub fn render_summary(summary: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "moves: {} (theoretical minimum {}), leader changes: {}, bytes to move: {}",
+        "moves: {} (minimum {}), leader changes: {}, bytes to move: {}",
         summary.moves, summary.min_moves, summary.leader_changes, summary.bytes_to_move
     );
     let _ = writeln!(
         out,
-        "replicas balanced per rack: {}, leaders balanced: {}, partitions left alone: {}",
-        summary.replicas_balanced, summary.leaders_balanced, summary.untouchable_partitions
+        "replicas balanced per rack: {}, across racks: {}, leaders balanced: {}, partitions left alone: {}",
+        summary.replicas_balanced,
+        summary.replicas_balanced_across_racks,
+        summary.leaders_balanced,
+        summary.untouchable_partitions
     );
     let _ = writeln!(
         out,
-        "{:>8} {:>8} {:>17} {:>17}",
-        "broker", "rack", "replicas", "leaders"
+        "{:>8} {:>8} {:>17} {:>17} {:>31}",
+        "broker", "rack", "replicas", "leaders", "bytes"
     );
     for b in &summary.brokers {
         let _ = writeln!(
             out,
-            "{:>8} {:>8} {:>7} -> {:<7} {:>7} -> {:<7}",
-            b.id, b.rack, b.replicas_before, b.replicas_after, b.leaders_before, b.leaders_after
+            "{:>8} {:>8} {:>7} -> {:<7} {:>7} -> {:<7} {:>14} -> {:<14}",
+            b.id,
+            b.rack,
+            b.replicas_before,
+            b.replicas_after,
+            b.leaders_before,
+            b.leaders_after,
+            b.bytes_before,
+            b.bytes_after
+        );
+    }
+    let (lightest, heaviest) = summary.brokers.iter().fold((u64::MAX, 0), |(lo, hi), b| {
+        (lo.min(b.bytes_after), hi.max(b.bytes_after))
+    });
+    if heaviest > 0 {
+        let _ = writeln!(
+            out,
+            "bytes per broker after: {lightest} to {heaviest} (before: {} to {})",
+            summary
+                .brokers
+                .iter()
+                .map(|b| b.bytes_before)
+                .min()
+                .unwrap_or(0),
+            summary
+                .brokers
+                .iter()
+                .map(|b| b.bytes_before)
+                .max()
+                .unwrap_or(0)
         );
     }
     let mut topics: Vec<_> = summary.topics.iter().collect();

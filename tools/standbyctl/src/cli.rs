@@ -73,6 +73,9 @@ pub struct ClusterArgs {
         value_delimiter = ','
     )]
     pub excluded_topics: Vec<String>,
+    /// The rebalancer's rack mode (`spread` or `keep`), for the moves its planner would make.
+    #[arg(long, env = "REBALANCE_RACK_MODE", default_value = "spread")]
+    pub rack_mode: rebalancer::planner::RackMode,
     /// How far back to count events DynamoDB's TTL removed unpublished (the republisher's
     /// `ExpiredByTtl` metric in CloudWatch).
     #[arg(long, value_name = "HOURS", default_value_t = 24)]

@@ -74,6 +74,7 @@ async fn cluster_command(args: ClusterArgs, output: Output) -> Result<Finish, Ct
     let sources = cluster::Sources {
         kafka: KafkaSettings::admin_from_env(&ProcessEnv, "standbyctl")?,
         excluded_topics: args.excluded_topics.into_iter().collect(),
+        rack_mode: args.rack_mode,
         standby_table: args.standby_table,
         state_table: args.state_table,
         cluster_arn: args.cluster_arn,

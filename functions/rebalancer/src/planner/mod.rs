@@ -76,7 +76,9 @@ impl std::str::FromStr for RackMode {
         match value {
             "spread" => Ok(RackMode::Spread),
             "keep" => Ok(RackMode::Keep),
-            other => Err(format!("rack mode {other:?}: expected \"spread\" or \"keep\"")),
+            other => Err(format!(
+                "rack mode {other:?}: expected \"spread\" or \"keep\""
+            )),
         }
     }
 }

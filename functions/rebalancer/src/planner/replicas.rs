@@ -28,7 +28,12 @@ pub(super) fn cross_racks(
         let replicas = &mut work[crossing.partition].replicas;
         let Some(destination) = (0..brokers.len())
             .filter(|&b| rack_of[b] == crossing.to_rack && !replicas.contains(&b))
-            .max_by_key(|&b| (target[b] as isize - count[b] as isize, Reverse(brokers[b].id)))
+            .max_by_key(|&b| {
+                (
+                    target[b] as isize - count[b] as isize,
+                    Reverse(brokers[b].id),
+                )
+            })
         else {
             continue;
         };
@@ -115,7 +120,13 @@ pub(super) fn balance_rack(
         let smallest = |partitions: &[usize]| Reverse(partitions.last().map_or(0, |&p| size[p]));
         let mut heap: BinaryHeap<(Reverse<u64>, i64, Reverse<usize>)> = topics
             .iter()
-            .map(|(&t, partitions)| (smallest(partitions), gain(t, &count, &topic_count), Reverse(t)))
+            .map(|(&t, partitions)| {
+                (
+                    smallest(partitions),
+                    gain(t, &count, &topic_count),
+                    Reverse(t),
+                )
+            })
             .collect();
         while count[&source] > target[source] {
             let Some((size, key, Reverse(topic))) = heap.pop() else {
@@ -134,11 +145,7 @@ pub(super) fn balance_rack(
                     .filter(|b| count[b] < target[*b] && !work[p].replicas.contains(b))
                     .min_by_key(|&b| {
                         let have = topic_count.get(&(topic, b)).copied().unwrap_or(0);
-                        (
-                            have,
-                            count[&b] as isize - target[b] as isize,
-                            brokers[b].id,
-                        )
+                        (have, count[&b] as isize - target[b] as isize, brokers[b].id)
                     })
                     .map(|destination| (i, p, destination))
             });

@@ -121,9 +121,7 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
         network.arc(
             rack_pool,
             broker_node[b],
-            Pricing::Free {
-                capacity: u32::MAX,
-            },
+            Pricing::Free { capacity: u32::MAX },
         );
     }
     // A group's replicas leave each of its brokers smallest first, to a broker of the same rack
@@ -143,11 +141,12 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
                 network.arc(
                     leaving,
                     pool[indexed.rack_of[b]],
-                    Pricing::Free {
-                        capacity: u32::MAX,
-                    },
+                    Pricing::Free { capacity: u32::MAX },
                 );
-                (b, network.arc(leaving, crossing_in, Pricing::Free { capacity: count }))
+                (
+                    b,
+                    network.arc(leaving, crossing_in, Pricing::Free { capacity: count }),
+                )
             })
             .collect();
         let crossing_to = (0..indexed.racks)
@@ -263,7 +262,10 @@ fn choose_crossings(
             }
         }
     }
-    let mut unused = partitions.iter().copied().filter(|p| !owner.contains_key(p));
+    let mut unused = partitions
+        .iter()
+        .copied()
+        .filter(|p| !owner.contains_key(p));
     demands
         .iter()
         .zip(chosen)

@@ -18,7 +18,7 @@ use rebalancer::executor::{
     FOLLOWER_THROTTLED_RATE, FOLLOWER_THROTTLED_REPLICAS, LEADER_THROTTLED_RATE,
     LEADER_THROTTLED_REPLICAS,
 };
-use rebalancer::planner::{self, Options};
+use rebalancer::planner::{self, Options, RackMode};
 use sdk::kafka::KafkaSettings;
 use sdk::standby_table::StandbyTable;
 use shared::state_table::{StateTable, keys};
@@ -39,6 +39,7 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Sources {
     pub kafka: KafkaSettings,
     pub excluded_topics: BTreeSet<String>,
+    pub rack_mode: RackMode,
     pub standby_table: Option<String>,
     pub state_table: Option<String>,
     pub cluster_arn: Option<String>,
@@ -111,7 +112,7 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
         &state.description(),
         &Options {
             excluded_topics: sources.excluded_topics.clone(),
-            ..Options::default()
+            racks: sources.rack_mode,
         },
     )
     .summary;
