@@ -48,7 +48,11 @@ pub enum Command {
         excluded_topics: Vec<String>,
         /// `spread`: replicas may change racks (each partition keeping distinct racks) so brokers
         /// balance across racks; `keep`: every partition stays in the racks it is in.
-        #[arg(long = "rack-mode", env = "REBALANCE_RACK_MODE", default_value = "spread")]
+        #[arg(
+            long = "rack-mode",
+            env = "REBALANCE_RACK_MODE",
+            default_value = "spread"
+        )]
         racks: RackMode,
         /// The replication throttle the copy time is estimated at, bytes/s per broker.
         #[arg(
