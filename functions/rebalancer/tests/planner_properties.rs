@@ -476,6 +476,16 @@ proptest! {
         );
     }
 
+    /// A single replica can go to any broker, so cluster-wide balance is always feasible.
+    #[test]
+    fn single_replica_partitions_always_balance_across_racks(
+        (brokers, racks, partitions, seed) in (1..=200usize, 1usize..=3, 0..=3000usize, any::<u64>()),
+    ) {
+        let cluster = build_cluster(brokers, racks.min(brokers), 1, partitions, seed, true, 0);
+        let result = check(&cluster, &Options::default())?;
+        prop_assert!(result.summary.replicas_balanced_across_racks, "{:?}", result.summary.brokers);
+    }
+
     #[test]
     fn sizes_never_make_a_plan_copy_more(cluster in rack_distinct_strategy(60, 600)) {
         let sized = plan(&cluster, &Options::default());

@@ -305,6 +305,68 @@ mod tests {
         assert!(again.targets.is_empty(), "{:?}", again.targets);
     }
 
+    /// Nine brokers in three racks; RF-2 topics created while only racks a and b had brokers,
+    /// RF-1 topics on rack b alone: rack c holds nothing.
+    fn created_on_two_racks() -> ClusterDescription {
+        let racks: Vec<(i32, &str)> = (1..=9)
+            .map(|id| (id, ["a", "b", "c"][(id as usize - 1) % 3]))
+            .collect();
+        let mut partitions: Vec<(String, i32, Vec<i32>)> = Vec::new();
+        for p in 0..12 {
+            let pair = [(1, 2), (4, 5), (7, 8)][p as usize % 3];
+            partitions.push(("pairs".into(), p, vec![pair.0, pair.1]));
+            partitions.push(("singles".into(), p, vec![[2, 5, 8][p as usize % 3]]));
+        }
+        let refs: Vec<(&str, i32, &[i32])> = partitions
+            .iter()
+            .map(|(t, p, r)| (t.as_str(), *p, r.as_slice()))
+            .collect();
+        cluster(&racks, &refs)
+    }
+
+    #[test]
+    fn brokers_balance_across_racks_with_the_fewest_moves() {
+        let before = created_on_two_racks();
+        let plan = plan(&before, &Options::default());
+        let after: Vec<usize> = plan
+            .summary
+            .brokers
+            .iter()
+            .map(|b| b.replicas_after)
+            .collect();
+        assert_eq!(after, vec![4; 9], "36 replicas on 9 brokers");
+        // Each rack-b broker holds 8 and must give 4 to rack c: 12 moves, none fewer possible.
+        assert_eq!((plan.summary.moves, plan.summary.min_moves), (12, 12));
+        assert!(plan.summary.replicas_balanced_across_racks);
+        let rack = |id: i32| ["a", "b", "c"][(id as usize - 1) % 3];
+        for target in &plan.targets {
+            let racks: BTreeSet<&str> = target.replicas.iter().map(|&b| rack(b)).collect();
+            assert_eq!(racks.len(), target.replicas.len(), "{target:?}");
+        }
+        let again = super::plan(&apply(&before, &plan), &Options::default());
+        assert!(again.targets.is_empty(), "{:?}", again.targets);
+    }
+
+    #[test]
+    fn keep_mode_leaves_every_partition_in_its_racks() {
+        let before = created_on_two_racks();
+        let options = Options {
+            racks: RackMode::Keep,
+            ..Options::default()
+        };
+        let plan = plan(&before, &options);
+        assert!(plan.targets.is_empty(), "already balanced within each rack");
+        assert!(plan.summary.replicas_balanced && !plan.summary.replicas_balanced_across_racks);
+        let rack_c: Vec<usize> = plan
+            .summary
+            .brokers
+            .iter()
+            .filter(|b| b.rack == "c")
+            .map(|b| b.replicas_after)
+            .collect();
+        assert_eq!(rack_c, vec![0, 0, 0]);
+    }
+
     #[test]
     fn ceiling_targets_go_to_the_fullest_brokers() {
         // Rack a: broker 1 holds 3, broker 4 holds 2, broker 7 holds 0 → targets 2, 2, 1.
