@@ -16,7 +16,9 @@ use std::ops::{Add, Neg, Sub};
 pub(super) struct Cost {
     /// Change in Σ (replicas per broker)².
     pub imbalance: i64,
+    /// Replicas copied.
     pub moves: i64,
+    /// Bytes those copies read.
     pub bytes: i64,
 }
 
@@ -32,6 +34,7 @@ impl Cost {
         Cost {
             imbalance: 0,
             moves: 1,
+            // Far below any sum that could overflow; no partition is 2^61 bytes.
             bytes: i64::try_from(bytes).unwrap_or(i64::MAX / 4),
         }
     }
@@ -126,6 +129,12 @@ pub(super) struct Network {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ArcId(usize);
 
+/// What a search from the source found: reduced distances, and the step each node was reached by.
+struct Paths {
+    distance: Vec<Cost>,
+    parent: Vec<Option<Step>>,
+}
+
 /// A residual step: an arc used forward or backward.
 #[derive(Debug, Clone, Copy)]
 struct Step {
@@ -155,7 +164,8 @@ impl Network {
 
     /// Sends units from `source` to `sink` while a path of negative cost remains, each time along
     /// the cheapest: the result is a cheapest flow of any size. Needs no cycle of negative cost
-    /// at the start (the networks built here have none: they are acyclic).
+    /// at the start: in the networks built here the only arcs that cost less than nothing leave
+    /// the source, which nothing enters.
     pub fn solve(&mut self, source: usize, sink: usize) {
         let mut outgoing: Vec<Vec<usize>> = vec![Vec::new(); self.nodes];
         let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); self.nodes];
@@ -165,7 +175,7 @@ impl Network {
         }
         let mut potential = self.initial_potentials(source);
         loop {
-            let Some((distance, parent)) =
+            let Some(Paths { distance, parent }) =
                 self.cheapest_paths(source, sink, &potential, &outgoing, &incoming)
             else {
                 return;
@@ -203,8 +213,8 @@ impl Network {
         }
     }
 
-    /// Distances from `source` over the arcs as built (Bellman–Ford; the network is acyclic, so
-    /// this settles in as many rounds as its longest path).
+    /// Distances from `source` over the arcs as built (Bellman–Ford: the arcs out of the source
+    /// may cost less than nothing).
     fn initial_potentials(&self, source: usize) -> Vec<Cost> {
         let mut distance: Vec<Option<Cost>> = vec![None; self.nodes];
         distance[source] = Some(Cost::ZERO);
@@ -238,7 +248,6 @@ impl Network {
 
     /// Dijkstra on reduced costs, stopped once the sink is settled; nodes left unsettled get the
     /// sink's distance (see [`Network::solve`]).
-    #[allow(clippy::type_complexity)]
     fn cheapest_paths(
         &self,
         source: usize,
@@ -246,7 +255,7 @@ impl Network {
         potential: &[Cost],
         outgoing: &[Vec<usize>],
         incoming: &[Vec<usize>],
-    ) -> Option<(Vec<Cost>, Vec<Option<Step>>)> {
+    ) -> Option<Paths> {
         let mut distance: Vec<Option<Cost>> = vec![None; self.nodes];
         let mut parent: Vec<Option<Step>> = vec![None; self.nodes];
         let mut settled = vec![false; self.nodes];
@@ -291,7 +300,7 @@ impl Network {
             .zip(&settled)
             .map(|(d, &s)| if s { d.unwrap_or(to_sink) } else { to_sink })
             .collect();
-        Some((distance, parent))
+        Some(Paths { distance, parent })
     }
 }
 

@@ -11,27 +11,34 @@
 //! the flow's optimum is exact over the plans it describes, which are all plans in which
 //! * a partition whose replicas are in distinct racks keeps them in distinct racks, as many as
 //!   before, and crosses racks at most once ([`RackMode::Spread`]); with three racks or fewer
-//!   that last condition loses nothing (see [`targets`]);
+//!   (every MSK cluster) that last condition loses nothing (see [`targets`]);
 //! * any other partition keeps its rack multiset, and in [`RackMode::Keep`] every partition
 //!   does.
 //!
-//! The property tests check balance and moves against an exhaustive search on small clusters.
+//! The property tests check balance and moves against an exhaustive search on small clusters
+//! (up to 5 brokers and 5 partitions in up to 3 racks).
 //!
 //! **Bytes.** Among those plans, the flow prices each broker's departures at its smallest
 //! movable replicas. That price is exact except where two brokers of one partition would both
 //! send it to the same rack, which no plan can; the crossing then takes the group's next
-//! smallest partition (see [`targets`]). Measured against exhaustive search on 20,000 small
-//! clusters, the plan copies the fewest bytes possible in 99.93% of them.
+//! smallest partition (see [`targets`]). Measured against exhaustive search on 20,000 such
+//! small clusters (an ignored test), the plan copies the fewest bytes possible in 99.93% of
+//! them; the tests that always run check only that it copies no fewer than the optimum and no
+//! more than the same planner blind to sizes.
 //!
 //! **Moves** ([`replicas`]). The flow's crossings first, each to the broker of its new rack
-//! furthest below its target; then, inside each rack, from brokers above their target to
-//! brokers below it, each source giving up its smallest replica first. Such a move always
-//! exists: within a rack targets differ by at most one, so a broker above its target holds more
-//! replicas than one below its own, and a broker holds a partition at most once, so the first
-//! holds a partition the second lacks. Every move lowers the excess by one, so the moves made are
-//! the flow's. Only replicas the planner may not touch (partitions being reassigned; excluded
-//! topics' replicas are not counted at all) can keep a broker off its target; the summary then
-//! says so, and `min_moves` is the flow's count, which assumed they could.
+//! furthest below its target (counting every departure first, so none lands on a broker that
+//! will not need it); then, inside each rack, from brokers above their target to brokers below
+//! it, each source giving up its smallest replica first. When every partition is movable such a
+//! move always exists: a broker below its target has a target at most one above any rack-mate's
+//! (otherwise one more move inside the rack would have lowered the sum of squares, and the flow
+//! would have made it), so a broker above its target holds more replicas than one below its
+//! own, and a broker holds a partition at most once, so the first holds a partition the second
+//! lacks. Every move lowers the excess by one, so the plan makes as many moves as the flow.
+//! Replicas the planner may not touch (partitions being reassigned or on brokers missing from
+//! the description; excluded topics' replicas are not counted at all) can keep a broker off its
+//! target; the summary then shows it, and `min_moves` is the flow's count, which did not know
+//! which partitions those replicas share with whom.
 //!
 //! **Per-topic spread.** Among replicas of equal size, each move takes a replica of the topic
 //! where the source broker holds the most more than the emptiest destination, to the

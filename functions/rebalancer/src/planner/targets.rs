@@ -21,8 +21,10 @@
 //!   among its brokers and destination racks is a set of real moves.
 //!
 //! Each partition crosses racks at most once. With three racks or fewer that loses nothing: a
-//! plan that moves two replicas of a partition across racks can be rewritten, with as many
-//! moves, as one crossing and one move within a rack.
+//! partition in distinct racks that moves two replicas, both landing outside their own racks,
+//! can be rewritten with at most one crossing and no more moves (with RF 2 on three racks, for
+//! instance, a swap of racks becomes two moves within the racks); with four racks or more the
+//! planner may miss plans with fewer moves or a more even balance.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
