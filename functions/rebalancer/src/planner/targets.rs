@@ -5,20 +5,24 @@
 //! The network, one unit per replica moved:
 //!
 //! ```text
-//! source ─remove─▶ broker ─copy within its rack─▶ rack pool ─▶ broker ─add─▶ sink
-//!                     └──▶ group ─copy across racks─▶ rack pool (a rack the group is not in)
+//! source ─remove─▶ broker ─copy─▶ rack pool ─▶ broker ─add─▶ sink
+//!                    │
+//!                    └─copy─▶ its share of a group ─▶ its rack's pool
+//!                                                 └─▶ the group ─▶ pool of a rack it is not in
 //! ```
 //!
 //! * `remove` and `add` price the change in the broker's square; a broker gives up only replicas
 //!   the planner may move.
-//! * A copy within a rack costs one move and the bytes of the broker's next-smallest movable
-//!   replica.
 //! * A *group* is the movable partitions on one set of brokers, in distinct racks, on fewer
-//!   racks than the cluster has ([`RackMode::Spread`] only). A copy across racks takes the
-//!   group's next-smallest partition, one replica of it, to a rack it has no replica in, so
-//!   every partition keeps as many distinct racks as it had. Partitions of one group are
-//!   interchangeable, which is what makes the aggregate exact: any split of the group's units
-//!   among its brokers and destination racks is a set of real moves.
+//!   racks than the cluster has ([`RackMode::Spread`] only). Each broker's replicas outside
+//!   groups form one list, and its replicas of each group another, smallest first; a copy costs
+//!   one move and the bytes of the list's next replica.
+//! * A group sends at most as many replicas across racks as it has partitions, each to a rack it
+//!   has none in, so every partition keeps as many distinct racks as it had. Its partitions are
+//!   interchangeable for the counts, which is what makes the aggregate exact: any split of a
+//!   group's crossings among its brokers and destination racks can be given distinct partitions
+//!   of the group. For bytes it is not: two brokers of a group may both have priced a crossing at
+//!   the group's smallest partition, and only one can send it ([`choose_crossings`]).
 //!
 //! Each partition crosses racks at most once. With three racks or fewer that loses nothing: a
 //! partition in distinct racks that moves two replicas, both landing outside their own racks,
