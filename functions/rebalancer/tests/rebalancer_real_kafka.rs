@@ -168,12 +168,27 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
     let new_ids: Vec<i32> = NEW_BROKERS.iter().map(|(id, _)| *id).collect();
     let options = Options::default();
     let mut client = AdminClient::connect(&bootstrap, &Transport::Plaintext).await?;
+    // Until the last invocations, only this test's partitions, which hold several replica
+    // fetches of data each: other suites' topics on the shared cluster are mostly empty, the
+    // planner moves the smallest partitions first, and an empty partition's move completes at
+    // once whatever the throttle (nothing would be left in flight to cut short or throttle).
+    let only_ours = Options {
+        excluded_topics: client
+            .cluster_state()
+            .await?
+            .partitions
+            .iter()
+            .map(|p| p.topic.clone())
+            .filter(|t| !topics.contains(t))
+            .collect(),
+        ..Options::default()
+    };
 
     // A dry run changes nothing and proposes moves onto the new brokers.
     let dry = executor::run(
         &mut client,
         &limits(),
-        &options,
+        &only_ours,
         &new_ids,
         true,
         Instant::now() + Duration::from_secs(30),
@@ -214,7 +229,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
     let first = executor::run(
         &mut client,
         &limits(),
-        &options,
+        &only_ours,
         &new_ids,
         false,
         Instant::now() + Duration::from_millis(300),
@@ -250,20 +265,6 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Only this test's partitions, which hold several replica fetches of data each: other
-    // suites' topics on the shared cluster are mostly empty, and an empty partition's move
-    // completes at once whatever the throttle.
-    let only_ours = Options {
-        excluded_topics: client
-            .cluster_state()
-            .await?
-            .partitions
-            .iter()
-            .map(|p| p.topic.clone())
-            .filter(|t| !topics.contains(t))
-            .collect(),
-        ..Options::default()
-    };
     // A follower that fell behind while the first invocation's throttled moves finished (two
     // cores, six brokers) leaves the ISR for a moment; A would then rightly wait instead of moving.
     {
