@@ -498,6 +498,12 @@ async fn diverting_logs_the_event_id_and_keeps_the_partition_key_to_debug() -> R
         .with_writer(move || writer.clone())
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
+    // Other tests of this binary run on other threads with no subscriber. One that was first to
+    // reach a log call while this subscriber was being installed can leave that call cached as
+    // "no one listens" (tracing's interest cache races with scoped subscribers; the captured
+    // lines then come out empty, as CI once saw). Recomputing the cache now that the
+    // registration is over closes that window.
+    tracing::callsite::rebuild_interest_cache();
 
     let customer = "customer-4711";
     let cut_off = instance(&fixture, "cut-off", false)?;
