@@ -116,6 +116,18 @@ fn bytes_copied(cluster: &ClusterDescription, plan: &Plan) -> u64 {
         .sum()
 }
 
+/// The median time of `runs` plans of `cluster`, and the plan.
+fn timed(runs: usize, cluster: &ClusterDescription, options: &Options) -> (Duration, Plan) {
+    let times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(plan(cluster, options));
+            started.elapsed()
+        })
+        .collect();
+    (testkit::median(times), plan(cluster, options))
+}
+
 fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
@@ -141,14 +153,7 @@ fn scale_out_table() {
     for partitions in [10_000, 100_000] {
         for before in [27, 15] {
             let cluster = scaled_out(partitions, before, 30);
-            let times: Vec<Duration> = (0..5)
-                .map(|_| {
-                    let started = Instant::now();
-                    std::hint::black_box(plan(&cluster, &Options::default()));
-                    started.elapsed()
-                })
-                .collect();
-            let result = plan(&cluster, &Options::default());
+            let (time, result) = timed(5, &cluster, &Options::default());
             let mut blind_cluster = cluster.clone();
             for p in &mut blind_cluster.partitions {
                 p.size_bytes = None;
@@ -161,7 +166,7 @@ fn scale_out_table() {
                 "{:<10} {:>10} {:>7.1}ms {:>8} {:>8} {:>9} {:>11.1} {:>11.1} {:>11.1} {:>9.2}x {:>9.2}x",
                 format!("{before} -> 30"),
                 partitions,
-                testkit::median(times).as_secs_f64() * 1000.0,
+                time.as_secs_f64() * 1000.0,
                 summary.moves,
                 summary.min_moves,
                 generate_moves,
@@ -214,14 +219,7 @@ fn skew_table() {
             racks: mode,
             ..Options::default()
         };
-        let times: Vec<Duration> = (0..5)
-            .map(|_| {
-                let started = Instant::now();
-                std::hint::black_box(plan(&cluster, &options));
-                started.elapsed()
-            })
-            .collect();
-        let result = plan(&cluster, &options);
+        let (time, result) = timed(5, &cluster, &options);
         let counts: Vec<String> = result
             .summary
             .brokers
@@ -231,7 +229,7 @@ fn skew_table() {
         println!(
             "{:<8} {:>7.1}ms {:>7} {:>9.1} {:>10} {:>26}",
             name,
-            testkit::median(times).as_secs_f64() * 1000.0,
+            time.as_secs_f64() * 1000.0,
             result.summary.moves,
             gib(result.summary.bytes_to_move),
             result.summary.replicas_balanced_across_racks,
@@ -267,18 +265,11 @@ fn rf2_table() {
             racks: mode,
             ..Options::default()
         };
-        let times: Vec<Duration> = (0..3)
-            .map(|_| {
-                let started = Instant::now();
-                std::hint::black_box(plan(&cluster, &options));
-                started.elapsed()
-            })
-            .collect();
-        let result = plan(&cluster, &options);
+        let (time, result) = timed(3, &cluster, &options);
         println!(
             "{:<8} {:>7.1}ms {:>8} {:>8} {:>10}",
             name,
-            testkit::median(times).as_secs_f64() * 1000.0,
+            time.as_secs_f64() * 1000.0,
             result.summary.moves,
             result.summary.min_moves,
             result.summary.replicas_balanced_across_racks
