@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::admin::AdminClient;
 use crate::cluster::ClusterDescription;
-use crate::planner::{self, Options, RackMode, Summary};
+use crate::planner::{self, BytesMode, Options, RackMode, Summary};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +54,15 @@ pub enum Command {
             default_value = "spread"
         )]
         racks: RackMode,
+        /// `fewest`: copy the fewest bytes among the plans with the fewest moves; `even`: then
+        /// swap replicas inside each rack until its brokers' bytes are within its largest
+        /// movable replica of each other (more moves).
+        #[arg(
+            long = "bytes-mode",
+            env = "REBALANCE_BYTES_MODE",
+            default_value = "fewest"
+        )]
+        bytes: BytesMode,
         /// The replication throttle the copy time is estimated at, bytes/s per broker.
         #[arg(
             long,
@@ -90,6 +99,7 @@ pub async fn run(command: Command) -> Result<()> {
             file,
             excluded_topics,
             racks,
+            bytes,
             throttle_bytes_per_sec,
         } => {
             let text = if file.as_os_str() == "-" {
@@ -103,6 +113,7 @@ pub async fn run(command: Command) -> Result<()> {
             let options = Options {
                 excluded_topics: excluded_topics.into_iter().collect::<BTreeSet<_>>(),
                 racks,
+                bytes,
             };
             let plan = planner::plan(&cluster, &options);
             println!(
@@ -148,9 +159,10 @@ pub fn render_summary(summary: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "replicas balanced per rack: {}, across racks: {}, leaders balanced: {}, partitions left alone: {}",
+        "replicas balanced per rack: {}, across racks: {}, bytes even per rack: {}, leaders balanced: {}, partitions left alone: {}",
         summary.replicas_balanced,
         summary.replicas_balanced_across_racks,
+        summary.bytes_even,
         summary.leaders_balanced,
         summary.untouchable_partitions
     );

@@ -11,7 +11,7 @@ use sdk::kafka::{KafkaSettings, Security};
 
 use crate::admin::Transport;
 use crate::executor::Limits;
-use crate::planner::{Options, RackMode};
+use crate::planner::{BytesMode, Options, RackMode};
 
 pub const MAX_PARTITIONS_IN_FLIGHT: &str = "REBALANCE_MAX_PARTITIONS_IN_FLIGHT";
 pub const MAX_MOVES_PER_BROKER: &str = "REBALANCE_MAX_MOVES_PER_BROKER";
@@ -19,6 +19,7 @@ pub const THROTTLE_BYTES_PER_SEC: &str = "REBALANCE_THROTTLE_BYTES_PER_SEC";
 pub const MAX_BYTES_IN_FLIGHT_PER_BROKER: &str = "REBALANCE_MAX_BYTES_IN_FLIGHT_PER_BROKER";
 pub const EXCLUDED_TOPICS: &str = "REBALANCE_EXCLUDED_TOPICS";
 pub const RACK_MODE: &str = "REBALANCE_RACK_MODE";
+pub const BYTES_MODE: &str = "REBALANCE_BYTES_MODE";
 pub const POLL_MS: &str = "REBALANCE_POLL_MS";
 pub const MARGIN_MS: &str = "REBALANCE_MARGIN_MS";
 
@@ -78,6 +79,7 @@ impl Settings {
                     })
                     .unwrap_or_default(),
                 racks: config::parsed(env, RACK_MODE, RackMode::Spread, "spread or keep")?,
+                bytes: config::parsed(env, BYTES_MODE, BytesMode::Fewest, "fewest or even")?,
             },
             handoff: match (
                 config::optional(env, shared::state_table::STATE_TABLE_NAME),

@@ -141,6 +141,7 @@ fn default_for(var: &str) -> String {
         ("REBALANCE_MAX_BYTES_IN_FLIGHT_PER_BROKER", "10737418240"),
         ("REBALANCE_EXCLUDED_TOPICS", ""),
         ("REBALANCE_RACK_MODE", "spread"),
+        ("REBALANCE_BYTES_MODE", "fewest"),
         ("REBALANCE_POLL_MS", "2000"),
         ("REBALANCE_MARGIN_MS", "10000"),
         ("EVENT_TYPES_CACHE_SECONDS", "30"),

@@ -76,6 +76,9 @@ pub struct ClusterArgs {
     /// The rebalancer's rack mode (`spread` or `keep`), for the moves its planner would make.
     #[arg(long, env = "REBALANCE_RACK_MODE", default_value = "spread")]
     pub rack_mode: rebalancer::planner::RackMode,
+    /// The rebalancer's bytes mode (`fewest` or `even`), for the moves its planner would make.
+    #[arg(long, env = "REBALANCE_BYTES_MODE", default_value = "fewest")]
+    pub bytes_mode: rebalancer::planner::BytesMode,
     /// How far back to count events DynamoDB's TTL removed unpublished (the republisher's
     /// `ExpiredByTtl` metric in CloudWatch).
     #[arg(long, value_name = "HOURS", default_value_t = 24)]

@@ -75,6 +75,7 @@ async fn cluster_command(args: ClusterArgs, output: Output) -> Result<Finish, Ct
         kafka: KafkaSettings::admin_from_env(&ProcessEnv, "standbyctl")?,
         excluded_topics: args.excluded_topics.into_iter().collect(),
         rack_mode: args.rack_mode,
+        bytes_mode: args.bytes_mode,
         standby_table: args.standby_table,
         state_table: args.state_table,
         cluster_arn: args.cluster_arn,

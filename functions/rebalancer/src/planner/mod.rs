@@ -58,6 +58,7 @@
 //! the moves; [`leaders`] reorders replica lists; [`summary`] measures before and after and lists
 //! the targets. This module holds the public types and [`plan`], which runs them in that order.
 
+mod bytes;
 mod flow;
 mod index;
 mod leaders;
@@ -79,6 +80,7 @@ pub struct Options {
     /// Topics neither moved nor counted, besides [`ALWAYS_EXCLUDED`].
     pub excluded_topics: BTreeSet<String>,
     pub racks: RackMode,
+    pub bytes: BytesMode,
 }
 
 /// Where a partition's replicas may go.
@@ -103,6 +105,33 @@ impl std::str::FromStr for RackMode {
             "keep" => Ok(RackMode::Keep),
             other => Err(format!(
                 "rack mode {other:?}: expected \"spread\" or \"keep\""
+            )),
+        }
+    }
+}
+
+/// What the plan does about bytes besides counting replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BytesMode {
+    /// Copy the fewest bytes among the plans with the fewest moves; bytes per broker are
+    /// reported, not bounded (with the fewest moves, no bound holds in general).
+    #[default]
+    Fewest,
+    /// Then swap replicas inside each rack until its brokers' bytes are within its largest
+    /// movable replica of each other: more moves, for even disks.
+    Even,
+}
+
+impl std::str::FromStr for BytesMode {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "fewest" => Ok(BytesMode::Fewest),
+            "even" => Ok(BytesMode::Even),
+            other => Err(format!(
+                "bytes mode {other:?}: expected \"fewest\" or \"even\""
             )),
         }
     }
@@ -158,6 +187,9 @@ pub struct Summary {
     pub replicas_balanced: bool,
     /// Every broker ends within one replica of every other, whatever its rack.
     pub replicas_balanced_across_racks: bool,
+    /// Every rack's brokers end holding bytes within the rack's largest movable replica of each
+    /// other (what [`BytesMode::Even`] reaches; reported in either mode).
+    pub bytes_even: bool,
     /// Every broker ends within one preferred leadership of every other.
     pub leaders_balanced: bool,
     /// Partitions left as they are: being reassigned, or on brokers missing from the description.
@@ -205,6 +237,9 @@ pub fn plan(cluster: &ClusterDescription, options: &Options) -> Plan {
             &targets.per_broker,
             &indexed.brokers,
         );
+        if options.bytes == BytesMode::Even {
+            bytes::even_rack(&mut indexed.work, &members, indexed.brokers.len());
+        }
     }
     let leaders_balanced = leaders::balance(&mut indexed.work, indexed.brokers.len());
 
@@ -219,6 +254,7 @@ pub fn plan(cluster: &ClusterDescription, options: &Options) -> Plan {
             bytes_to_move: changes.bytes_to_move,
             replicas_balanced: balance.in_every_rack,
             replicas_balanced_across_racks: balance.across_racks,
+            bytes_even: after.bytes_even(&indexed),
             leaders_balanced,
             untouchable_partitions: indexed.untouchable,
             brokers: summary::brokers(&indexed, &before, &after),
@@ -351,6 +387,38 @@ mod tests {
             assert_eq!(racks.len(), target.replicas.len(), "{target:?}");
         }
         let again = super::plan(&apply(&before, &plan), &Options::default());
+        assert!(again.targets.is_empty(), "{:?}", again.targets);
+    }
+
+    #[test]
+    fn even_bytes_swaps_what_the_fewest_moves_leave_skewed() {
+        let mut before = cluster(
+            &[(1, "a"), (2, "a")],
+            &[
+                ("big", 0, &[1]),
+                ("big", 1, &[1]),
+                ("small", 0, &[2]),
+                ("small", 1, &[2]),
+            ],
+        );
+        for p in &mut before.partitions {
+            p.size_bytes = Some(if p.topic == "big" { 1000 } else { 10 });
+        }
+        let fewest = plan(&before, &Options::default());
+        assert!(fewest.targets.is_empty(), "counts are already even");
+        assert!(!fewest.summary.bytes_even);
+
+        let options = Options {
+            bytes: BytesMode::Even,
+            ..Options::default()
+        };
+        let even = plan(&before, &options);
+        assert_eq!(even.summary.moves, 2, "one swap");
+        assert_eq!(even.summary.bytes_to_move, 1010);
+        let bytes: Vec<u64> = even.summary.brokers.iter().map(|b| b.bytes_after).collect();
+        assert_eq!(bytes, [1010, 1010]);
+        assert!(even.summary.bytes_even && even.summary.replicas_balanced);
+        let again = plan(&apply(&before, &even), &options);
         assert!(again.targets.is_empty(), "{:?}", again.targets);
     }
 

@@ -62,6 +62,27 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Whether every rack's brokers hold bytes within the rack's largest movable replica of each
+    /// other (the bound [`BytesMode::Even`](super::BytesMode::Even) reaches).
+    pub fn bytes_even(&self, indexed: &Indexed) -> bool {
+        let mut largest = vec![0u64; indexed.racks];
+        for w in indexed.work.iter().filter(|w| w.movable) {
+            for &b in &w.replicas {
+                let rack = indexed.rack_of[b];
+                largest[rack] = largest[rack].max(w.size);
+            }
+        }
+        (0..indexed.racks).all(|rack| {
+            let (low, high) = (0..self.bytes.len())
+                .filter(|&b| indexed.rack_of[b] == rack)
+                .map(|b| self.bytes[b])
+                .fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            high.saturating_sub(low) <= largest[rack]
+        })
+    }
+}
+
 /// The partitions whose replica list changes, and the totals over them.
 pub(super) struct Changes {
     pub targets: Vec<Target>,

@@ -18,7 +18,7 @@ use rebalancer::executor::{
     FOLLOWER_THROTTLED_RATE, FOLLOWER_THROTTLED_REPLICAS, LEADER_THROTTLED_RATE,
     LEADER_THROTTLED_REPLICAS,
 };
-use rebalancer::planner::{self, Options, RackMode};
+use rebalancer::planner::{self, BytesMode, Options, RackMode};
 use sdk::kafka::KafkaSettings;
 use sdk::standby_table::StandbyTable;
 use shared::state_table::{StateTable, keys};
@@ -40,6 +40,7 @@ pub struct Sources {
     pub kafka: KafkaSettings,
     pub excluded_topics: BTreeSet<String>,
     pub rack_mode: RackMode,
+    pub bytes_mode: BytesMode,
     pub standby_table: Option<String>,
     pub state_table: Option<String>,
     pub cluster_arn: Option<String>,
@@ -113,6 +114,7 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
         &Options {
             excluded_topics: sources.excluded_topics.clone(),
             racks: sources.rack_mode,
+            bytes: sources.bytes_mode,
         },
     )
     .summary;
