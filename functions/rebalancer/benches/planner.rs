@@ -12,13 +12,19 @@
 //!    only some brokers existed, planned keeping every partition's racks (`keep`, the previous
 //!    behaviour) and balancing across racks (`spread`): replicas per broker afterwards, moves,
 //!    bytes.
+//! 3. **RF 2 at scale**: 100,000 partitions on 150 brokers after a scale-out from 120, in both
+//!    rack modes: the planner's largest network.
+//! 4. **Even bytes**: the scale-out cluster and one whose counts are already even (topics made
+//!    on all 30 brokers), planned copying the fewest bytes (`fewest`, the default) and evening
+//!    bytes per broker (`even`): moves, bytes copied, and the spread of bytes per broker
+//!    afterwards against the largest partition (the bound `even` reaches).
 
 use std::time::{Duration, Instant};
 
 use devstack::testkit;
 use rebalancer::cluster::{Broker, ClusterDescription, Partition};
 use rebalancer::kafka_layout::{Seeded, assign, moves_between};
-use rebalancer::planner::{Options, Plan, RackMode, plan};
+use rebalancer::planner::{BytesMode, Options, Plan, RackMode, plan};
 
 const RACKS: [&str; 3] = ["az-a", "az-b", "az-c"];
 const PARTITIONS_PER_TOPIC: usize = 50;
@@ -277,8 +283,67 @@ fn rf2_table() {
     }
 }
 
+fn bytes_table() {
+    println!();
+    println!(
+        "bytes per broker: 30 brokers (3 racks), RF 3, heavy-tailed sizes; time = median of 3"
+    );
+    println!(
+        "{:<12} {:>10} {:<7} {:>9} {:>8} {:>10} {:>13} {:>13} {:>12} {:>6}",
+        "cluster",
+        "partitions",
+        "bytes",
+        "time",
+        "moves",
+        "GiB moved",
+        "spread before",
+        "spread after",
+        "largest GiB",
+        "even"
+    );
+    for partitions in [10_000, 100_000] {
+        for before in [15, 30] {
+            let cluster = scaled_out(partitions, before, 30);
+            let largest = cluster
+                .partitions
+                .iter()
+                .filter_map(|p| p.size_bytes)
+                .max()
+                .unwrap_or(0);
+            for (name, bytes) in [("fewest", BytesMode::Fewest), ("even", BytesMode::Even)] {
+                let options = Options {
+                    bytes,
+                    ..Options::default()
+                };
+                let (time, result) = timed(3, &cluster, &options);
+                let summary = &result.summary;
+                // The most minus the fewest bytes on one broker.
+                let spread = |held: &dyn Fn(&rebalancer::planner::BrokerSummary) -> u64| {
+                    let values = summary.brokers.iter().map(held);
+                    values.clone().max().unwrap_or(0) - values.min().unwrap_or(0)
+                };
+                println!(
+                    "{:<12} {:>10} {:<7} {:>7.1}ms {:>8} {:>10.1} {:>13.1} {:>13.1} {:>12.1} {:>6}",
+                    format!("{before} -> 30"),
+                    partitions,
+                    name,
+                    time.as_secs_f64() * 1000.0,
+                    summary.moves,
+                    gib(summary.bytes_to_move),
+                    gib(spread(&|b| b.bytes_before)),
+                    gib(spread(&|b| b.bytes_after)),
+                    gib(largest),
+                    summary.bytes_even,
+                );
+                assert!(summary.replicas_balanced_across_racks);
+            }
+        }
+    }
+}
+
 fn main() {
     scale_out_table();
     skew_table();
     rf2_table();
+    bytes_table();
 }

@@ -26,6 +26,11 @@
 //! them; the tests that always run check only that it copies no fewer than the optimum and no
 //! more than the same planner blind to sizes.
 //!
+//! **Even bytes** ([`bytes`], [`BytesMode::Even`] only). After the moves, swaps inside each
+//! rack until its brokers' bytes are within its largest movable replica of each other: counts
+//! and racks unchanged, up to two moves more per swap. Where that bound is guaranteed, and why,
+//! is in [`bytes`].
+//!
 //! **Moves** ([`replicas`]). The flow's crossings first, each to the broker of its new rack
 //! furthest below its target (counting every departure first, so none lands on a broker that
 //! will not need it); then, inside each rack, from brokers above their target to brokers below
@@ -55,8 +60,9 @@
 //!
 //! Layout: [`index`] turns the cluster description into dense indices (brokers, racks, topics,
 //! the partitions that count); [`targets`] builds and solves the [`flow`]; [`replicas`] makes
-//! the moves; [`leaders`] reorders replica lists; [`summary`] measures before and after and lists
-//! the targets. This module holds the public types and [`plan`], which runs them in that order.
+//! the moves; [`bytes`] evens bytes when asked; [`leaders`] reorders replica lists; [`summary`]
+//! measures before and after and lists the targets. This module holds the public types and
+//! [`plan`], which runs them in that order.
 
 mod bytes;
 mod flow;
