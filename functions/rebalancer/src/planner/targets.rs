@@ -7,22 +7,25 @@
 //! ```text
 //! source ─remove─▶ broker ─copy─▶ rack pool ─▶ broker ─add─▶ sink
 //!                    │
-//!                    └─copy─▶ its share of a group ─▶ its rack's pool
-//!                                                 └─▶ the group ─▶ pool of a rack it is not in
+//!                    └─▶ a group it is in ─copy─▶ pool of a rack the group is not in
 //! ```
 //!
 //! * `remove` and `add` price the change in the broker's square; a broker gives up only replicas
 //!   the planner may move.
+//! * A copy costs one move and the bytes of the list's next replica: a broker's list is its
+//!   movable replicas, smallest first; a group's is its partitions, smallest first.
 //! * A *group* is the movable partitions on one set of brokers, in distinct racks, on fewer
-//!   racks than the cluster has ([`RackMode::Spread`] only). Each broker's replicas outside
-//!   groups form one list, and its replicas of each group another, smallest first; a copy costs
-//!   one move and the bytes of the list's next replica.
-//! * A group sends at most as many replicas across racks as it has partitions, each to a rack it
-//!   has none in, so every partition keeps as many distinct racks as it had. Its partitions are
-//!   interchangeable for the counts, which is what makes the aggregate exact: any split of a
-//!   group's crossings among its brokers and destination racks can be given distinct partitions
-//!   of the group. For bytes it is not: two brokers of a group may both have priced a crossing at
-//!   the group's smallest partition, and only one can send it ([`choose_crossings`]).
+//!   racks than the cluster has ([`RackMode::Spread`] only). It sends at most as many replicas
+//!   across racks as it has partitions, each to a rack it has none in, so every partition keeps
+//!   as many distinct racks as it had. Its partitions are interchangeable for the counts, which
+//!   is what makes the aggregate exact: any split of a group's crossings among its brokers and
+//!   destination racks can be given distinct partitions of the group, and each broker's moves
+//!   inside its rack distinct replicas besides (it gives up no more than it holds).
+//! * Bytes are priced per partition for crossings (whichever broker sends it) and per replica
+//!   inside a rack. The price is exact unless a broker would send one replica both ways: its
+//!   smallest replica may be its group's smallest partition too. [`choose_crossings`] then sends
+//!   the partition from another broker of the group where it can, and otherwise picks the cheaper
+//!   of the group's next partition and the broker's next replica.
 //!
 //! Each partition crosses racks at most once. With three racks or fewer that loses nothing: a
 //! partition in distinct racks that moves two replicas, both landing outside their own racks,
@@ -57,6 +60,8 @@ pub(super) struct Targets {
 struct Group {
     /// Smallest first.
     partitions: Vec<usize>,
+    /// The arc carrying its crossings, priced at its partitions smallest first.
+    crossed: ArcId,
     /// Per broker of the group: the arc carrying its replicas of the group across racks.
     crossing_from: Vec<(usize, ArcId)>,
     /// Per rack the group is not in: the arc carrying the group's replicas into it.
@@ -67,8 +72,8 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
     let brokers = indexed.brokers.len();
     let mut holding = vec![0usize; brokers];
     let mut movable = vec![0u32; brokers];
-    // Each broker's movable replicas outside any group, and the groups.
-    let mut ungrouped: Vec<Vec<usize>> = vec![Vec::new(); brokers];
+    // Each broker's movable replicas, and the groups.
+    let mut replicas_of: Vec<Vec<usize>> = vec![Vec::new(); brokers];
     let mut groups: BTreeMap<Vec<usize>, Vec<usize>> = BTreeMap::new();
     for (p, w) in indexed.work.iter().enumerate() {
         for &b in &w.replicas {
@@ -80,14 +85,13 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
         for &b in &w.replicas {
             movable[b] += 1;
         }
+        for &b in &w.replicas {
+            replicas_of[b].push(p);
+        }
         if mode == RackMode::Spread && crosses(indexed, &w.replicas) {
             let mut set = w.replicas.clone();
             set.sort_unstable();
             groups.entry(set).or_default().push(p);
-        } else {
-            for &b in &w.replicas {
-                ungrouped[b].push(p);
-            }
         }
     }
     let by_size = |partitions: &mut Vec<usize>| {
@@ -120,50 +124,57 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
             },
         ));
         added.push(network.arc(broker_node[b], sink, Pricing::Adding { holding: held }));
-        by_size(&mut ungrouped[b]);
+        by_size(&mut replicas_of[b]);
         let rack_pool = pool[indexed.rack_of[b]];
-        let arc = network.arc(broker_node[b], rack_pool, copies(&ungrouped[b]));
-        copies_made.push((b, std::mem::take(&mut ungrouped[b]), arc));
+        let arc = network.arc(broker_node[b], rack_pool, copies(&replicas_of[b]));
+        copies_made.push((b, std::mem::take(&mut replicas_of[b]), arc));
         network.arc(
             rack_pool,
             broker_node[b],
             Pricing::Free { capacity: u32::MAX },
         );
     }
-    // A group's replicas leave each of its brokers smallest first, to a broker of the same rack
-    // or across racks; one crossing per partition.
+    // A group's partitions cross racks smallest first, whichever of its brokers sends each; one
+    // crossing per partition.
     let mut built: Vec<Group> = Vec::with_capacity(groups.len());
     for (set, mut partitions) in groups {
         by_size(&mut partitions);
         let count = partitions.len() as u32;
-        let (crossing_in, crossing_out) = (network.node(), network.node());
-        network.arc(crossing_in, crossing_out, Pricing::Free { capacity: count });
+        let crossing_in = network.node();
         let crossing_from = set
             .iter()
             .map(|&b| {
-                let leaving = network.node();
-                let arc = network.arc(broker_node[b], leaving, copies(&partitions));
-                copies_made.push((b, partitions.clone(), arc));
-                network.arc(
-                    leaving,
-                    pool[indexed.rack_of[b]],
-                    Pricing::Free { capacity: u32::MAX },
+                let arc = network.arc(
+                    broker_node[b],
+                    crossing_in,
+                    Pricing::Free { capacity: count },
                 );
-                (
-                    b,
-                    network.arc(leaving, crossing_in, Pricing::Free { capacity: count }),
-                )
+                (b, arc)
             })
             .collect();
-        let crossing_to = (0..indexed.racks)
+        let outside: Vec<usize> = (0..indexed.racks)
             .filter(|&r| !set.iter().any(|&b| indexed.rack_of[b] == r))
-            .map(|r| {
-                let arc = network.arc(crossing_out, pool[r], Pricing::Free { capacity: count });
-                (r, arc)
-            })
             .collect();
+        // With one rack to go to (RF 2 on three racks), the group's list leads straight into its
+        // pool: a node less per group, in the planner's largest networks.
+        let (crossed, crossing_to) = if let [only] = outside[..] {
+            let arc = network.arc(crossing_in, pool[only], copies(&partitions));
+            (arc, vec![(only, arc)])
+        } else {
+            let crossing_out = network.node();
+            let crossed = network.arc(crossing_in, crossing_out, copies(&partitions));
+            let to = outside
+                .iter()
+                .map(|&r| {
+                    let arc = network.arc(crossing_out, pool[r], Pricing::Free { capacity: count });
+                    (r, arc)
+                })
+                .collect();
+            (crossed, to)
+        };
         built.push(Group {
             partitions,
+            crossed,
             crossing_from,
             crossing_to,
         });
@@ -174,16 +185,24 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
     let per_broker = (0..brokers)
         .map(|b| holding[b] + network.flow(added[b]) as usize - network.flow(removed[b]) as usize)
         .collect();
-    // What leaves each broker: the smallest of each of its lists, as many as the flow took.
+    // What leaves each broker within its rack: its smallest replicas, as many as the flow took;
+    // and the sizes of the others, largest first.
     let mut leaving: Vec<HashSet<usize>> = vec![HashSet::new(); brokers];
+    let mut staying: Vec<Vec<u64>> = vec![Vec::new(); brokers];
     let mut moves = 0;
     for (b, partitions, arc) in &copies_made {
         let taken = network.flow(*arc) as usize;
         leaving[*b].extend(&partitions[..taken]);
+        staying[*b] = partitions[taken..]
+            .iter()
+            .rev()
+            .map(|&p| indexed.work[p].size)
+            .collect();
         moves += taken;
     }
     let mut crossings = Vec::new();
     for group in &built {
+        moves += network.flow(group.crossed) as usize;
         let from = group
             .crossing_from
             .iter()
@@ -198,6 +217,7 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
             &group.partitions,
             &demands,
             &leaving,
+            &mut staying,
         ));
     }
     Targets {
@@ -208,24 +228,28 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
 }
 
 /// A partition of the group for each `(broker, rack)` crossing the flow sent from it, no
-/// partition twice. The flow priced each broker's crossings at its own smallest partitions,
-/// which two brokers of the group may both have counted; a matching takes the flow's picks where
-/// they do not collide, so one broker's choice does not take the only one another could use, and
-/// the group's smallest unused partitions otherwise. There are always enough: the flow sends at
-/// most as many crossings from a group as it has partitions.
+/// partition twice. The flow priced the crossings at the group's smallest partitions, whichever
+/// broker sends each, and each broker's moves inside its rack at its own smallest replicas,
+/// which may include some of those: a broker cannot send a replica both ways. A matching gives
+/// each crossing one of the priced partitions its broker does not also move inside its rack
+/// (one broker's choice not taking the only one another could use), and otherwise the group's
+/// smallest unused partition, one its broker keeps if there is one. There are always enough: the
+/// flow sends at most as many crossings from a group as it has partitions.
 fn choose_crossings(
     indexed: &Indexed,
     partitions: &[usize],
     demands: &[(usize, usize)],
     leaving: &[HashSet<usize>],
+    staying: &mut [Vec<u64>],
 ) -> Vec<Crossing> {
+    let priced = &partitions[..demands.len().min(partitions.len())];
     let candidates: Vec<Vec<usize>> = demands
         .iter()
         .map(|&(from, _)| {
-            partitions
+            priced
                 .iter()
                 .copied()
-                .filter(|p| leaving[from].contains(p))
+                .filter(|p| !leaving[from].contains(p))
                 .collect()
         })
         .collect();
@@ -268,15 +292,36 @@ fn choose_crossings(
             }
         }
     }
-    let mut unused = partitions
+    let mut unused: Vec<usize> = partitions
         .iter()
         .copied()
-        .filter(|p| !owner.contains_key(p));
+        .filter(|p| !owner.contains_key(p))
+        .collect();
     demands
         .iter()
         .zip(chosen)
         .filter_map(|(&(from, to_rack), partition)| {
-            let partition = partition.or_else(|| unused.next())?;
+            let partition = partition.or_else(|| {
+                // A partition the broker keeps costs its size; one it also moves inside its rack
+                // costs that move's replacement, the broker's smallest replica still staying.
+                let kept = unused.iter().position(|p| !leaving[from].contains(p));
+                let moved = unused.iter().position(|p| leaving[from].contains(p));
+                let cost = |at: usize| {
+                    if leaving[from].contains(&unused[at]) {
+                        staying[from].last().copied().unwrap_or(u64::MAX)
+                    } else {
+                        indexed.work[unused[at]].size
+                    }
+                };
+                let at = [kept, moved]
+                    .into_iter()
+                    .flatten()
+                    .min_by_key(|&at| cost(at))?;
+                if leaving[from].contains(&unused[at]) {
+                    staying[from].pop();
+                }
+                Some(unused.remove(at))
+            })?;
             debug_assert!(indexed.work[partition].replicas.contains(&from));
             Some(Crossing {
                 partition,
