@@ -476,7 +476,12 @@ async fn cluster_health_with_a_broker_stopped_then_after_a_rebalance() -> Result
         serde_json::json!({"lookback_hours": 1, "events": 0})
     );
     assert_eq!(report["planner"]["moves"], 0, "{report:#}");
+    assert_eq!(report["planner"]["bytes_to_move"], 0, "{report:#}");
     assert_eq!(report["planner"]["leader_changes"], 0, "{report:#}");
+    assert_eq!(
+        report["planner"]["replicas_balanced_across_racks"], true,
+        "{report:#}"
+    );
     assert_eq!(report["reassignments"], serde_json::json!([]));
     assert_eq!(
         report["throttles"],

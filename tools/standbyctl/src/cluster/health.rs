@@ -170,8 +170,16 @@ impl Throttles {
 pub struct PlannerView {
     /// Replica moves the rebalancer would make now.
     pub moves: usize,
+    /// Bytes those moves would copy (partitions of known size).
+    pub bytes_to_move: u64,
     pub leader_changes: usize,
+    /// After the moves: every rack's brokers within one replica of each other.
     pub replicas_balanced: bool,
+    /// After the moves: every broker within one replica of every other.
+    pub replicas_balanced_across_racks: bool,
+    /// After the moves: every rack's brokers hold bytes within its largest partition of each
+    /// other.
+    pub bytes_even: bool,
     pub leaders_balanced: bool,
 }
 
@@ -598,8 +606,11 @@ pub fn assess(observed: &Observed, now_ms: u64) -> Health {
         throttles,
         planner: PlannerView {
             moves: observed.plan.moves,
+            bytes_to_move: observed.plan.bytes_to_move,
             leader_changes: observed.plan.leader_changes,
             replicas_balanced: observed.plan.replicas_balanced,
+            replicas_balanced_across_racks: observed.plan.replicas_balanced_across_racks,
+            bytes_even: observed.plan.bytes_even,
             leaders_balanced: observed.plan.leaders_balanced,
         },
         standby,
@@ -732,25 +743,21 @@ impl Report for Health {
                 }
             }
         }
+        let yes_no = |value: bool| if value { "yes" } else { "no" };
         let _ = writeln!(
             out,
-            "Planner: {} and {} would balance (replicas balanced per rack: {}, leaders balanced: {})",
+            "Planner: {} ({} bytes) and {} would balance (replicas balanced per rack: {}, across racks: {}; bytes even per rack: {}; leaders balanced: {})",
             plural(self.planner.moves, "move", "moves"),
+            self.planner.bytes_to_move,
             plural(
                 self.planner.leader_changes,
                 "leader change",
                 "leader changes"
             ),
-            if self.planner.replicas_balanced {
-                "yes"
-            } else {
-                "no"
-            },
-            if self.planner.leaders_balanced {
-                "yes"
-            } else {
-                "no"
-            },
+            yes_no(self.planner.replicas_balanced),
+            yes_no(self.planner.replicas_balanced_across_racks),
+            yes_no(self.planner.bytes_even),
+            yes_no(self.planner.leaders_balanced),
         );
 
         match self.expired_by_ttl {

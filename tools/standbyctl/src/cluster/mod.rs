@@ -109,8 +109,16 @@ pub async fn gather(sources: &Sources) -> Result<Observed, CtlError> {
     let broker_throttles = admin
         .cluster_broker_configs(&[LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE])
         .await?;
+    // Sizes as the rebalancer reads them, for the bytes its plan would copy.
+    let description = match admin.log_dirs().await {
+        Ok(log_dirs) => state.sized_description(&log_dirs.partition_sizes(&state)),
+        Err(error) => {
+            unreadable.push(format!("partition sizes (DescribeLogDirs): {error}"));
+            state.description()
+        }
+    };
     let plan = planner::plan(
-        &state.description(),
+        &description,
         &Options {
             excluded_topics: sources.excluded_topics.clone(),
             racks: sources.rack_mode,
