@@ -1,10 +1,11 @@
-//! Planner benchmark (`make bench`). Two tables, every baseline computed for the same cluster in
-//! the same run:
+//! Planner benchmark (`make bench`). Four tables, every baseline computed for the same cluster
+//! in the same run:
 //!
 //! 1. **Scale-out**: 10,000 and 100,000 partitions × RF 3 on 30 brokers in 3 racks, after
 //!    scale-outs from 27 and from 15 brokers, partition sizes heavy-tailed (log-uniform from
 //!    1 MiB to 32 GiB: most small, a few huge). Prints the planning time, the plan's moves
-//!    against the exact minimum, and the bytes the plan copies against two baselines: the layout
+//!    against the exact minimum, and the bytes the plan copies against its own lower bound (no
+//!    plan with those moves copies less) and two baselines: the layout
 //!    `kafka-reassign-partitions --generate` proposes (Kafka's rack-aware round robin over all
 //!    30 brokers) and the same planner blind to sizes (same moves, replicas picked without
 //!    regard to size).
@@ -143,13 +144,14 @@ fn scale_out_table() {
         "scale-out on 30 brokers (3 racks), RF 3, heavy-tailed sizes; time = median of 5 runs"
     );
     println!(
-        "{:<10} {:>10} {:>9} {:>8} {:>8} {:>9} {:>11} {:>11} {:>11} {:>9} {:>10}",
+        "{:<10} {:>10} {:>9} {:>8} {:>8} {:>9} {:>11} {:>11} {:>11} {:>11} {:>9} {:>10}",
         "scale-out",
         "partitions",
         "time",
         "M_plan",
         "M_min",
         "M_gen",
+        "bound GiB",
         "plan GiB",
         "blind GiB",
         "gen GiB",
@@ -169,13 +171,14 @@ fn scale_out_table() {
             let summary = &result.summary;
             let (planned, blind_bytes) = (summary.bytes_to_move, bytes_copied(&cluster, &blind));
             println!(
-                "{:<10} {:>10} {:>7.1}ms {:>8} {:>8} {:>9} {:>11.1} {:>11.1} {:>11.1} {:>9.2}x {:>9.2}x",
+                "{:<10} {:>10} {:>7.1}ms {:>8} {:>8} {:>9} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>9.2}x {:>9.2}x",
                 format!("{before} -> 30"),
                 partitions,
                 time.as_secs_f64() * 1000.0,
                 summary.moves,
                 summary.min_moves,
                 generate_moves,
+                gib(summary.bytes_lower_bound),
                 gib(planned),
                 gib(blind_bytes),
                 gib(generate_bytes),
@@ -257,8 +260,8 @@ fn rf2_table() {
     println!();
     println!("RF 2 at scale: 100,000 partitions, 120 -> 150 brokers (3 racks); one run each");
     println!(
-        "{:<8} {:>9} {:>8} {:>8} {:>9} {:>10}",
-        "racks", "time", "M_plan", "M_min", "GiB", "balanced"
+        "{:<8} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10}",
+        "racks", "time", "M_plan", "M_min", "bound GiB", "GiB", "balanced"
     );
     let mut random = Seeded::new(5);
     let cluster = ClusterDescription {
@@ -273,11 +276,12 @@ fn rf2_table() {
         };
         let (time, result) = timed(1, &cluster, &options);
         println!(
-            "{:<8} {:>7.1}ms {:>8} {:>8} {:>9.1} {:>10}",
+            "{:<8} {:>7.1}ms {:>8} {:>8} {:>9.1} {:>9.1} {:>10}",
             name,
             time.as_secs_f64() * 1000.0,
             result.summary.moves,
             result.summary.min_moves,
+            gib(result.summary.bytes_lower_bound),
             gib(result.summary.bytes_to_move),
             result.summary.replicas_balanced_across_racks
         );

@@ -154,8 +154,12 @@ pub fn render_summary(summary: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "moves: {} (minimum {}), leader changes: {}, bytes to move: {}",
-        summary.moves, summary.min_moves, summary.leader_changes, summary.bytes_to_move
+        "moves: {} (minimum {}), leader changes: {}, bytes to move: {} (no plan with the minimum moves copies fewer than {})",
+        summary.moves,
+        summary.min_moves,
+        summary.leader_changes,
+        summary.bytes_to_move,
+        summary.bytes_lower_bound
     );
     let _ = writeln!(
         out,

@@ -4,18 +4,19 @@
 //! other.
 //!
 //! A swap keeps every broker's replica count and every partition's racks, so the balance and
-//! rack rules the moves reached still hold; it costs up to two moves beyond the minimum. Each
-//! swap takes a difference `δ = size(p) − size(q)` with `0 < δ < D`, `D` the gap between the
-//! two brokers, so the sum over brokers of bytes² falls with every swap and the loop ends.
+//! rack rules the moves reached still hold; each swap costs up to two moves beyond the minimum.
+//! Each swap takes a difference `δ = size(p) − size(q)` with `0 < δ < D`, `D` the gap between
+//! the two brokers, so the sum over brokers of bytes² falls with every swap and the loop ends.
 //!
-//! **Why the bound is reached** when every replica in the rack is movable, no partition has two
+//! **Why the bound is reached** when every replica in the rack is movable (none in flight, none
+//! of a partition with a replica on a broker missing from the description), no partition has two
 //! replicas in it, and counts are within one (what the moves reach in that case): let the
 //! fullest broker `H` hold `D` more bytes than the emptiest `L`, with `D` above the largest
 //! replica `s`. If `H` holds no more replicas than `L`, pairing `H`'s replicas with `L`'s largest
 //! ones, some `p` of `H` is larger than its `q`, since `H`'s total is larger. If `H` holds one
-//! more, its replicas other than its largest still total more than `L`'s (they total more than
+//! more, its replicas other than its largest still total more than `L`'s (they total at least
 //! `L`'s plus `D − s`), and the same pairing applies. Either way `0 < size(p) − size(q) ≤ s < D`,
-//! and no partition is on both, so a swap exists. Elsewhere (replicas in flight, partitions
+//! and no partition is on both, so a swap exists. Elsewhere (replicas not movable, partitions
 //! sharing a rack) the loop stops when the fullest and emptiest brokers have no swap; the summary
 //! reports whether the bound holds.
 
@@ -40,14 +41,14 @@ struct Swap {
 /// Swaps replicas between `members` (broker indices of one rack) until their bytes are within
 /// the rack's largest movable replica of each other, or no swap between the fullest and the
 /// emptiest remains.
-pub(super) fn even_rack(work: &mut [Work], members: &[usize], brokers: usize) {
-    let mut member = vec![false; brokers];
+pub(super) fn even_rack(work: &mut [Work], members: &[usize], broker_count: usize) {
+    let mut member = vec![false; broker_count];
     for &b in members {
         member[b] = true;
     }
     let mut rack = Rack {
-        bytes: vec![0; brokers],
-        held: vec![BTreeSet::new(); brokers],
+        bytes: vec![0; broker_count],
+        held: vec![BTreeSet::new(); broker_count],
         order: BTreeSet::new(),
     };
     for (p, w) in work.iter().enumerate() {

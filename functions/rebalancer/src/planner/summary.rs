@@ -45,24 +45,14 @@ impl Snapshot {
     }
 
     pub fn replica_balance(&self, indexed: &Indexed) -> Balance {
-        let within_one = |counts: &mut dyn Iterator<Item = usize>| {
-            let (low, high) = counts.fold((usize::MAX, 0), |(lo, hi), c| (lo.min(c), hi.max(c)));
-            high <= low.saturating_add(1)
-        };
+        let within_one = |(low, high): (usize, usize)| high <= low.saturating_add(1);
         Balance {
-            in_every_rack: (0..indexed.racks).all(|rack| {
-                within_one(
-                    &mut (0..self.replicas.len())
-                        .filter(|&b| indexed.rack_of[b] == rack)
-                        .map(|b| self.replicas[b]),
-                )
-            }),
-            across_racks: within_one(&mut self.replicas.iter().copied()),
+            in_every_rack: (0..indexed.racks)
+                .all(|rack| within_one(range_in_rack(&self.replicas, indexed, rack))),
+            across_racks: within_one(range(self.replicas.iter().copied())),
         }
     }
-}
 
-impl Snapshot {
     /// Whether every rack's brokers hold bytes within the rack's largest movable replica of each
     /// other (the bound [`BytesMode::Even`](super::BytesMode::Even) reaches).
     pub fn bytes_even(&self, indexed: &Indexed) -> bool {
@@ -74,13 +64,32 @@ impl Snapshot {
             }
         }
         (0..indexed.racks).all(|rack| {
-            let (low, high) = (0..self.bytes.len())
-                .filter(|&b| indexed.rack_of[b] == rack)
-                .map(|b| self.bytes[b])
-                .fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let (low, high) = range_in_rack(&self.bytes, indexed, rack);
             high.saturating_sub(low) <= largest[rack]
         })
     }
+}
+
+/// The lowest and highest of `values`.
+fn range<T: Ord + Copy + Default>(values: impl Iterator<Item = T>) -> (T, T) {
+    values
+        .fold(None, |seen: Option<(T, T)>, v| {
+            Some(seen.map_or((v, v), |(low, high)| (low.min(v), high.max(v))))
+        })
+        .unwrap_or_default()
+}
+
+/// The lowest and highest of a per-broker figure among `rack`'s brokers.
+fn range_in_rack<T: Ord + Copy + Default>(
+    per_broker: &[T],
+    indexed: &Indexed,
+    rack: usize,
+) -> (T, T) {
+    range(
+        (0..per_broker.len())
+            .filter(|&b| indexed.rack_of[b] == rack)
+            .map(|b| per_broker[b]),
+    )
 }
 
 /// The partitions whose replica list changes, and the totals over them.

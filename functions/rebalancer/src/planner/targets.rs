@@ -7,13 +7,15 @@
 //! ```text
 //! source ─remove─▶ broker ─copy─▶ rack pool ─▶ broker ─add─▶ sink
 //!                    │
-//!                    └─▶ a group it is in ─copy─▶ pool of a rack the group is not in
+//!                    ├─▶ a group it is in ─copy─▶ pool of a rack the group is not in
+//!                    └─copy─▶ its own group (RF 1) ─▶ its rack's pool, or another rack's
 //! ```
 //!
 //! * `remove` and `add` price the change in the broker's square; a broker gives up only replicas
 //!   the planner may move.
 //! * A copy costs one move and the bytes of the list's next replica: a broker's list is its
-//!   movable replicas, smallest first; a group's is its partitions, smallest first.
+//!   movable replicas (but those of its own group), smallest first; a group's is its partitions,
+//!   smallest first.
 //! * A *group* is the movable partitions on one set of brokers, in distinct racks, on fewer
 //!   racks than the cluster has ([`RackMode::Spread`] only). It sends at most as many replicas
 //!   across racks as it has partitions, each to a rack it has none in, so every partition keeps
@@ -22,10 +24,13 @@
 //!   destination racks can be given distinct partitions of the group, and each broker's moves
 //!   inside its rack distinct replicas besides (it gives up no more than it holds).
 //! * Bytes are priced per partition for crossings (whichever broker sends it) and per replica
-//!   inside a rack. The price is exact unless a broker would send one replica both ways: its
-//!   smallest replica may be its group's smallest partition too. [`choose_crossings`] then sends
-//!   the partition from another broker of the group where it can, and otherwise picks the cheaper
-//!   of the group's next partition and the broker's next replica.
+//!   inside a rack. A group on one broker (partitions of one replica) prices its partitions once
+//!   for both, so that broker's price is exact. Otherwise the price is exact unless a broker would
+//!   send one replica both ways: its smallest replica may be its group's smallest partition too.
+//!   [`choose_crossings`] then sends the partition from another broker of the group where it
+//!   can, and otherwise picks the cheaper of the group's next partition and the broker's next
+//!   replica. Either way the price is a lower bound on what any plan with the flow's balance and
+//!   moves copies (see the [module doc](super)).
 //!
 //! Each partition crosses racks at most once. With three racks or fewer that loses nothing: a
 //! partition in distinct racks that moves two replicas, both landing outside their own racks,
@@ -53,6 +58,10 @@ pub(super) struct Targets {
     pub per_broker: Vec<usize>,
     /// The fewest moves that reach them.
     pub moves: usize,
+    /// The flow's price in bytes: no plan the flow describes with its balance and moves copies
+    /// less (each list's smallest, as many as the flow took, is a lower bound for any replicas
+    /// that many).
+    pub bytes_lower_bound: u64,
     pub crossings: Vec<Crossing>,
 }
 
@@ -60,12 +69,20 @@ pub(super) struct Targets {
 struct Group {
     /// Smallest first.
     partitions: Vec<usize>,
-    /// The arc carrying its crossings, priced at its partitions smallest first.
-    crossed: ArcId,
-    /// Per broker of the group: the arc carrying its replicas of the group across racks.
-    crossing_from: Vec<(usize, ArcId)>,
+    /// The arc pricing its partitions, smallest first: its crossings, or for a group on one
+    /// broker every move of its partitions.
+    priced: ArcId,
+    senders: Senders,
     /// Per rack the group is not in: the arc carrying the group's replicas into it.
     crossing_to: Vec<(usize, ArcId)>,
+}
+
+/// Which brokers send a group's crossings.
+enum Senders {
+    /// A group on one broker (RF 1).
+    One(usize),
+    /// Per broker of the group, the arc carrying its replicas of the group across racks.
+    Each(Vec<(usize, ArcId)>),
 }
 
 pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
@@ -85,13 +102,17 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
         for &b in &w.replicas {
             movable[b] += 1;
         }
-        for &b in &w.replicas {
-            replicas_of[b].push(p);
-        }
-        if mode == RackMode::Spread && crosses(indexed, &w.replicas) {
+        let grouped = mode == RackMode::Spread && crosses(indexed, &w.replicas);
+        if grouped {
             let mut set = w.replicas.clone();
             set.sort_unstable();
             groups.entry(set).or_default().push(p);
+        }
+        // A single replica that may cross is priced by its group's list alone.
+        if !(grouped && w.replicas.len() == 1) {
+            for &b in &w.replicas {
+                replicas_of[b].push(p);
+            }
         }
     }
     let by_size = |partitions: &mut Vec<usize>| {
@@ -135,49 +156,58 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
         );
     }
     // A group's partitions cross racks smallest first, whichever of its brokers sends each; one
-    // crossing per partition.
+    // crossing per partition. A group on one broker (RF 1) prices its partitions once, for moves
+    // inside the rack and across alike: that broker's list is then exact.
     let mut built: Vec<Group> = Vec::with_capacity(groups.len());
     for (set, mut partitions) in groups {
         by_size(&mut partitions);
         let count = partitions.len() as u32;
-        let crossing_in = network.node();
-        let crossing_from = set
-            .iter()
-            .map(|&b| {
-                let arc = network.arc(
-                    broker_node[b],
-                    crossing_in,
-                    Pricing::Free { capacity: count },
-                );
-                (b, arc)
-            })
-            .collect();
         let outside: Vec<usize> = (0..indexed.racks)
             .filter(|&r| !set.iter().any(|&b| indexed.rack_of[b] == r))
             .collect();
-        // With one rack to go to (RF 2 on three racks), the group's list leads straight into its
-        // pool: a node less per group, in the planner's largest networks.
-        let (crossed, crossing_to) = if let [only] = outside[..] {
-            let arc = network.arc(crossing_in, pool[only], copies(&partitions));
-            (arc, vec![(only, arc)])
-        } else {
-            let crossing_out = network.node();
-            let crossed = network.arc(crossing_in, crossing_out, copies(&partitions));
-            let to = outside
+        let free = Pricing::Free { capacity: count };
+        let group = if let [only] = set[..] {
+            let leaving = network.node();
+            let priced = network.arc(broker_node[only], leaving, copies(&partitions));
+            network.arc(leaving, pool[indexed.rack_of[only]], free.clone());
+            let crossing_to = outside
                 .iter()
-                .map(|&r| {
-                    let arc = network.arc(crossing_out, pool[r], Pricing::Free { capacity: count });
-                    (r, arc)
-                })
+                .map(|&r| (r, network.arc(leaving, pool[r], free.clone())))
                 .collect();
-            (crossed, to)
+            Group {
+                partitions,
+                priced,
+                senders: Senders::One(only),
+                crossing_to,
+            }
+        } else {
+            let crossing_in = network.node();
+            let senders = set
+                .iter()
+                .map(|&b| (b, network.arc(broker_node[b], crossing_in, free.clone())))
+                .collect();
+            // With one rack to go to (RF 2 on three racks), the group's list leads straight
+            // into its pool: a node less per group, in the planner's largest networks.
+            let (priced, crossing_to) = if let [only] = outside[..] {
+                let arc = network.arc(crossing_in, pool[only], copies(&partitions));
+                (arc, vec![(only, arc)])
+            } else {
+                let crossing_out = network.node();
+                let priced = network.arc(crossing_in, crossing_out, copies(&partitions));
+                let to = outside
+                    .iter()
+                    .map(|&r| (r, network.arc(crossing_out, pool[r], free.clone())))
+                    .collect();
+                (priced, to)
+            };
+            Group {
+                partitions,
+                priced,
+                senders: Senders::Each(senders),
+                crossing_to,
+            }
         };
-        built.push(Group {
-            partitions,
-            crossed,
-            crossing_from,
-            crossing_to,
-        });
+        built.push(group);
     }
 
     network.solve(source, sink);
@@ -190,8 +220,16 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
     let mut leaving: Vec<HashSet<usize>> = vec![HashSet::new(); brokers];
     let mut staying: Vec<Vec<u64>> = vec![Vec::new(); brokers];
     let mut moves = 0;
+    let mut bytes_lower_bound = 0;
+    let smallest = |partitions: &[usize], taken: usize| -> u64 {
+        partitions[..taken]
+            .iter()
+            .map(|&p| indexed.work[p].size)
+            .sum()
+    };
     for (b, partitions, arc) in &copies_made {
         let taken = network.flow(*arc) as usize;
+        bytes_lower_bound += smallest(partitions, taken);
         leaving[*b].extend(&partitions[..taken]);
         staying[*b] = partitions[taken..]
             .iter()
@@ -201,17 +239,29 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
         moves += taken;
     }
     let mut crossings = Vec::new();
+    // Groups on one broker first: what they move inside the rack, the others' crossings avoid.
+    built.sort_by_key(|group| matches!(group.senders, Senders::Each(_)));
     for group in &built {
-        moves += network.flow(group.crossed) as usize;
-        let from = group
-            .crossing_from
-            .iter()
-            .flat_map(|&(b, arc)| std::iter::repeat_n(b, network.flow(arc) as usize));
-        let to = group
+        let taken = network.flow(group.priced) as usize;
+        moves += taken;
+        bytes_lower_bound += smallest(&group.partitions, taken);
+        let to: Vec<usize> = group
             .crossing_to
             .iter()
-            .flat_map(|&(r, arc)| std::iter::repeat_n(r, network.flow(arc) as usize));
-        let demands: Vec<(usize, usize)> = from.zip(to).collect();
+            .flat_map(|&(r, arc)| std::iter::repeat_n(r, network.flow(arc) as usize))
+            .collect();
+        let from: Vec<usize> = match &group.senders {
+            Senders::One(b) => {
+                // Its smallest partitions cross; the rest of what it took moves inside the rack.
+                leaving[*b].extend(&group.partitions[to.len().min(taken)..taken]);
+                vec![*b; to.len()]
+            }
+            Senders::Each(arcs) => arcs
+                .iter()
+                .flat_map(|&(b, arc)| std::iter::repeat_n(b, network.flow(arc) as usize))
+                .collect(),
+        };
+        let demands: Vec<(usize, usize)> = from.into_iter().zip(to).collect();
         crossings.extend(choose_crossings(
             indexed,
             &group.partitions,
@@ -223,6 +273,7 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
     Targets {
         per_broker,
         moves,
+        bytes_lower_bound,
         crossings,
     }
 }
@@ -232,9 +283,10 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
 /// broker sends each, and each broker's moves inside its rack at its own smallest replicas,
 /// which may include some of those: a broker cannot send a replica both ways. A matching gives
 /// each crossing one of the priced partitions its broker does not also move inside its rack
-/// (one broker's choice not taking the only one another could use), and otherwise the group's
-/// smallest unused partition, one its broker keeps if there is one. There are always enough: the
-/// flow sends at most as many crossings from a group as it has partitions.
+/// (one broker's choice not taking the only one another could use); otherwise the cheaper of the
+/// group's smallest unused partition the broker keeps (its size) and one it moves inside its rack
+/// (that move then takes the broker's next replica instead). There are always enough: the flow
+/// sends at most as many crossings from a group as it has partitions.
 fn choose_crossings(
     indexed: &Indexed,
     partitions: &[usize],
@@ -292,6 +344,12 @@ fn choose_crossings(
             }
         }
     }
+    // A crossing's replica no longer stays on its broker.
+    for (&(from, _), partition) in demands.iter().zip(&chosen) {
+        if let Some(p) = partition {
+            forget(&mut staying[from], indexed.work[*p].size);
+        }
+    }
     let mut unused: Vec<usize> = partitions
         .iter()
         .copied()
@@ -302,25 +360,24 @@ fn choose_crossings(
         .zip(chosen)
         .filter_map(|(&(from, to_rack), partition)| {
             let partition = partition.or_else(|| {
-                // A partition the broker keeps costs its size; one it also moves inside its rack
-                // costs that move's replacement, the broker's smallest replica still staying.
-                let kept = unused.iter().position(|p| !leaving[from].contains(p));
-                let moved = unused.iter().position(|p| leaving[from].contains(p));
-                let cost = |at: usize| {
-                    if leaving[from].contains(&unused[at]) {
-                        staying[from].last().copied().unwrap_or(u64::MAX)
+                // One the broker keeps costs its size; one it also moves inside its rack costs
+                // that move's replacement, the broker's smallest replica still staying.
+                let replacement = staying[from].last().copied().unwrap_or(u64::MAX);
+                let cost = |p: usize| {
+                    if leaving[from].contains(&p) {
+                        replacement
                     } else {
-                        indexed.work[unused[at]].size
+                        indexed.work[p].size
                     }
                 };
-                let at = [kept, moved]
-                    .into_iter()
-                    .flatten()
-                    .min_by_key(|&at| cost(at))?;
-                if leaving[from].contains(&unused[at]) {
+                let at = (0..unused.len()).min_by_key(|&at| cost(unused[at]))?;
+                let p = unused.remove(at);
+                if leaving[from].contains(&p) {
                     staying[from].pop();
+                } else {
+                    forget(&mut staying[from], indexed.work[p].size);
                 }
-                Some(unused.remove(at))
+                Some(p)
             })?;
             debug_assert!(indexed.work[partition].replicas.contains(&from));
             Some(Crossing {
@@ -330,6 +387,13 @@ fn choose_crossings(
             })
         })
         .collect()
+}
+
+/// Removes one replica of `size` from a broker's staying sizes.
+fn forget(staying: &mut Vec<u64>, size: u64) {
+    if let Some(at) = staying.iter().position(|&s| s == size) {
+        staying.remove(at);
+    }
 }
 
 /// Whether a partition on `replicas` may take a replica to another rack: its replicas are in

@@ -177,8 +177,8 @@ pub struct PlannerView {
     pub replicas_balanced: bool,
     /// After the moves: every broker within one replica of every other.
     pub replicas_balanced_across_racks: bool,
-    /// After the moves: every rack's brokers hold bytes within its largest partition of each
-    /// other.
+    /// After the moves: every rack's brokers hold bytes within its largest movable partition of
+    /// each other.
     pub bytes_even: bool,
     pub leaders_balanced: bool,
 }
