@@ -144,6 +144,21 @@ mod tests {
             settings.options.excluded_topics,
             BTreeSet::from(["audit".to_string(), "logs".to_string()])
         );
+        assert_eq!(settings.options.racks, RackMode::Spread);
+        assert_eq!(settings.options.bytes, BytesMode::Fewest);
+        env.insert(BYTES_MODE, "even");
+        env.insert(RACK_MODE, "keep");
+        let modes = Settings::from_env(&env).unwrap().options;
+        assert_eq!(
+            (modes.racks, modes.bytes),
+            (RackMode::Keep, BytesMode::Even)
+        );
+        for (var, bad) in [(BYTES_MODE, "balanced"), (RACK_MODE, "any")] {
+            let mut wrong = env.clone();
+            wrong.insert(var, bad);
+            let err = Settings::from_env(&wrong).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
         env.insert(MAX_MOVES_PER_BROKER, "0");
         let err = Settings::from_env(&env).unwrap_err();
         assert!(err.to_string().contains(MAX_MOVES_PER_BROKER), "{err}");
