@@ -14,7 +14,7 @@
 //! * `remove` and `add` price the change in the broker's square; a broker gives up only replicas
 //!   the planner may move.
 //! * A copy costs one move and the bytes of the list's next replica: a broker's list is its
-//!   movable replicas (but those of its own group), smallest first; a group's is its partitions,
+//!   movable replicas except those of its own group, smallest first; a group's is its partitions,
 //!   smallest first.
 //! * A *group* is the movable partitions on one set of brokers, in distinct racks, on fewer
 //!   racks than the cluster has ([`RackMode::Spread`] only). It sends at most as many replicas
