@@ -154,7 +154,7 @@ pub fn render_summary(summary: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "moves: {} (minimum {}), leader changes: {}, bytes to move: {} (no plan with the minimum moves copies fewer than {})",
+        "moves: {} (minimum {}), leader changes: {}, bytes to move: {} (lower bound at the minimum moves: {})",
         summary.moves,
         summary.min_moves,
         summary.leader_changes,

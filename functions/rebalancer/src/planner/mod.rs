@@ -28,12 +28,12 @@
 //! run check that it copies no fewer than the optimum and no more than the same planner blind to
 //! sizes.
 //!
-//! The flow's price is also a lower bound, reported as `bytes_lower_bound`: every plan with the
-//! flow's balance and moves is a flow of the same network (three racks or fewer: see
-//! [`targets`]), and prices each list at its smallest entries, so at no more than what that
-//! plan copies; the flow's own price is the least of those. A plan whose bytes equal it
-//! therefore copies the fewest possible, and says so; the property tests check the bound
-//! against exhaustive search.
+//! The flow's price is also a lower bound, reported as `bytes_lower_bound`. With three racks or
+//! fewer and every partition movable, every placement the rack mode allows that reaches the
+//! flow's balance in its moves is a flow of the same network (see [`targets`]), priced at its
+//! lists' smallest entries, so at no more than it copies; the flow's own price is the least of
+//! those. A plan of that many moves whose bytes equal it copies the fewest possible; the
+//! property tests check the bound against exhaustive search.
 //!
 //! **Even bytes** ([`bytes`], [`BytesMode::Even`] only). After the moves, swaps inside each
 //! rack until its brokers' bytes are within its largest movable replica of each other: counts
@@ -198,8 +198,10 @@ pub struct Summary {
     pub leader_changes: usize,
     /// Bytes to copy, for partitions whose size is known.
     pub bytes_to_move: u64,
-    /// No plan reaching this balance in `min_moves` moves copies fewer bytes (the flow's price;
-    /// see the module doc). When `bytes_to_move` equals it, the plan provably copies the fewest.
+    /// The flow's price in bytes. With three racks or fewer and every partition movable, no
+    /// placement the rack mode allows reaches this balance in `min_moves` moves copying fewer
+    /// (see the module doc): a plan of `min_moves` moves that copies exactly this copies the
+    /// fewest.
     pub bytes_lower_bound: u64,
     /// Every rack's brokers end within one replica of each other.
     pub replicas_balanced: bool,

@@ -79,7 +79,8 @@ struct Group {
 
 /// Which brokers send a group's crossings.
 enum Senders {
-    /// A group on one broker (RF 1).
+    /// A group on one broker (RF 1): its smallest partitions cross, whatever else the flow took
+    /// from its list moves inside the rack.
     One(usize),
     /// Per broker of the group, the arc carrying its replicas of the group across racks.
     Each(Vec<(usize, ArcId)>),
@@ -238,30 +239,50 @@ pub(super) fn targets(indexed: &Indexed, mode: RackMode) -> Targets {
             .collect();
         moves += taken;
     }
+    // Groups on one broker (RF 1) first: their smallest partitions cross, the rest of what the
+    // flow took moves inside the rack, and what they keep can replace a move of that broker's.
     let mut crossings = Vec::new();
-    // Groups on one broker first: what they move inside the rack, the others' crossings avoid.
-    built.sort_by_key(|group| matches!(group.senders, Senders::Each(_)));
     for group in &built {
         let taken = network.flow(group.priced) as usize;
         moves += taken;
         bytes_lower_bound += smallest(&group.partitions, taken);
-        let to: Vec<usize> = group
+        let Senders::One(b) = group.senders else {
+            continue;
+        };
+        let to = group
             .crossing_to
             .iter()
-            .flat_map(|&(r, arc)| std::iter::repeat_n(r, network.flow(arc) as usize))
-            .collect();
-        let from: Vec<usize> = match &group.senders {
-            Senders::One(b) => {
-                // Its smallest partitions cross; the rest of what it took moves inside the rack.
-                leaving[*b].extend(&group.partitions[to.len().min(taken)..taken]);
-                vec![*b; to.len()]
-            }
-            Senders::Each(arcs) => arcs
+            .flat_map(|&(r, arc)| std::iter::repeat_n(r, network.flow(arc) as usize));
+        crossings.extend(
+            group
+                .partitions
                 .iter()
-                .flat_map(|&(b, arc)| std::iter::repeat_n(b, network.flow(arc) as usize))
-                .collect(),
+                .zip(to)
+                .map(|(&partition, to_rack)| Crossing {
+                    partition,
+                    from: b,
+                    to_rack,
+                }),
+        );
+        staying[b].extend(
+            group.partitions[taken..]
+                .iter()
+                .map(|&p| indexed.work[p].size),
+        );
+        staying[b].sort_unstable_by(|x, y| y.cmp(x));
+    }
+    for group in &built {
+        let Senders::Each(senders) = &group.senders else {
+            continue;
         };
-        let demands: Vec<(usize, usize)> = from.into_iter().zip(to).collect();
+        let from = senders
+            .iter()
+            .flat_map(|&(b, arc)| std::iter::repeat_n(b, network.flow(arc) as usize));
+        let to = group
+            .crossing_to
+            .iter()
+            .flat_map(|&(r, arc)| std::iter::repeat_n(r, network.flow(arc) as usize));
+        let demands: Vec<(usize, usize)> = from.zip(to).collect();
         crossings.extend(choose_crossings(
             indexed,
             &group.partitions,
