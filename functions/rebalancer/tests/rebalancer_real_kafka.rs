@@ -346,7 +346,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         "{refused}"
     );
     let mut invocations = 1;
-    loop {
+    let done = loop {
         invocations += 1;
         let mut client = AdminClient::connect(&tls_bootstrap, &trusting(stack.tls().ca)).await?;
         let report = executor::run(
@@ -359,13 +359,13 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
         )
         .await?;
         match report {
-            RunReport::Done { .. } => break,
+            RunReport::Done { .. } => break report,
             RunReport::InProgress { .. } | RunReport::Waiting { .. } if invocations < 30 => {
                 continue;
             }
             other => bail!("not done after {invocations} invocations: {other:?}"),
         }
-    }
+    };
 
     // Every partition is on its target: planning again proposes nothing.
     let state = client.cluster_state().await?;
@@ -373,8 +373,16 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
     let again = planner::plan(&state.description(), &options);
     assert!(again.targets.is_empty(), "left to do: {:?}", again.targets);
 
-    // Balanced per rack, and leaders (actual, after the election) balanced.
-    let (replicas, leaders) = layout(&bootstrap)?;
+    // Balanced per rack, and leaders (actual, after the election) balanced. The controller
+    // answers the election once it is decided; brokers' metadata follows a moment later.
+    let settle_by = Instant::now() + Duration::from_secs(15);
+    let (replicas, leaders) = loop {
+        let (replicas, leaders) = layout(&bootstrap)?;
+        if spread(leaders.values().copied()) <= 1 || Instant::now() > settle_by {
+            break (replicas, leaders);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let rack_of: HashMap<i32, &str> = state
         .brokers
         .iter()
@@ -389,7 +397,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
     }
     assert!(
         spread(leaders.values().copied()) <= 1,
-        "leaders: {leaders:?}"
+        "leaders: {leaders:?} after {done:?}"
     );
     assert!(
         new_ids.iter().all(|b| replicas[b] > 0 && leaders[b] > 0),
