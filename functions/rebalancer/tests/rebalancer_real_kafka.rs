@@ -19,6 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rebalancer::admin::{AdminClient, Transport};
+use rebalancer::cluster::ClusterState;
 use rebalancer::executor::{self, Limits, RunReport};
 use rebalancer::handler::{App, Handoffs, handle};
 use rebalancer::planner::{self, Options};
@@ -122,6 +123,19 @@ async fn throttles(bootstrap: &str, topics: &[String], brokers: &[i32]) -> Resul
     Ok(found)
 }
 
+/// Planner options that leave every topic of `state` but `topics` alone.
+fn only(topics: &[String], state: &ClusterState) -> Options {
+    Options {
+        excluded_topics: state
+            .partitions
+            .iter()
+            .map(|p| p.topic.clone())
+            .filter(|t| !topics.contains(t))
+            .collect(),
+        ..Options::default()
+    }
+}
+
 fn spread(counts: impl Iterator<Item = usize>) -> usize {
     let counts: Vec<usize> = counts.collect();
     counts.iter().max().unwrap_or(&0) - counts.iter().min().unwrap_or(&0)
@@ -172,17 +186,7 @@ async fn scale_out_rebalance_across_invocations() -> Result<()> {
     // fetches of data each: other suites' topics on the shared cluster are mostly empty, the
     // planner moves the smallest partitions first, and an empty partition's move completes at
     // once whatever the throttle (nothing would be left in flight to cut short or throttle).
-    let only_ours = Options {
-        excluded_topics: client
-            .cluster_state()
-            .await?
-            .partitions
-            .iter()
-            .map(|p| p.topic.clone())
-            .filter(|t| !topics.contains(t))
-            .collect(),
-        ..Options::default()
-    };
+    let only_ours = only(&topics, &client.cluster_state().await?);
 
     // A dry run changes nothing and proposes moves onto the new brokers.
     let dry = executor::run(
@@ -519,15 +523,7 @@ async fn bytes_moved_are_what_the_new_replicas_hold(bootstrap: &str) -> Result<(
     }
     let mut client = AdminClient::connect(bootstrap, &Transport::Plaintext).await?;
     let before = client.cluster_state().await?;
-    let only_these = Options {
-        excluded_topics: before
-            .partitions
-            .iter()
-            .map(|p| p.topic.clone())
-            .filter(|t| !topics.contains(t))
-            .collect(),
-        ..Options::default()
-    };
+    let only_these = only(&topics, &before);
     let deadline = || Instant::now() + Duration::from_secs(30);
     let dry = executor::run(&mut client, &limits(), &only_these, &[], true, deadline()).await?;
     let RunReport::DryRun { estimate, .. } = dry else {

@@ -129,16 +129,9 @@ fn best_swap(work: &[Work], rack: &Rack, fullest: usize, emptiest: usize) -> Opt
 }
 
 fn apply(work: &mut [Work], rack: &mut Rack, swap: &Swap, fullest: usize, emptiest: usize) {
-    let relocate = |work: &mut [Work], p: usize, from: usize, to: usize| {
-        let slot = work[p]
-            .replicas
-            .iter()
-            .position(|&b| b == from)
-            .expect("the broker holds the replica it gives up");
-        work[p].replicas[slot] = to;
-    };
-    relocate(work, swap.give.1, fullest, emptiest);
-    relocate(work, swap.take.1, emptiest, fullest);
+    // Both hold what they give: `held` lists only replicas on its broker.
+    work[swap.give.1].relocate(fullest, emptiest);
+    work[swap.take.1].relocate(emptiest, fullest);
     for b in [fullest, emptiest] {
         rack.order.remove(&(rack.bytes[b], b));
     }

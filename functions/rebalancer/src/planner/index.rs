@@ -28,6 +28,20 @@ pub(super) struct Work {
     pub size: u64,
 }
 
+impl Work {
+    /// Moves the replica on broker `from` to broker `to`, keeping its place in the list (and so
+    /// leadership order); false when `from` holds none.
+    pub fn relocate(&mut self, from: usize, to: usize) -> bool {
+        match self.replicas.iter().position(|&b| b == from) {
+            Some(slot) => {
+                self.replicas[slot] = to;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Indexed<'a> {
     /// Sorted by id, one per id.

@@ -25,7 +25,7 @@ pub(super) fn cross_racks(
         count[crossing.from] -= 1;
     }
     for crossing in crossings {
-        let replicas = &mut work[crossing.partition].replicas;
+        let replicas = &work[crossing.partition].replicas;
         let Some(destination) = (0..brokers.len())
             .filter(|&b| rack_of[b] == crossing.to_rack && !replicas.contains(&b))
             .max_by_key(|&b| {
@@ -37,11 +37,9 @@ pub(super) fn cross_racks(
         else {
             continue;
         };
-        let Some(slot) = replicas.iter().position(|&b| b == crossing.from) else {
-            continue;
-        };
-        replicas[slot] = destination;
-        count[destination] += 1;
+        if work[crossing.partition].relocate(crossing.from, destination) {
+            count[destination] += 1;
+        }
     }
 }
 
@@ -153,12 +151,9 @@ pub(super) fn balance_rack(
                 continue;
             };
             candidates.remove(i);
-            let slot = work[p]
-                .replicas
-                .iter()
-                .position(|&b| b == source)
-                .expect("source holds p");
-            work[p].replicas[slot] = destination;
+            if !work[p].relocate(source, destination) {
+                continue;
+            }
             *count.get_mut(&source).expect("member") -= 1;
             *count.get_mut(&destination).expect("member") += 1;
             *topic_count.get_mut(&(topic, source)).expect("counted") -= 1;
