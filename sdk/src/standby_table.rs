@@ -3,6 +3,7 @@
 //! backlog markers of [`wire::record::marker`].
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
     ScalarAttributeType, StreamSpecification, StreamViewType, WriteRequest,
@@ -147,6 +148,46 @@ impl StandbyTable {
         up_to: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Item>, bool), TableError> {
+        let page = self.backlog_query(pk, after, up_to, limit).send().await?;
+        let more = page.last_evaluated_key.is_some();
+        Ok((page.items.unwrap_or_default(), more))
+    }
+
+    /// The event ids of the page [`Self::backlog`] would return, without the events: the order
+    /// gate's first read, a fraction of the bytes when the batch already carries the events.
+    pub async fn backlog_ids(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), TableError> {
+        let page = self
+            .backlog_query(pk, after, up_to, limit)
+            .projection_expression("#id")
+            .expression_attribute_names("#id", attr::EVENT_ID)
+            .send()
+            .await?;
+        let more = page.last_evaluated_key.is_some();
+        let ids = page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|mut item| match item.remove(attr::EVENT_ID) {
+                Some(AttributeValue::S(id)) => Some(id),
+                _ => None,
+            })
+            .collect();
+        Ok((ids, more))
+    }
+
+    fn backlog_query(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: Option<&str>,
+        limit: usize,
+    ) -> QueryFluentBuilder {
         let mut query = self
             .client
             .query()
@@ -167,16 +208,13 @@ impl StandbyTable {
                 ),
             ])));
         }
-        query = match up_to {
+        match up_to {
             Some(up_to) => query
                 .key_condition_expression("#pk = :pk AND #id <= :up_to")
                 .expression_attribute_names("#id", attr::EVENT_ID)
                 .expression_attribute_values(":up_to", AttributeValue::S(up_to.to_string())),
             None => query.key_condition_expression("#pk = :pk"),
-        };
-        let page = query.send().await?;
-        let more = page.last_evaluated_key.is_some();
-        Ok((page.items.unwrap_or_default(), more))
+        }
     }
 
     /// Every item `plan` selects, read strongly consistent, in the table's order.

@@ -97,6 +97,20 @@ impl Table for TrustTheBatch {
         let more = matching.len() > limit;
         Ok((matching.into_iter().take(limit).collect(), more))
     }
+
+    async fn backlog_ids(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), String> {
+        let (page, more) = self.backlog(pk, after, up_to, limit).await?;
+        Ok((
+            page.iter().map(|e| e.event_id().to_string()).collect(),
+            more,
+        ))
+    }
 }
 
 /// The republisher: one Lambda invocation with the whole batch (stream reading not timed).

@@ -142,6 +142,19 @@ impl Table for DynamoTable {
             .map_err(|e| e.to_string())
     }
 
+    async fn backlog_ids(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), String> {
+        self.standby
+            .backlog_ids(pk, after, Some(up_to), limit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn delete(&self, keys: &[ItemKey]) -> Result<(), DeleteFailure> {
         self.standby
             .delete_in_order(keys)

@@ -655,4 +655,16 @@ impl<T: republisher::engine::Table + Send> republisher::engine::Table for Timed<
             .time(self.inner.backlog(pk, after, up_to, limit))
             .await
     }
+
+    async fn backlog_ids(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), String> {
+        self.first
+            .time(self.inner.backlog_ids(pk, after, up_to, limit))
+            .await
+    }
 }

@@ -69,6 +69,16 @@ impl Table for FlakyDeletes {
     ) -> Result<(Vec<Entry>, bool), String> {
         self.inner.backlog(pk, after, up_to, limit).await
     }
+
+    async fn backlog_ids(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        up_to: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), String> {
+        self.inner.backlog_ids(pk, after, up_to, limit).await
+    }
 }
 
 /// Items no producer would write, each broken in its own way.
