@@ -997,3 +997,52 @@ async fn validated_events_of_a_producer_whose_cluster_is_down_are_republished_un
     assert_eq!(per_key_order(&messages), expected, "each key in send order");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gate_reads_the_same_pages_of_ids_as_of_events() -> Result<()> {
+    let _shared = CLUSTER.read().await;
+    let (fixture, _app) = fixture("10000", &[]).await?;
+    let records = records_for(&fixture.topic, &["a", "b"], 7, Duration::ZERO);
+    write(&fixture.standby, &records).await?;
+    let pk = records[0].partition_key();
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter(|r| r.partition_key() == pk)
+        .map(|r| r.event_id.to_string())
+        .collect();
+    ids.sort();
+
+    for up_to in [None, Some(ids[4].as_str())] {
+        let (mut after, mut seen) = (None::<String>, Vec::new());
+        loop {
+            let (events, more) = fixture
+                .standby
+                .backlog(&pk, after.as_deref(), up_to, 3)
+                .await?;
+            let (page, more_ids) = fixture
+                .standby
+                .backlog_ids(&pk, after.as_deref(), up_to, 3)
+                .await?;
+            let event_ids: Vec<String> = events
+                .iter()
+                .map(|item| match item.get(wire::record::attr::EVENT_ID) {
+                    Some(AttributeValue::S(id)) => id.clone(),
+                    other => panic!("an item without an event id: {other:?}"),
+                })
+                .collect();
+            assert_eq!(page, event_ids, "same page, after {after:?}");
+            assert_eq!(more, more_ids);
+            seen.extend(page);
+            match (more, seen.last()) {
+                (true, Some(last)) => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+        let expected = match up_to {
+            Some(_) => &ids[..=4],
+            None => &ids[..],
+        };
+        assert_eq!(seen, expected, "up to {up_to:?}");
+    }
+    Ok(())
+}
