@@ -24,10 +24,16 @@ pub async fn aws_config(endpoint: &str) -> SdkConfig {
         ))
         .retry_config(aws_config::retry::RetryConfig::disabled())
         // moto is one Python process: under a chaos run's load it can take seconds to accept a
-        // connection, longer than the SDK's 3.1 s default made for AWS.
+        // connection, or to start a response, longer than the SDK's defaults made for AWS (3.1 s
+        // to connect; a response that sends no byte for 5 s is cut as stalled).
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(std::time::Duration::from_secs(30))
+                .build(),
+        )
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::enabled()
+                .grace_period(std::time::Duration::from_secs(30))
                 .build(),
         )
         .load()
