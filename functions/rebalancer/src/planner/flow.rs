@@ -1,5 +1,7 @@
-//! A small min-cost flow with convex arc costs and lexicographic costs, solved by successive
-//! shortest paths (Dijkstra on reduced costs). [`targets`](super::targets) builds its network.
+//! A small min-cost flow with convex arc costs and lexicographic costs, solved primal-dual: a
+//! shortest-path search (Dijkstra on reduced costs) sets the potentials, then units go along
+//! every path that is as cheap (a blocking flow over the arcs at zero reduced cost) before the
+//! next search. [`targets`](super::targets) builds its network.
 //!
 //! Why hand-written: the network is tiny (brokers, racks, groups of partitions) but its costs are
 //! convex per unit (each unit's cost depends on how many went before) and compared
@@ -187,21 +189,137 @@ impl Network {
             let mut node = sink;
             while node != source {
                 let step = parent[node].expect("on the path");
-                let arc = &mut self.arcs[step.arc];
-                if step.forward {
-                    arc.flow += 1;
-                    node = arc.from;
-                } else {
-                    arc.flow -= 1;
-                    node = arc.to;
-                }
+                self.push(step);
+                node = self.tail(step);
             }
             // Raising every potential by min(distance, distance to the sink) keeps every
             // residual arc's reduced cost non-negative, also for nodes the search did not settle.
             for (p, d) in potential.iter_mut().zip(&distance) {
                 *p = *p + (*d).min(to_sink);
             }
+            self.push_along_cheapest(source, sink, &potential, &outgoing, &incoming);
         }
+    }
+
+    /// Sends one unit through `step`.
+    fn push(&mut self, step: Step) {
+        let arc = &mut self.arcs[step.arc];
+        if step.forward {
+            arc.flow += 1;
+        } else {
+            arc.flow -= 1;
+        }
+    }
+
+    /// The node `step` leaves.
+    fn tail(&self, step: Step) -> usize {
+        let arc = &self.arcs[step.arc];
+        if step.forward { arc.from } else { arc.to }
+    }
+
+    /// The node `step` enters.
+    fn head(&self, step: Step) -> usize {
+        let arc = &self.arcs[step.arc];
+        if step.forward { arc.to } else { arc.from }
+    }
+
+    /// Whether `step` can take a unit at zero reduced cost: it lies on a cheapest path.
+    fn admissible(&self, step: Step, potential: &[Cost]) -> bool {
+        self.residual(step).is_some_and(|cost| {
+            cost + potential[self.tail(step)] - potential[self.head(step)] == Cost::ZERO
+        })
+    }
+
+    /// After a search has set the potentials, every path of arcs at zero reduced cost is a
+    /// cheapest path as well, so units are sent along all of them before the next search:
+    /// phase by phase, each over the arcs that lead one hop further from the source (Dinic's
+    /// blocking flow), until the sink is out of reach at zero reduced cost. Every residual arc
+    /// keeps a non-negative reduced cost (an arc's next unit never costs less than the last),
+    /// so the flow stays a cheapest one of its size; one search then serves many units (a
+    /// plan of 40,000 moves would otherwise be 40,000 searches).
+    fn push_along_cheapest(
+        &mut self,
+        source: usize,
+        sink: usize,
+        potential: &[Cost],
+        outgoing: &[Vec<usize>],
+        incoming: &[Vec<usize>],
+    ) {
+        let step_at = |node: usize, i: usize| match outgoing[node].get(i) {
+            Some(&arc) => Step { arc, forward: true },
+            None => Step {
+                arc: incoming[node][i - outgoing[node].len()],
+                forward: false,
+            },
+        };
+        let steps_of = |node: usize| outgoing[node].len() + incoming[node].len();
+        loop {
+            let mut level = self.levels(source, potential, &step_at, &steps_of);
+            if level[sink].is_none() {
+                return;
+            }
+            let mut cursor = vec![0usize; self.nodes];
+            let mut path: Vec<Step> = Vec::new();
+            let mut node = source;
+            loop {
+                if node == sink {
+                    for &step in &path {
+                        self.push(step);
+                    }
+                    path.clear();
+                    node = source;
+                    continue;
+                }
+                let mut advanced = false;
+                while cursor[node] < steps_of(node) {
+                    let step = step_at(node, cursor[node]);
+                    let next = self.head(step);
+                    if level[next] == level[node].map(|l| l + 1) && self.admissible(step, potential)
+                    {
+                        path.push(step);
+                        node = next;
+                        advanced = true;
+                        break;
+                    }
+                    cursor[node] += 1;
+                }
+                if advanced {
+                    continue;
+                }
+                // A dead end for this phase: nothing leads on from here.
+                level[node] = None;
+                let Some(step) = path.pop() else {
+                    break;
+                };
+                node = self.tail(step);
+                cursor[node] += 1;
+            }
+        }
+    }
+
+    /// Hops from `source` over admissible arcs (breadth first), `None` where out of reach.
+    fn levels(
+        &self,
+        source: usize,
+        potential: &[Cost],
+        step_at: &impl Fn(usize, usize) -> Step,
+        steps_of: &impl Fn(usize) -> usize,
+    ) -> Vec<Option<u32>> {
+        let mut level = vec![None; self.nodes];
+        level[source] = Some(0);
+        let mut queue = std::collections::VecDeque::from([source]);
+        while let Some(node) = queue.pop_front() {
+            let next_level = level[node].map(|l: u32| l + 1);
+            for i in 0..steps_of(node) {
+                let step = step_at(node, i);
+                let next = self.head(step);
+                if level[next].is_none() && self.admissible(step, potential) {
+                    level[next] = next_level;
+                    queue.push_back(next);
+                }
+            }
+        }
+        level
     }
 
     fn residual(&self, step: Step) -> Option<Cost> {
